@@ -1,0 +1,144 @@
+"""scikit-learn's bundled handwritten digits as a raw source arriving over time, and two
+versions of a feature set over it.
+
+Each sample gets an arrival time, so history matters: a feature value exists only from the
+moment its sample arrived. A stratified held-out split is kept for evaluation and never
+offered for labeling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+from feature_platform.feature_store import FeatureStore
+from feature_platform.store.feature_set import EVENT_TIMESTAMP, FeatureSetSpec
+
+SOURCE = "digits_raw"
+HOLDOUT_SOURCE = "digits_holdout_labels"
+ENTITY = "sample_id"
+CLASSES = [str(c) for c in range(10)]
+PIXELS = [f"p{i}" for i in range(64)]
+ARRIVALS_FROM = datetime(2026, 1, 1, tzinfo=UTC)
+ARRIVAL_DAYS = 60
+
+
+def load_raw(holdout_fraction: float = 0.2, split_seed: int = 0) -> pd.DataFrame:
+    """The raw samples: id, arrival time, split ('pool' or 'holdout') and 64 pixel counts."""
+    digits = load_digits()
+    n = len(digits.target)
+    rng = np.random.default_rng(split_seed)
+    offsets = np.sort(rng.uniform(0, ARRIVAL_DAYS * 86400, size=n))
+    arrival_order = rng.permutation(n)
+    arrived = np.empty(n, dtype="datetime64[ns]")
+    arrived[arrival_order] = (
+        np.datetime64(ARRIVALS_FROM.replace(tzinfo=None)) + offsets.astype("timedelta64[s]")
+    )
+    _, holdout_idx = train_test_split(
+        np.arange(n), test_size=holdout_fraction, random_state=split_seed, stratify=digits.target
+    )
+    split = np.full(n, "pool", dtype=object)
+    split[holdout_idx] = "holdout"
+    frame = pd.DataFrame(digits.data.astype("int64"), columns=PIXELS)
+    frame.insert(0, "split", split)
+    frame.insert(0, "arrived_at", pd.to_datetime(arrived).tz_localize("UTC"))
+    frame.insert(0, ENTITY, np.arange(n, dtype="int64"))
+    return frame
+
+
+def holdout_labels(raw: pd.DataFrame) -> pd.DataFrame:
+    """True labels of the held-out split only: the evaluation set."""
+    target = load_digits().target
+    holdout = raw.loc[raw["split"] == "holdout", [ENTITY]].copy()
+    holdout["label"] = target[holdout[ENTITY].to_numpy()].astype(str)
+    return holdout.reset_index(drop=True)
+
+
+def ground_truth_oracle() -> dict[str, str]:
+    """Every sample's true label. Only simulated annotators may read this."""
+    return {str(i): str(t) for i, t in enumerate(load_digits().target)}
+
+
+def scaled_pixels(raw: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:
+    out = pd.DataFrame({ENTITY: raw[ENTITY], EVENT_TIMESTAMP: raw["arrived_at"]})
+    pixels = raw[PIXELS].to_numpy(dtype="float64") / float(params["scale"])
+    return pd.concat([out, pd.DataFrame(pixels, columns=PIXELS, index=raw.index)], axis=1)
+
+
+def engineered(raw: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:
+    """Scaled pixels plus shape descriptors: row and column ink profiles, total ink, centre of
+    mass and left-right / top-bottom symmetry."""
+    images = raw[PIXELS].to_numpy(dtype="float64").reshape(-1, 8, 8) / float(params["scale"])
+    ink = images.sum(axis=(1, 2)) + 1e-9
+    rows, cols = images.sum(axis=2), images.sum(axis=1)
+    grid = np.arange(8)
+    columns = {f"p{i}": images.reshape(-1, 64)[:, i] for i in range(64)}
+    columns |= {f"row_ink_{i}": rows[:, i] / 8 for i in range(8)}
+    columns |= {f"col_ink_{i}": cols[:, i] / 8 for i in range(8)}
+    columns["ink"] = ink / 64
+    columns["centre_row"] = (rows * grid).sum(axis=1) / ink / 7
+    columns["centre_col"] = (cols * grid).sum(axis=1) / ink / 7
+    columns["symmetry_lr"] = np.abs(images - images[:, :, ::-1]).mean(axis=(1, 2))
+    columns["symmetry_tb"] = np.abs(images - images[:, ::-1, :]).mean(axis=(1, 2))
+    out = pd.DataFrame({ENTITY: raw[ENTITY], EVENT_TIMESTAMP: raw["arrived_at"]})
+    return pd.concat([out, pd.DataFrame(columns, index=raw.index)], axis=1)
+
+
+_V2_FEATURES = (
+    PIXELS
+    + [f"row_ink_{i}" for i in range(8)]
+    + [f"col_ink_{i}" for i in range(8)]
+    + ["ink", "centre_row", "centre_col", "symmetry_lr", "symmetry_tb"]
+)
+
+DIGITS_V1 = FeatureSetSpec(
+    name="digits",
+    version="v1",
+    entity=ENTITY,
+    features=dict.fromkeys(PIXELS, "float64"),
+    transform=scaled_pixels,
+    sources=(SOURCE,),
+    params={"scale": 16.0},
+    description="8x8 pixel intensities scaled to [0, 1].",
+)
+
+DIGITS_V2 = FeatureSetSpec(
+    name="digits",
+    version="v2",
+    entity=ENTITY,
+    features=dict.fromkeys(_V2_FEATURES, "float64"),
+    transform=engineered,
+    sources=(SOURCE,),
+    params={"scale": 16.0},
+    description="Scaled pixels plus ink profiles, centre of mass and symmetry.",
+)
+
+FEATURE_SETS = (DIGITS_V1, DIGITS_V2)
+# Alias -> version, set when a version is first published; users move them later.
+DEFAULT_ALIASES = {"training": "v1", "labeling": "v1", "serving": "v1"}
+
+
+def ensure_default_aliases(store: FeatureStore) -> None:
+    """Point each default alias at its version unless a user already moved it."""
+    current = store.registry.aliases("digits")
+    versions = store.registry.versions("digits")
+    for alias, version in DEFAULT_ALIASES.items():
+        if alias not in current and version in versions:
+            store.set_alias("digits", alias, version)
+
+
+def bootstrap(store: FeatureStore, split_seed: int = 0) -> None:
+    """Load the raw source and publish both feature set versions (the plain-Python path;
+    the Dagster assets run the same steps one asset each)."""
+    raw = load_raw(split_seed=split_seed)
+    store.sources.write(SOURCE, raw)
+    store.sources.write(HOLDOUT_SOURCE, holdout_labels(raw))
+    for spec in FEATURE_SETS:
+        store.materialize(spec, raw)
+    ensure_default_aliases(store)

@@ -1,0 +1,1 @@
+"""Labeling core: task queue with leases, every answer kept, aggregation, label snapshots."""

@@ -1,0 +1,58 @@
+"""Simulated annotators for demos, tests and benchmarks.
+
+They answer through the same queue API a person's answers take (lease, then submit), from a
+ground-truth oracle they are handed. Nothing else in the platform reads that ground truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from feature_platform.labeling.queue import TaskQueue
+
+
+@dataclass
+class SimulatedAnnotators:
+    truth: Mapping[str, str]  # sample key -> true label
+    classes: Sequence[str]
+    count: int = 3
+    accuracy: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.accuracy <= 1.0:
+            raise ValueError("accuracy must lie in [0, 1].")
+        self._rng = np.random.default_rng(self.seed)
+        self.names = [f"sim-annotator-{i + 1}" for i in range(self.count)]
+
+    def answer(self, queue: TaskQueue, round_key: str | None = None, limit: int = 10_000) -> int:
+        """Annotators take turns leasing and answering until no open task is left for them.
+        Returns how many answers were submitted."""
+        submitted = 0
+        active = list(self.names)
+        while active and submitted < limit:
+            for name in list(active):
+                leased = queue.lease(name, limit=1, round_key=round_key)
+                if not leased:
+                    active.remove(name)
+                    continue
+                task = leased[0]
+                label = self._label_for(task.sample_key, task.classes)
+                queue.submit(
+                    task.id,
+                    name,
+                    label,
+                    time_spent_s=float(self._rng.gamma(2.0, 4.0)),
+                )
+                submitted += 1
+        return submitted
+
+    def _label_for(self, sample_key: str, classes: Sequence[str]) -> str:
+        true = str(self.truth[str(sample_key)])
+        if self._rng.random() < self.accuracy:
+            return true
+        wrong = [c for c in classes if c != true]
+        return str(self._rng.choice(wrong)) if wrong else true

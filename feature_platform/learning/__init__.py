@@ -1,0 +1,1 @@
+"""Learning core: query strategies, training sets, training, MLflow tracking, stopping rules."""

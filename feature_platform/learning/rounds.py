@@ -1,0 +1,201 @@
+"""The steps of an active-learning round, shared by the Dagster assets and the plain loop.
+
+One round = a labeling batch picked from the candidate pool (scored by the champion model),
+the answers to it, and the retrain they lead to. Rounds are named `round-001`, `round-002`...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from feature_platform.catalog import digits
+from feature_platform.errors import FeaturePlatformError
+from feature_platform.feature_store import FeatureStore
+from feature_platform.labeling.label_store import LabelSnapshot
+from feature_platform.labeling.queue import ANSWERED, RESOLVED, Task, TaskSpec
+from feature_platform.learning import strategies
+from feature_platform.learning.training import (
+    TrainingSet,
+    build_training_set,
+    class_probabilities,
+    evaluate,
+    feature_matrix,
+    resolve_feature_set,
+    train,
+)
+from feature_platform.store.db import utcnow
+from feature_platform.store.feature_set import EVENT_TIMESTAMP
+
+ROUND_PREFIX = "round-"
+
+
+def round_key(number: int) -> str:
+    return f"{ROUND_PREFIX}{number:03d}"
+
+
+def round_number(key: str) -> int:
+    if not key.startswith(ROUND_PREFIX) or not key[len(ROUND_PREFIX) :].isdigit():
+        raise FeaturePlatformError(f"Round key {key!r} is not of the form 'round-001'.")
+    return int(key[len(ROUND_PREFIX) :])
+
+
+@dataclass(frozen=True)
+class Program:
+    """A labeling program: what to label, how to pick, when to stop."""
+
+    feature_set: str = "digits@training"  # the version (or alias) models train on
+    strategy: str = "margin"
+    batch_size: int = 20
+    label_budget: int = 200
+    answers_per_task: int = 1
+    seed: int = 0
+    classes: tuple[str, ...] = tuple(digits.CLASSES)
+    holdout_source: str = digits.HOLDOUT_SOURCE
+    model_params: Mapping[str, Any] = field(default_factory=dict)
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "feature_set": self.feature_set,
+            "strategy": self.strategy,
+            "batch_size": self.batch_size,
+            "label_budget": self.label_budget,
+            "answers_per_task": self.answers_per_task,
+            "seed": self.seed,
+            **{f"model_{k}": v for k, v in self.model_params.items()},
+        }
+
+
+@dataclass(frozen=True)
+class TrainedRound:
+    round: str
+    snapshot: LabelSnapshot
+    training_set: TrainingSet
+    model: Any
+    metrics: dict[str, float]
+
+
+PROBA_PREFIX = "proba_"
+
+
+def candidate_pool(
+    store: FeatureStore,
+    program: Program,
+    model: Any | None,
+    as_of: datetime | None = None,
+) -> pd.DataFrame:
+    """Unlabeled samples that have arrived by `as_of`, with the model's class probabilities.
+
+    Held-out samples and samples that already have a task are never candidates. Without a
+    model (first round) the probability columns are NaN and selection falls back to cold start.
+    """
+    as_of = as_of or utcnow()
+    fsv = resolve_feature_set(store, program.feature_set)
+    arrived = store.offline.latest(fsv, features=[])
+    arrived = arrived[arrived[EVENT_TIMESTAMP] <= pd.Timestamp(as_of)]
+    keys = arrived[fsv.entity].astype(str)
+    excluded = set(store.sources.read(program.holdout_source)[fsv.entity].astype(str))
+    excluded |= store.queue.sample_keys()
+    keys = sorted(set(keys) - excluded, key=lambda k: (len(k), k))
+    pool = pd.DataFrame({"sample_key": keys})
+    columns = [f"{PROBA_PREFIX}{c}" for c in program.classes]
+    if model is None or not keys:
+        for column in columns:
+            pool[column] = np.nan
+        return pool
+    proba = class_probabilities(model, feature_matrix(store, fsv, keys, as_of), list(program.classes))
+    pool[columns] = proba
+    ordered = np.sort(proba, axis=1)
+    pool["predicted"] = np.asarray(program.classes)[proba.argmax(axis=1)]
+    pool["confidence"] = ordered[:, -1]
+    pool["margin"] = ordered[:, -1] - ordered[:, -2]
+    return pool
+
+
+def open_batch(
+    store: FeatureStore,
+    program: Program,
+    round_name: str,
+    pool: pd.DataFrame,
+    model_version: str | None,
+) -> list[Task]:
+    """Pick the round's batch from the pool and put it in the queue with its context."""
+    labeled_or_queued = len(store.queue.sample_keys())
+    size = min(program.batch_size, program.label_budget - labeled_or_queued, len(pool))
+    if size <= 0:
+        raise FeaturePlatformError(
+            f"No batch for {round_name}: label budget {program.label_budget} is spent "
+            f"({labeled_or_queued} samples queued or labeled) or the pool is empty."
+        )
+    columns = [f"{PROBA_PREFIX}{c}" for c in program.classes]
+    proba = None if pool[columns].isna().all().all() else pool[columns].to_numpy()
+    picks = strategies.select(
+        program.strategy,
+        pool["sample_key"].tolist(),
+        proba,
+        list(program.classes),
+        size,
+        seed=program.seed * 1000 + round_number(round_name),
+    )
+    fsv = resolve_feature_set(store, program.feature_set)
+    shown = store.get_online_features([f"{fsv.id}:*"], [p.key for p in picks])
+    shown = shown.set_index(fsv.entity)
+    specs = [
+        TaskSpec(
+            sample_key=p.key,
+            strategy=program.strategy if proba is not None else "cold_start",
+            score=p.score,
+            reason=p.reason,
+            feature_version=fsv.id,
+            model_version=model_version,
+            features_shown={k: float(v) for k, v in shown.loc[p.key].items()},
+            top_classes=p.top_classes,
+        )
+        for p in picks
+    ]
+    return store.queue.create_batch(
+        round_name, specs, program.classes, answers_needed=program.answers_per_task
+    )
+
+
+def round_complete(store: FeatureStore, round_name: str) -> bool:
+    counts = store.queue.counts(round_name)
+    total = sum(counts.values())
+    return total > 0 and counts[ANSWERED] + counts[RESOLVED] == total
+
+
+def labels_so_far(store: FeatureStore) -> int:
+    counts = store.queue.counts()
+    return counts[ANSWERED] + counts[RESOLVED]
+
+
+def budget_left(store: FeatureStore, program: Program) -> int:
+    return program.label_budget - len(store.queue.sample_keys())
+
+
+def holdout(store: FeatureStore, program: Program, training_set: TrainingSet, as_of: datetime):
+    """The held-out split's features (same version as training) and true labels."""
+    frame = store.sources.read(program.holdout_source)
+    keys = frame[training_set.entity].astype(str).tolist()
+    X = feature_matrix(store, training_set.feature_set, keys, as_of)  # noqa: N806
+    arrived = ~np.isnan(X).any(axis=1)  # samples not yet arrived at `as_of` cannot be scored
+    return X[arrived], frame["label"].astype(str).to_numpy()[arrived]
+
+
+def retrain(store: FeatureStore, program: Program, round_name: str) -> TrainedRound:
+    """Freeze the labels, build the training set, train and evaluate on the held-out split."""
+    if not round_complete(store, round_name):
+        raise FeaturePlatformError(
+            f"{round_name} is not fully answered yet: {store.queue.counts(round_name)}."
+        )
+    snapshot = store.labels.create_snapshot(note=round_name)
+    training_set = build_training_set(store, snapshot, program.feature_set)
+    model = train(training_set, program.model_params, seed=program.seed)
+    X, y = holdout(store, program, training_set, snapshot.created_at)  # noqa: N806
+    metrics = evaluate(model, X, y) | {"labels": float(len(training_set.frame))}
+    return TrainedRound(round_name, snapshot, training_set, model, metrics)

@@ -1,0 +1,117 @@
+"""MLflow tracking: every model is a run (params, metrics, lineage tags) and a registered
+model version; the `champion` alias names the model that scores the candidate pool."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+CHAMPION = "champion"
+# Spelled out so MLflow does not spend seconds inferring the environment on every log.
+_PIP_REQUIREMENTS = ["scikit-learn==1.9.1", "numpy==2.4.6"]
+_lock = threading.Lock()  # mlflow's tracking URI is process-global
+
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True)
+class TrackedModel:
+    name: str
+    version: str
+    run_id: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    @property
+    def label(self) -> str:
+        """How tasks and reports name it: `<registered model>/<version>`."""
+        return f"{self.name}/{self.version}"
+
+
+class ModelTracker:
+    def __init__(
+        self,
+        tracking_uri: str,
+        artifact_dir: Path,
+        model_name: str = "digits-classifier",
+        experiment: str = "feature_platform",
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.artifact_dir = Path(artifact_dir)
+        self.model_name = model_name
+        self.experiment = experiment
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    def _experiment_id(self) -> str:
+        found = self.client.get_experiment_by_name(self.experiment)
+        if found is not None:
+            return found.experiment_id
+        self.artifact_dir.mkdir(parents=True, exist_ok=True)
+        return self.client.create_experiment(
+            self.experiment, artifact_location=self.artifact_dir.resolve().as_uri()
+        )
+
+    def log_model(
+        self,
+        model: Any,
+        *,
+        params: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        tags: Mapping[str, str],
+        run_name: str | None = None,
+    ) -> TrackedModel:
+        """Log one trained model as a run and register it as a new model version."""
+        with _lock:
+            mlflow.set_tracking_uri(self.tracking_uri)
+            mlflow.set_registry_uri(self.tracking_uri)
+            experiment_id = self._experiment_id()
+            with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+                mlflow.log_params({k: str(v) for k, v in params.items()})
+                mlflow.log_metrics(dict(metrics))
+                mlflow.set_tags({k: str(v) for k, v in tags.items()})
+                info = mlflow.sklearn.log_model(
+                    model,
+                    name="model",
+                    registered_model_name=self.model_name,
+                    pip_requirements=_PIP_REQUIREMENTS,
+                )
+                version = str(info.registered_model_version)
+                self.client.set_model_version_tag(self.model_name, version, "run_id", run.info.run_id)
+                for key, value in tags.items():
+                    self.client.set_model_version_tag(self.model_name, version, key, str(value))
+            return TrackedModel(self.model_name, version, run.info.run_id)
+
+    def log_artifact(self, run_id: str, path: Path) -> None:
+        with _lock:
+            self.client.log_artifact(run_id, str(path))
+
+    def set_alias(self, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(self.model_name, alias, version)
+
+    def by_alias(self, alias: str = CHAMPION) -> TrackedModel | None:
+        try:
+            found = self.client.get_model_version_by_alias(self.model_name, alias)
+        except MlflowException:
+            return None
+        return TrackedModel(self.model_name, str(found.version), found.run_id)
+
+    def load(self, tracked: TrackedModel) -> Any:
+        with _lock:
+            mlflow.set_tracking_uri(self.tracking_uri)
+            mlflow.set_registry_uri(self.tracking_uri)
+            return mlflow.sklearn.load_model(tracked.uri)
+
+    def run(self, run_id: str):
+        return self.client.get_run(run_id)

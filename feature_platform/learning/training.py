@@ -1,0 +1,122 @@
+"""Training sets (label snapshot x one feature set version, point in time), training, evaluation."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
+
+from feature_platform.errors import FeaturePlatformError
+from feature_platform.feature_store import FeatureStore
+from feature_platform.labeling.label_store import LabelSnapshot
+from feature_platform.store.feature_set import EVENT_TIMESTAMP, FeatureSetVersion
+from feature_platform.store.refs import parse_feature_set
+
+LABEL = "label"
+DEFAULT_MODEL_PARAMS: dict[str, Any] = {"C": 1.0, "max_iter": 2000}
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    frame: pd.DataFrame  # entity key, event_timestamp, label, then the features
+    feature_set: FeatureSetVersion
+    features: list[str]
+    label_snapshot_id: str
+    missing: list[str] = field(default_factory=list)  # labeled keys with no feature value yet
+
+    @property
+    def entity(self) -> str:
+        return self.feature_set.entity
+
+    @property
+    def fingerprint(self) -> str:
+        """Content hash: the same labels joined with the same feature values hash the same."""
+        hashed = pd.util.hash_pandas_object(self.frame, index=False).to_numpy()
+        return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
+
+    @property
+    def X(self) -> np.ndarray:  # noqa: N802 - the usual name for a feature matrix
+        return self.frame[self.features].to_numpy(dtype="float64")
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.frame[LABEL].astype(str).to_numpy()
+
+
+def resolve_feature_set(store: FeatureStore, reference: str) -> FeatureSetVersion:
+    name, selector = parse_feature_set(reference)
+    return store.registry.resolve(name, selector)
+
+
+def build_training_set(
+    store: FeatureStore, snapshot: LabelSnapshot, feature_set: str
+) -> TrainingSet:
+    """Join each label with the feature values as they were when the label was given.
+
+    An alias is resolved once here and the explicit version is recorded, so the same snapshot
+    and version always rebuild the same set. Labels whose sample had no feature value yet at
+    label time are listed in `missing`, not silently dropped.
+    """
+    fsv = resolve_feature_set(store, feature_set)
+    labels = snapshot.labels.sort_values("sample_key", kind="stable")
+    entity_df = pd.DataFrame(
+        {
+            fsv.entity: labels["sample_key"].astype(str).to_numpy(),
+            EVENT_TIMESTAMP: labels["labeled_at"].to_numpy(),
+            LABEL: labels["label"].astype(str).to_numpy(),
+        }
+    )
+    frame = store.get_historical_features(entity_df, [f"{fsv.id}:*"])
+    has_values = frame[fsv.feature_names].notna().all(axis=1)
+    missing = frame.loc[~has_values, fsv.entity].astype(str).tolist()
+    frame = frame.loc[has_values].reset_index(drop=True)
+    return TrainingSet(frame, fsv, fsv.feature_names, snapshot.id, missing)
+
+
+def feature_matrix(
+    store: FeatureStore, fsv: FeatureSetVersion, keys: list[str], as_of: datetime
+) -> np.ndarray:
+    """Features of `keys` as of one moment (for scoring the pool or the held-out split)."""
+    entity_df = pd.DataFrame({fsv.entity: keys, EVENT_TIMESTAMP: pd.Timestamp(as_of)})
+    frame = store.get_historical_features(entity_df, [f"{fsv.id}:*"])
+    return frame[fsv.feature_names].to_numpy(dtype="float64")
+
+
+def train(training_set: TrainingSet, params: Mapping[str, Any] | None = None, seed: int = 0):
+    """Fit the classifier. Refuses a set a classifier cannot learn from, saying why."""
+    if len(training_set.frame) == 0:
+        raise FeaturePlatformError("The training set is empty: no label has feature values yet.")
+    classes = np.unique(training_set.y)
+    if len(classes) < 2:
+        raise FeaturePlatformError(
+            f"The training set has a single class ({classes.tolist()}); a classifier needs at "
+            f"least two. Label more samples first."
+        )
+    merged = {**DEFAULT_MODEL_PARAMS, **(params or {})}
+    return LogisticRegression(random_state=seed, **merged).fit(training_set.X, training_set.y)
+
+
+def evaluate(model, X: np.ndarray, y: np.ndarray) -> dict[str, float]:  # noqa: N803
+    predicted = model.predict(X)
+    return {
+        "accuracy": float(accuracy_score(y, predicted)),
+        "macro_f1": float(f1_score(y, predicted, average="macro")),
+        "eval_samples": float(len(y)),
+    }
+
+
+def class_probabilities(model, X: np.ndarray, classes: list[str]) -> np.ndarray:  # noqa: N803
+    """Probabilities over the full class list, zero for classes the model has not seen yet."""
+    proba = np.zeros((len(X), len(classes)))
+    known = model.predict_proba(X)
+    index = {c: i for i, c in enumerate(classes)}
+    for j, cls in enumerate(model.classes_):
+        proba[:, index[str(cls)]] = known[:, j]
+    return proba

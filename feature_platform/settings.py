@@ -1,0 +1,47 @@
+"""Where everything is stored: one URL or path each, from the environment, with embedded defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Locations of the stores. `home` holds every embedded default (SQLite files, Parquet)."""
+
+    home: Path
+    database_url: str
+    offline_dir: Path
+    mlflow_tracking_uri: str
+    mlflow_artifact_dir: Path
+
+    @classmethod
+    def from_env(cls, home: str | Path | None = None) -> Settings:
+        """Read FP_HOME, FP_DATABASE_URL, FP_OFFLINE_DIR and MLFLOW_TRACKING_URI.
+
+        Anything unset falls back to a file under `home` (default `./.fp_data`), so a laptop
+        needs no server; production points the URLs at Postgres and a tracking server.
+        """
+        root = Path(home or os.environ.get("FP_HOME") or Path.cwd() / ".fp_data").resolve()
+        return cls(
+            home=root,
+            database_url=os.environ.get("FP_DATABASE_URL") or f"sqlite:///{root / 'platform.db'}",
+            offline_dir=Path(os.environ.get("FP_OFFLINE_DIR") or root / "offline"),
+            mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI")
+            or f"sqlite:///{root / 'mlflow.db'}",
+            mlflow_artifact_dir=Path(os.environ.get("FP_MLFLOW_ARTIFACTS") or root / "mlartifacts"),
+        )
+
+    @classmethod
+    def under(cls, home: str | Path) -> Settings:
+        """Every store embedded under `home`, ignoring the environment (tests, demo, benchmarks)."""
+        root = Path(home).resolve()
+        return cls(
+            home=root,
+            database_url=f"sqlite:///{root / 'platform.db'}",
+            offline_dir=root / "offline",
+            mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+            mlflow_artifact_dir=root / "mlartifacts",
+        )

@@ -1,0 +1,1 @@
+"""Feature store core: registry, offline store, online store, sources. Plain Python."""

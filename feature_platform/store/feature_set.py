@@ -1,0 +1,103 @@
+"""A feature set version: what it computes (transform, params, schema) and where it comes from."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import textwrap
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+Transform = Callable[[pd.DataFrame, Mapping[str, Any]], pd.DataFrame]
+
+EVENT_TIMESTAMP = "event_timestamp"
+CREATED_TIMESTAMP = "created_timestamp"
+
+
+def _digest(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def code_fingerprint(fn: Callable[..., Any]) -> str:
+    """Fingerprint of a function's source, so a changed transform is noticed."""
+    return _digest(textwrap.dedent(inspect.getsource(fn)))
+
+
+@dataclass(frozen=True)
+class FeatureSetSpec:
+    """The definition a user writes in Python (like a Feast FeatureView, plus a version).
+
+    `transform(source_frame, params)` returns one row per entity with the entity column,
+    `event_timestamp` (when the value became true) and exactly the declared features.
+    """
+
+    name: str
+    version: str
+    entity: str
+    features: Mapping[str, str]  # feature name -> pandas dtype
+    transform: Transform
+    sources: tuple[str, ...]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def transform_fingerprint(self) -> str:
+        return code_fingerprint(self.transform)
+
+    @property
+    def fingerprint(self) -> str:
+        return _digest(
+            {
+                "entity": self.entity,
+                "features": dict(self.features),
+                "transform": self.transform_fingerprint,
+                "params": dict(self.params),
+            }
+        )
+
+    def compute(self, source: pd.DataFrame) -> pd.DataFrame:
+        return self.transform(source, self.params)
+
+
+@dataclass(frozen=True)
+class FeatureSetVersion:
+    """A registered version as the registry stores it (no code, only its fingerprints)."""
+
+    name: str
+    version: str
+    entity: str
+    features: dict[str, str]
+    fingerprint: str
+    transform_fingerprint: str
+    params: dict[str, Any]
+    sources: tuple[str, ...]
+    status: str
+    description: str
+    created_at: datetime
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.features)
+
+    def lineage(self) -> dict[str, Any]:
+        return {
+            "feature_set": self.id,
+            "sources": list(self.sources),
+            "transform_fingerprint": self.transform_fingerprint,
+            "params": self.params,
+            "fingerprint": self.fingerprint,
+        }
