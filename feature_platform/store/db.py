@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,6 +30,21 @@ def create_engine(url: str) -> sa.Engine:
 
         return engine
     return sa.create_engine(url, pool_pre_ping=True)
+
+
+@contextmanager
+def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A transaction that holds the write lock from its first statement (SQLite).
+
+    pysqlite opens its transaction only at the first INSERT/UPDATE/DELETE, so the reads that
+    decide a write would otherwise run outside it and another process could commit between
+    check and write. `BEGIN IMMEDIATE` makes read-check-write atomic; other writers wait on
+    the busy timeout. On Postgres this is a plain transaction: lock checked rows FOR UPDATE.
+    """
+    with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        yield conn
 
 
 def create_tables(engine: sa.Engine, *tables: sa.Table) -> None:
