@@ -43,7 +43,9 @@ def run_loop(
             break
         name = round_key(number)
         pool = candidate_pool(store, program, model)
-        open_batch(store, program, name, pool, model_version=f"in-memory/{number - 1}" if model else None)
+        open_batch(
+            store, program, name, pool, model_version=f"in-memory/{number - 1}" if model else None
+        )
         annotators.answer(store.queue, name)
         trained = retrain(store, program, name)
         model = trained.model

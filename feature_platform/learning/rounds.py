@@ -108,7 +108,9 @@ def candidate_pool(
         for column in columns:
             pool[column] = np.nan
         return pool
-    proba = class_probabilities(model, feature_matrix(store, fsv, keys, as_of), list(program.classes))
+    proba = class_probabilities(
+        model, feature_matrix(store, fsv, keys, as_of), list(program.classes)
+    )
     pool[columns] = proba
     ordered = np.sort(proba, axis=1)
     pool["predicted"] = np.asarray(program.classes)[proba.argmax(axis=1)]
@@ -187,15 +189,69 @@ def holdout(store: FeatureStore, program: Program, training_set: TrainingSet, as
     return X[arrived], frame["label"].astype(str).to_numpy()[arrived]
 
 
-def retrain(store: FeatureStore, program: Program, round_name: str) -> TrainedRound:
-    """Freeze the labels, build the training set, train and evaluate on the held-out split."""
+def freeze_training_set(
+    store: FeatureStore, program: Program, round_name: str
+) -> tuple[LabelSnapshot, TrainingSet]:
+    """Freeze every complete answer into a label snapshot and join it with the features."""
     if not round_complete(store, round_name):
         raise FeaturePlatformError(
             f"{round_name} is not fully answered yet: {store.queue.counts(round_name)}."
         )
     snapshot = store.labels.create_snapshot(note=round_name)
-    training_set = build_training_set(store, snapshot, program.feature_set)
+    return snapshot, build_training_set(store, snapshot, program.feature_set)
+
+
+def train_and_evaluate(
+    store: FeatureStore, program: Program, training_set: TrainingSet, as_of: datetime
+) -> tuple[Any, dict[str, float]]:
+    """Train on the set and score the model on the held-out split as of `as_of`."""
     model = train(training_set, program.model_params, seed=program.seed)
-    X, y = holdout(store, program, training_set, snapshot.created_at)  # noqa: N806
-    metrics = evaluate(model, X, y) | {"labels": float(len(training_set.frame))}
+    X, y = holdout(store, program, training_set, as_of)  # noqa: N806
+    return model, evaluate(model, X, y) | {"labels": float(len(training_set.frame))}
+
+
+def retrain(store: FeatureStore, program: Program, round_name: str) -> TrainedRound:
+    """Freeze the labels, build the training set, train and evaluate on the held-out split."""
+    snapshot, training_set = freeze_training_set(store, program, round_name)
+    model, metrics = train_and_evaluate(store, program, training_set, snapshot.created_at)
     return TrainedRound(round_name, snapshot, training_set, model, metrics)
+
+
+@dataclass(frozen=True)
+class NextRound:
+    """What the round sensor should do: open `round` (or nothing, saying why)."""
+
+    round: str | None
+    reason: str
+
+
+def next_round(
+    store: FeatureStore, program: Program, existing: list[str], trained: set[str]
+) -> NextRound:
+    """Open the first round once features exist; open round n+1 once round n's model is
+    trained; stop when the label budget is spent."""
+    try:
+        fsv = resolve_feature_set(store, program.feature_set)
+    except FeaturePlatformError as exc:
+        return NextRound(None, f"waiting for feature set {program.feature_set}: {exc}")
+    if not store.offline.snapshots(fsv):
+        return NextRound(None, f"waiting for feature set {fsv.id} to be materialized")
+    left = budget_left(store, program)
+    if left <= 0:
+        return NextRound(
+            None, f"label budget of {program.label_budget} spent ({labels_so_far(store)} labels)"
+        )
+    if not existing:
+        return NextRound(round_key(1), "no round yet: opening the first (cold start)")
+    latest = max(existing, key=round_number)
+    if latest not in trained:
+        return NextRound(None, f"waiting for {latest}'s retrain")
+    return NextRound(
+        round_key(round_number(latest) + 1),
+        f"{latest} is trained; {left} labels of budget left",
+    )
+
+
+def rounds_to_retrain(store: FeatureStore, existing: list[str], trained: set[str]) -> list[str]:
+    """Rounds whose batch is fully answered but whose model is not trained yet."""
+    return [r for r in sorted(existing) if r not in trained and round_complete(store, r)]

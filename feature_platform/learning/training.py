@@ -50,6 +50,33 @@ class TrainingSet:
         return self.frame[LABEL].astype(str).to_numpy()
 
 
+SNAPSHOT_COLUMN = "label_snapshot_id"
+VERSION_COLUMN = "feature_set_version"
+
+
+def training_set_to_frame(training_set: TrainingSet) -> pd.DataFrame:
+    """The set as one table that carries its provenance in every row (for Parquet storage)."""
+    return training_set.frame.assign(
+        **{
+            SNAPSHOT_COLUMN: training_set.label_snapshot_id,
+            VERSION_COLUMN: training_set.feature_set.id,
+        }
+    )
+
+
+def training_set_from_frame(store: FeatureStore, frame: pd.DataFrame) -> TrainingSet:
+    """Inverse of `training_set_to_frame`: the version is looked up in the registry."""
+    snapshot_ids, versions = frame[SNAPSHOT_COLUMN].unique(), frame[VERSION_COLUMN].unique()
+    if len(snapshot_ids) != 1 or len(versions) != 1:
+        raise FeaturePlatformError(
+            f"A training set frame must hold one label snapshot and one feature set version; "
+            f"found {list(snapshot_ids)} and {list(versions)}."
+        )
+    fsv = resolve_feature_set(store, str(versions[0]))
+    body = frame.drop(columns=[SNAPSHOT_COLUMN, VERSION_COLUMN]).reset_index(drop=True)
+    return TrainingSet(body, fsv, fsv.feature_names, str(snapshot_ids[0]))
+
+
 def resolve_feature_set(store: FeatureStore, reference: str) -> FeatureSetVersion:
     name, selector = parse_feature_set(reference)
     return store.registry.resolve(name, selector)

@@ -1,0 +1,2 @@
+"""Dagster wiring: assets, checks, sensors, schedules, jobs and resources. Thin: every step
+calls into the plain-Python core."""

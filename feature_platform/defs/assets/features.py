@@ -1,0 +1,51 @@
+"""One asset per feature set version: offline snapshot + online refresh, with lineage."""
+
+import dagster as dg
+
+from feature_platform.catalog import digits
+from feature_platform.defs.assets.sources import RAW
+from feature_platform.defs.resources import StoreResource
+from feature_platform.store.feature_set import FeatureSetSpec
+
+
+def feature_asset_key(spec: FeatureSetSpec) -> dg.AssetKey:
+    return dg.AssetKey(["features", f"{spec.name}_{spec.version}"])
+
+
+def build_feature_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=feature_asset_key(spec),
+        deps=[RAW],
+        group_name="features",
+        kinds={"parquet", "sql"},
+        # The definition's fingerprint: a changed transform marks everything downstream stale.
+        code_version=spec.fingerprint,
+        description=f"Feature set {spec.id}: {spec.description}",
+        tags={"feature_set": spec.name, "version": spec.version},
+    )
+    def _feature_set(store: StoreResource) -> dg.MaterializeResult:
+        fs = store.get()
+        result = fs.materialize(spec)
+        digits.ensure_default_aliases(fs)
+        fsv = result.feature_set
+        aliases = {a: v for a, v in fs.registry.aliases(fsv.name).items() if v == fsv.version}
+        return dg.MaterializeResult(
+            metadata={
+                "feature_set_version": fsv.id,
+                "status": fsv.status,
+                "features": len(fsv.features),
+                "rows": result.snapshot.rows,
+                "online_rows_changed": result.online_rows_changed,
+                "snapshot": dg.MetadataValue.path(str(result.snapshot.path)),
+                "fingerprint": fsv.fingerprint,
+                "aliases": ", ".join(sorted(aliases)) or "-",
+                "lineage": dg.MetadataValue.json(fsv.lineage()),
+            },
+            data_version=dg.DataVersion(f"{fsv.fingerprint}-{result.snapshot.path.stem}"),
+        )
+
+    return _feature_set
+
+
+feature_assets = [build_feature_asset(spec) for spec in digits.FEATURE_SETS]
+feature_asset_keys = [feature_asset_key(spec) for spec in digits.FEATURE_SETS]

@@ -1,0 +1,166 @@
+"""The per-round assets: candidate pool -> labeling batch -> (answers) -> training set -> model.
+
+The candidate pool is scored by the MLflow `champion` (the previous round's model), read from
+the registry rather than wired as an edge, since an edge back would make the graph a cycle.
+"""
+
+import dagster as dg
+import pandas as pd
+
+from feature_platform.defs.assets.features import feature_asset_keys
+from feature_platform.defs.partitions import rounds_partitions
+from feature_platform.defs.resources import MlflowResource, ProgramResource, StoreResource
+from feature_platform.learning import rounds
+from feature_platform.learning.tracking import CHAMPION
+from feature_platform.learning.training import training_set_from_frame, training_set_to_frame
+
+
+def _table(frame: pd.DataFrame, rows: int = 10) -> dg.MetadataValue:
+    return dg.MetadataValue.md(frame.head(rows).to_markdown(index=False))
+
+
+@dg.asset(
+    partitions_def=rounds_partitions,
+    deps=feature_asset_keys,
+    group_name="rounds",
+    kinds={"parquet"},
+    description="Unlabeled, arrived samples with the champion model's class probabilities.",
+)
+def candidate_pool(
+    context: dg.AssetExecutionContext,
+    store: StoreResource,
+    mlflow: MlflowResource,
+    program: ProgramResource,
+) -> pd.DataFrame:
+    tracker = mlflow.tracker()
+    champion = tracker.by_alias(CHAMPION)
+    model = tracker.load(champion) if champion else None
+    pool = rounds.candidate_pool(store.get(), program.program(), model)
+    context.add_output_metadata(
+        {
+            "pool_size": len(pool),
+            "scored_by": champion.label if champion else "nobody (cold start)",
+            "mean_margin": float(pool["margin"].mean()) if "margin" in pool else None,
+        }
+    )
+    return pool
+
+
+@dg.asset(
+    partitions_def=rounds_partitions,
+    group_name="rounds",
+    kinds={"sql"},
+    description="The round's tasks, queued for annotators with the reason each was picked.",
+)
+def labeling_batch(
+    context: dg.AssetExecutionContext,
+    candidate_pool: pd.DataFrame,
+    store: StoreResource,
+    mlflow: MlflowResource,
+    program: ProgramResource,
+) -> pd.DataFrame:
+    champion = mlflow.tracker().by_alias(CHAMPION)
+    tasks = rounds.open_batch(
+        store.get(),
+        program.program(),
+        context.partition_key,
+        candidate_pool,
+        model_version=champion.label if champion else None,
+    )
+    batch = pd.DataFrame(
+        {
+            "task_id": [t.id for t in tasks],
+            "sample_key": [t.sample_key for t in tasks],
+            "strategy": [t.strategy for t in tasks],
+            "score": [t.score for t in tasks],
+            "reason": [t.reason for t in tasks],
+            "model_version": [t.model_version or "" for t in tasks],
+            "feature_version": [t.feature_version for t in tasks],
+            "state": [t.state for t in tasks],
+        }
+    )
+    context.add_output_metadata(
+        {"tasks": len(batch), "strategy": program.strategy, "preview": _table(batch)}
+    )
+    return batch
+
+
+@dg.asset(
+    partitions_def=rounds_partitions,
+    group_name="rounds",
+    kinds={"parquet"},
+    description="Label snapshot x one feature set version, joined point in time.",
+)
+def training_set(
+    context: dg.AssetExecutionContext,
+    labeling_batch: pd.DataFrame,
+    store: StoreResource,
+    program: ProgramResource,
+) -> pd.DataFrame:
+    snapshot, built = rounds.freeze_training_set(
+        store.get(), program.program(), context.partition_key
+    )
+    context.add_output_metadata(
+        {
+            "label_snapshot_id": snapshot.id,
+            "feature_set_version": built.feature_set.id,
+            "labels": len(built.frame),
+            "labels_without_features": len(built.missing),
+            "training_set_fingerprint": built.fingerprint,
+            "label_distribution": dg.MetadataValue.json(
+                built.frame["label"].value_counts().sort_index().to_dict()
+            ),
+        }
+    )
+    return training_set_to_frame(built)
+
+
+@dg.asset(
+    partitions_def=rounds_partitions,
+    group_name="rounds",
+    kinds={"mlflow", "sklearn"},
+    description="The round's classifier: trained, evaluated on the held-out split, logged and "
+    "registered in MLflow, and made champion.",
+)
+def model(
+    context: dg.AssetExecutionContext,
+    training_set: pd.DataFrame,
+    store: StoreResource,
+    mlflow: MlflowResource,
+    program: ProgramResource,
+) -> dg.MaterializeResult:
+    fs, settings = store.get(), program.program()
+    built = training_set_from_frame(fs, training_set)
+    snapshot = fs.labels.get(built.label_snapshot_id)
+    model_, metrics = rounds.train_and_evaluate(fs, settings, built, snapshot.created_at)
+    tracker = mlflow.tracker()
+    tracked = tracker.log_model(
+        model_,
+        params=settings.params(),
+        metrics=metrics,
+        tags={
+            "feature_set_version": built.feature_set.id,
+            "label_snapshot_id": built.label_snapshot_id,
+            "training_set_fingerprint": built.fingerprint,
+            "strategy": settings.strategy,
+            "round": context.partition_key,
+            "dagster_run_id": context.run.run_id,
+        },
+        run_name=f"{context.partition_key}-{settings.strategy}",
+    )
+    tracker.set_alias(CHAMPION, tracked.version)
+    return dg.MaterializeResult(
+        metadata={
+            "accuracy": metrics["accuracy"],
+            "macro_f1": metrics["macro_f1"],
+            "labels": int(metrics["labels"]),
+            "strategy": settings.strategy,
+            "feature_set_version": built.feature_set.id,
+            "label_snapshot_id": built.label_snapshot_id,
+            "model_version": tracked.label,
+            "mlflow_run_id": tracked.run_id,
+        }
+    )
+
+
+round_assets = [candidate_pool, labeling_batch, training_set, model]

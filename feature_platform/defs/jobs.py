@@ -1,0 +1,26 @@
+import dagster as dg
+
+from feature_platform.defs.assets.rounds import candidate_pool, labeling_batch, model, training_set
+from feature_platform.defs.partitions import rounds_partitions
+
+refresh_features_job = dg.define_asset_job(
+    "refresh_features",
+    selection=dg.AssetSelection.groups("sources", "features"),
+    description="Reload raw sources and recompute every feature set version.",
+)
+
+open_round_job = dg.define_asset_job(
+    "open_round",
+    selection=dg.AssetSelection.assets(candidate_pool, labeling_batch),
+    partitions_def=rounds_partitions,
+    description="Score the pool with the champion and queue the round's labeling batch.",
+)
+
+retrain_job = dg.define_asset_job(
+    "retrain",
+    selection=dg.AssetSelection.assets(training_set, model),
+    partitions_def=rounds_partitions,
+    description="Freeze the round's labels, build the training set, train and register a model.",
+)
+
+jobs = [refresh_features_job, open_round_job, retrain_job]

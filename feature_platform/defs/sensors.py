@@ -1,0 +1,69 @@
+"""Sensors that drive rounds: retrain when a round's labels are in, open the next round after
+a retrain until the label budget is spent, and requeue tasks whose lease expired."""
+
+import dagster as dg
+
+from feature_platform.defs.assets.rounds import model
+from feature_platform.defs.jobs import open_round_job, retrain_job
+from feature_platform.defs.partitions import rounds_partitions
+from feature_platform.defs.resources import ProgramResource, StoreResource
+from feature_platform.learning import rounds
+
+
+def _round_state(context: dg.SensorEvaluationContext) -> tuple[list[str], set[str]]:
+    existing = context.instance.get_dynamic_partitions(rounds_partitions.name)
+    trained = set(context.instance.get_materialized_partitions(model.key))
+    return list(existing), trained
+
+
+@dg.sensor(
+    job=retrain_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests a retrain when every task of a round has its answers.",
+)
+def retrain_when_labels_in(context: dg.SensorEvaluationContext, store: StoreResource):
+    existing, trained = _round_state(context)
+    ready = rounds.rounds_to_retrain(store.get(), existing, trained)
+    if not ready:
+        return dg.SkipReason(f"no fully answered round awaiting a retrain ({len(existing)} rounds)")
+    return [dg.RunRequest(partition_key=r, run_key=f"retrain:{r}") for r in ready]
+
+
+@dg.sensor(
+    job=open_round_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Opens the next round after a successful retrain, until the label budget is spent.",
+)
+def open_next_round(
+    context: dg.SensorEvaluationContext, store: StoreResource, program: ProgramResource
+):
+    existing, trained = _round_state(context)
+    decision = rounds.next_round(store.get(), program.program(), existing, trained)
+    if decision.round is None:
+        return dg.SkipReason(decision.reason)
+    context.log.info(f"opening {decision.round}: {decision.reason}")
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                partition_key=decision.round,
+                run_key=f"open:{decision.round}",
+                tags={"reason": decision.reason},
+            )
+        ],
+        dynamic_partitions_requests=[rounds_partitions.build_add_request([decision.round])],
+    )
+
+
+@dg.sensor(
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Returns tasks whose lease expired to the queue so no task is stranded.",
+)
+def requeue_expired_leases(store: StoreResource):
+    expired = store.get().queue.requeue_expired()
+    return dg.SkipReason(f"requeued {expired} expired lease(s)")
+
+
+sensors = [retrain_when_labels_in, open_next_round, requeue_expired_leases]

@@ -1,0 +1,206 @@
+"""Runs active-learning rounds through Dagster on the project's instance, answered by
+simulated annotators, next to the same rounds with random selection as a baseline.
+
+Each round is driven the way the daemon drives it: the `open_next_round` sensor is evaluated
+and its run request executed, the annotators answer through the queue, then the
+`retrain_when_labels_in` sensor is evaluated and its run executed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from feature_platform.catalog import digits
+from feature_platform.definitions import build_definitions
+from feature_platform.defs.assets.rounds import round_assets
+from feature_platform.defs.partitions import rounds_partitions
+from feature_platform.defs.resources import ProgramResource, StoreResource
+from feature_platform.feature_store import FeatureStore
+from feature_platform.labeling.simulated import SimulatedAnnotators
+from feature_platform.learning.loop import run_loop
+from feature_platform.settings import Settings
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    rounds: int = 6
+    strategy: str = "margin"
+    batch_size: int = 20
+    seed: int = 0
+    annotators: int = 3
+    annotator_accuracy: float = 0.95
+    answers_per_task: int = 1
+    feature_set: str = "digits@training"
+
+
+@dataclass(frozen=True)
+class DemoRound:
+    round: str
+    labels: int
+    accuracy: float
+    strategy: str
+    feature_version: str
+    mlflow_run_id: str
+    model_version: str
+    dagster_run_id: str
+
+
+@dataclass(frozen=True)
+class DemoReport:
+    rounds: list[DemoRound]
+    baseline: list[dict]
+    stop_reason: str
+    home: Path
+
+    def to_json(self) -> dict:
+        keys = ("round", "labels", "accuracy", "strategy", "feature_version", "mlflow_run_id")
+        return {
+            "rounds": [{k: asdict(r)[k] for k in keys} for r in self.rounds],
+            "baseline": self.baseline,
+        }
+
+
+def project_dagster_home() -> Path:
+    """DAGSTER_HOME, defaulting to `.dagster_home` in the working directory (created)."""
+    home = Path(os.environ.get("DAGSTER_HOME") or Path.cwd() / ".dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(
+            "# Embedded default instance: SQLite storage in this folder.\n"
+            "telemetry:\n  enabled: false\n"
+        )
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def _annotators(options: DemoOptions) -> SimulatedAnnotators:
+    return SimulatedAnnotators(
+        truth=digits.ground_truth_oracle(),
+        classes=digits.CLASSES,
+        count=options.annotators,
+        accuracy=options.annotator_accuracy,
+        seed=options.seed,
+    )
+
+
+def _run(
+    defs: dg.Definitions, instance: dg.DagsterInstance, job: str, request: dg.RunRequest | None
+):
+    result = defs.resolve_job_def(job).execute_in_process(
+        instance=instance,
+        partition_key=request.partition_key if request else None,
+        tags=dict(request.tags) if request else None,
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        raise_on_error=True,
+    )
+    return result
+
+
+def _evaluate_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, name: str):
+    sensor = defs.get_repository_def().get_sensor_def(name)
+    return sensor(dg.build_sensor_context(instance=instance, resources=defs.resources))
+
+
+def run_demo(options: DemoOptions, home: Path, log=print) -> DemoReport:  # noqa: ANN001
+    """Start a fresh labeling program under `home` and run up to `options.rounds` rounds."""
+    if home.exists():
+        shutil.rmtree(home)
+    settings = Settings.under(home / "platform")
+    program = ProgramResource(
+        feature_set=options.feature_set,
+        strategy=options.strategy,
+        batch_size=options.batch_size,
+        label_budget=options.rounds * options.batch_size,
+        answers_per_task=options.answers_per_task,
+        seed=options.seed,
+    )
+    project_dagster_home()
+    instance = dg.DagsterInstance.get()
+    # A fresh program: forget the previous demo's rounds (its runs stay in the run history).
+    instance.wipe_assets([asset.key for asset in round_assets])
+    for key in instance.get_dynamic_partitions(rounds_partitions.name):
+        instance.delete_dynamic_partition(rounds_partitions.name, key)
+    defs = build_definitions(settings, program)
+    store: FeatureStore = StoreResource.from_settings(settings).get()
+    annotators = _annotators(options)
+
+    log("refreshing raw source and feature sets through Dagster ...")
+    _run(defs, instance, "refresh_features", None)
+    results: list[DemoRound] = []
+    stop_reason = f"ran the {options.rounds} requested rounds"
+    for _ in range(options.rounds):
+        opened = _evaluate_sensor(defs, instance, "open_next_round")
+        if isinstance(opened, dg.SkipReason):
+            stop_reason = opened.skip_message or "sensor skipped"
+            break
+        for partitions_request in opened.dynamic_partitions_requests:
+            instance.add_dynamic_partitions(
+                partitions_request.partitions_def_name, list(partitions_request.partition_keys)
+            )
+        for request in opened.run_requests:
+            _run(defs, instance, "open_round", request)
+            answered = annotators.answer(store.queue, request.partition_key)
+            log(f"{request.partition_key}: {answered} answers from simulated annotators")
+        retrain_requests = _evaluate_sensor(defs, instance, "retrain_when_labels_in")
+        for request in retrain_requests if isinstance(retrain_requests, list) else []:
+            run = _run(defs, instance, "retrain", request)
+            event = run.asset_materializations_for_node("model")[0]
+            meta = {k: v.value for k, v in event.metadata.items()}
+            results.append(
+                DemoRound(
+                    round=request.partition_key,
+                    labels=int(meta["labels"]),
+                    accuracy=round(float(meta["accuracy"]), 4),
+                    strategy=str(meta["strategy"]),
+                    feature_version=str(meta["feature_set_version"]),
+                    mlflow_run_id=str(meta["mlflow_run_id"]),
+                    model_version=str(meta["model_version"]),
+                    dagster_run_id=run.run_id,
+                )
+            )
+            log(
+                f"{request.partition_key}: accuracy {meta['accuracy']:.3f} with {meta['labels']} labels"
+            )
+
+    log("baseline: the same rounds with random selection (same seed, same annotators) ...")
+    baseline_store = FeatureStore(Settings.under(home / "baseline"))
+    digits.bootstrap(baseline_store)
+    baseline = run_loop(
+        baseline_store,
+        program.model_copy(update={"strategy": "random"}).program(),
+        _annotators(options),
+        len(results),
+    )
+    return DemoReport(
+        rounds=results,
+        baseline=[
+            {"round": r.round, "labels": r.labels, "accuracy": round(r.accuracy, 4)}
+            for r in baseline
+        ],
+        stop_reason=stop_reason,
+        home=home,
+    )
+
+
+def format_table(report: DemoReport) -> str:
+    base = {b["round"]: b for b in report.baseline}
+    header = (
+        f"{'round':<10} {'labels':>6} {'accuracy':>9} {'strategy':<10} {'features':<10} "
+        f"{'random acc':>10}  mlflow run"
+    )
+    lines = [header, "-" * len(header)]
+    for r in report.rounds:
+        b = base.get(r.round)
+        lines.append(
+            f"{r.round:<10} {r.labels:>6} {r.accuracy:>9.3f} {r.strategy:<10} "
+            f"{r.feature_version:<10} {b['accuracy'] if b else float('nan'):>10.3f}  "
+            f"{r.mlflow_run_id}"
+        )
+    lines.append(f"stopped: {report.stop_reason}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Data quality: Pandera schemas for every stage, row-level validation and quarantine."""
