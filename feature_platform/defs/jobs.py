@@ -20,6 +20,8 @@ retrain_job = dg.define_asset_job(
     "retrain",
     selection=dg.AssetSelection.assets(training_set, model),
     partitions_def=rounds_partitions,
+    # The queued run coordinator (dagster.yaml) runs one retrain per program at a time.
+    tags={"feature_platform/retrain": "digits"},
     description="Freeze the round's labels, build the training set, train and register a model.",
 )
 
