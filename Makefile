@@ -21,6 +21,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 
 $(DAGSTER_HOME):
 	mkdir -p $@
+	printf 'telemetry:\n  enabled: false\n' > $@/dagster.yaml
 
 demo: $(VENV)/.installed | $(DAGSTER_HOME)
 	$(BIN)/feature-platform demo --rounds 6 --strategy margin

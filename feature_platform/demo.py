@@ -165,7 +165,7 @@ def run_demo(options: DemoOptions, home: Path, log=print) -> DemoReport:  # noqa
                 )
             )
             log(
-                f"{request.partition_key}: accuracy {meta['accuracy']:.3f} with {meta['labels']} labels"
+                f"{request.partition_key}: accuracy {meta['accuracy']:.3f}, {meta['labels']} labels"
             )
 
     log("baseline: the same rounds with random selection (same seed, same annotators) ...")

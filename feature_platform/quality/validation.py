@@ -52,7 +52,9 @@ def validate(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> ValidationRepor
             .assign(index=lambda c: pd.to_numeric(c["index"], errors="coerce"))
             .groupby("index")
             .apply(
-                lambda g: "; ".join(f"{c}: {k}" for c, k in zip(g["column"], g["check"])),
+                lambda g: "; ".join(
+                    f"{c}: {k}" for c, k in zip(g["column"], g["check"], strict=True)
+                ),
                 include_groups=False,
             )
         )

@@ -1,0 +1,141 @@
+"""A full round through Dagster: dg.materialize on a test instance, sensors evaluated with
+build_sensor_context, MLflow run tags checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from feature_platform.catalog import digits
+from feature_platform.definitions import build_definitions
+from feature_platform.defs.assets.features import feature_assets
+from feature_platform.defs.assets.rounds import round_assets
+from feature_platform.defs.assets.sources import digits_source
+from feature_platform.defs.checks import asset_checks
+from feature_platform.defs.partitions import rounds_partitions
+from feature_platform.defs.resources import ProgramResource, StoreResource, build_resources
+from feature_platform.labeling.simulated import SimulatedAnnotators
+from feature_platform.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def setup(tmp_path: Path):
+    settings = Settings.under(tmp_path / "fp")
+    program = ProgramResource(batch_size=10, label_budget=30, seed=3)
+    resources = build_resources(settings, program)
+    instance = dg.DagsterInstance.ephemeral()
+    return settings, resources, instance
+
+
+def _sensor(defs: dg.Definitions, name: str, instance: dg.DagsterInstance):
+    sensor = defs.get_repository_def().get_sensor_def(name)
+    return sensor(dg.build_sensor_context(instance=instance, resources=defs.resources))
+
+
+def test_round_materializes_and_model_is_traceable_in_mlflow(setup) -> None:
+    settings, resources, instance = setup
+    upstream = dg.materialize(
+        [digits_source, *feature_assets, *asset_checks[:3]], instance=instance, resources=resources
+    )
+    assert upstream.success
+    checks = upstream.get_asset_check_evaluations()
+    assert len(checks) == 3 and all(c.passed for c in checks)
+
+    instance.add_dynamic_partitions(rounds_partitions.name, ["round-001"])
+    selection = [*round_assets, *asset_checks[3:]]
+    opened = dg.materialize(
+        selection,
+        instance=instance,
+        resources=resources,
+        partition_key="round-001",
+        selection=["candidate_pool", "labeling_batch"],
+    )
+    assert opened.success
+    store = StoreResource.from_settings(settings).get()
+    tasks = store.queue.tasks(round_key="round-001")
+    assert len(tasks) == 10
+    assert all(
+        t.reason.startswith("cold start") and t.feature_version == "digits@v1" for t in tasks
+    )
+    assert all(len(t.context["features_shown"]) == 64 for t in tasks)
+
+    SimulatedAnnotators(digits.ground_truth_oracle(), digits.CLASSES, count=2).answer(
+        store.queue, "round-001"
+    )
+    trained = dg.materialize(
+        selection,
+        instance=instance,
+        resources=resources,
+        partition_key="round-001",
+        selection=["training_set", "model"],
+    )
+    assert trained.success
+    assert all(c.passed for c in trained.get_asset_check_evaluations())
+    meta = trained.asset_materializations_for_node("model")[0].metadata
+    tracker = resources["mlflow"].tracker()
+    run = tracker.run(meta["mlflow_run_id"].value)
+    assert run.data.tags["feature_set_version"] == "digits@v1"
+    assert run.data.tags["label_snapshot_id"] == meta["label_snapshot_id"].value
+    assert run.data.tags["round"] == "round-001"
+    assert run.data.tags["strategy"] == "margin"
+    assert run.data.tags["dagster_run_id"] == trained.run_id
+    assert len(run.data.tags["training_set_fingerprint"]) == 16
+    assert 0.3 < run.data.metrics["accuracy"] <= 1.0
+    assert run.data.metrics["labels"] == 10
+    champion = tracker.by_alias("champion")
+    assert champion is not None and champion.run_id == run.info.run_id
+
+    # Round 2 is scored by round 1's champion: reasons now come from the margin strategy.
+    instance.add_dynamic_partitions(rounds_partitions.name, ["round-002"])
+    assert dg.materialize(
+        selection,
+        instance=instance,
+        resources=resources,
+        partition_key="round-002",
+        selection=["candidate_pool", "labeling_batch"],
+    ).success
+    second = store.queue.tasks(round_key="round-002")
+    assert {t.model_version for t in second} == {champion.label}
+    assert all(t.reason.startswith("margin:") for t in second)
+    assert not {t.sample_key for t in second} & {t.sample_key for t in tasks}
+
+
+def test_sensors_open_rounds_retrain_and_stop_at_budget(setup) -> None:
+    settings, resources, instance = setup
+    defs = build_definitions(settings, resources["program"])
+    store = StoreResource.from_settings(settings).get()
+
+    first = _sensor(defs, "open_next_round", instance)
+    assert isinstance(first, dg.SkipReason) and "waiting for feature set" in first.skip_message
+
+    assert defs.resolve_job_def("refresh_features").execute_in_process(instance=instance).success
+    annotators = SimulatedAnnotators(digits.ground_truth_oracle(), digits.CLASSES, count=2)
+    for number in (1, 2, 3):
+        opened = _sensor(defs, "open_next_round", instance)
+        assert isinstance(opened, dg.SensorResult), opened
+        key = f"round-00{number}"
+        assert [r.partition_key for r in opened.run_requests] == [key]
+        assert opened.run_requests[0].run_key == f"open:{key}"
+        instance.add_dynamic_partitions(rounds_partitions.name, [key])
+
+        waiting = _sensor(defs, "open_next_round", instance)
+        assert isinstance(waiting, dg.SkipReason) and key in waiting.skip_message
+
+        job = defs.resolve_job_def("open_round")
+        assert job.execute_in_process(instance=instance, partition_key=key).success
+        assert isinstance(_sensor(defs, "retrain_when_labels_in", instance), dg.SkipReason)
+
+        annotators.answer(store.queue, key)
+        retrain = _sensor(defs, "retrain_when_labels_in", instance)
+        assert [r.partition_key for r in retrain] == [key]
+        assert retrain[0].run_key == f"retrain:{key}"
+        job = defs.resolve_job_def("retrain")
+        assert job.execute_in_process(instance=instance, partition_key=key).success
+
+    stopped = _sensor(defs, "open_next_round", instance)
+    assert isinstance(stopped, dg.SkipReason)
+    assert "label budget of 30 spent" in stopped.skip_message
