@@ -1,6 +1,8 @@
 """Sensors that drive rounds: retrain when a round's labels are in, open the next round after
 a retrain until the label budget is spent, and requeue tasks whose lease expired."""
 
+import os
+
 import dagster as dg
 
 from feature_platform.defs.assets.rounds import model
@@ -8,6 +10,9 @@ from feature_platform.defs.jobs import open_round_job, retrain_job
 from feature_platform.defs.partitions import rounds_partitions
 from feature_platform.defs.resources import ProgramResource, StoreResource
 from feature_platform.learning import rounds
+
+# How often the daemon evaluates the round sensors; tests and demos shorten it.
+INTERVAL_SECONDS = int(os.environ.get("FP_SENSOR_INTERVAL_SECONDS", "30"))
 
 
 def _round_state(context: dg.SensorEvaluationContext) -> tuple[list[str], set[str]]:
@@ -18,7 +23,7 @@ def _round_state(context: dg.SensorEvaluationContext) -> tuple[list[str], set[st
 
 @dg.sensor(
     job=retrain_job,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests a retrain when every task of a round has its answers.",
 )
@@ -32,7 +37,7 @@ def retrain_when_labels_in(context: dg.SensorEvaluationContext, store: StoreReso
 
 @dg.sensor(
     job=open_round_job,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Opens the next round after a successful retrain, until the label budget is spent.",
 )
@@ -57,7 +62,7 @@ def open_next_round(
 
 
 @dg.sensor(
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=2 * INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Returns tasks whose lease expired to the queue so no task is stranded.",
 )
