@@ -3,24 +3,34 @@
 A task moves pending -> leased -> answered -> resolved (answers frozen into a label snapshot),
 and back to pending when a lease expires. A task wants `answers_needed` answers from distinct
 annotators (overlap), so it counts as leased only while answers plus live leases fill that.
+
+Concurrency: every write runs in `write_transaction` (SQLite: `BEGIN IMMEDIATE`, one writer at
+a time across processes) and locks the task rows it checks `FOR UPDATE` (Postgres), always in
+id order, so the check "is there still a slot / was this already answered" and the write that
+depends on it are atomic. Leasing skips rows another transaction holds (`SKIP LOCKED`) instead
+of waiting for them. Every move is appended to `labeling_task_events`, so a task's history
+(who leased it, which model scored it before a re-prioritisation...) is never overwritten.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import sqlalchemy as sa
 
 from feature_platform.errors import InvalidAnswerError, UnknownTaskError
-from feature_platform.store.db import as_utc, create_tables, metadata, utcnow
+from feature_platform.store.db import as_utc, create_tables, metadata, utcnow, write_transaction
 
 PENDING, LEASED, ANSWERED, RESOLVED = "pending", "leased", "answered", "resolved"
+STATES = (PENDING, LEASED, ANSWERED, RESOLVED)
+OPEN_STATES = (PENDING, LEASED)
 
 tasks = sa.Table(
     "labeling_tasks",
@@ -63,6 +73,18 @@ answers = sa.Table(
     sa.Column("submission_id", sa.String(200), nullable=False, unique=True),
     # One answer per annotator per task: a retried submission can never count twice.
     sa.UniqueConstraint("task_id", "annotator", name="uq_answer_task_annotator"),
+)
+
+task_events = sa.Table(
+    "labeling_task_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("task_id", sa.String(40), sa.ForeignKey("labeling_tasks.id"), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("event", sa.String(40), nullable=False),
+    sa.Column("annotator", sa.String(200)),
+    sa.Column("detail", sa.Text, nullable=False),  # JSON
+    sa.Index("ix_labeling_task_events_task", "task_id", "id"),
 )
 
 
@@ -109,6 +131,61 @@ class Answer:
     submission_id: str
 
 
+@dataclass(frozen=True)
+class Lease:
+    task_id: str
+    annotator: str
+    leased_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    task_id: str
+    at: datetime
+    event: str
+    annotator: str | None
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One answer to record. Without `submission_id` the retry key is task + annotator."""
+
+    task_id: str
+    annotator: str
+    label: str
+    submission_id: str | None = None
+    answered_at: datetime | None = None
+    time_spent_s: float | None = None
+
+
+ACCEPTED, ALREADY_RECORDED, REJECTED = "accepted", "already_recorded", "rejected"
+
+
+@dataclass(frozen=True)
+class SubmitOutcome:
+    """What became of one submission: accepted (new answer), already_recorded (an identical
+    retry) or rejected, with `code` (unknown_task, invalid_label, conflict, task_complete,
+    invalid_time) and a sentence saying why."""
+
+    submission: Submission
+    status: str
+    answer: Answer | None = None
+    code: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Reprioritization:
+    """Result of re-scoring open tasks with a new model."""
+
+    model_version: str | None
+    rescored: list[str]  # task ids with a fresh score, now ahead of the stale ones
+    stale: list[str]  # open task ids the new model did not score (kept, ranked after)
+    not_open: list[str]  # sample keys given a score that have no open task in scope
+
+
 def _task(row: sa.Row) -> Task:
     return Task(
         id=row.id,
@@ -140,10 +217,44 @@ def _answer(row: sa.Row) -> Answer:
     )
 
 
+def default_submission_id(task_id: str, annotator: str) -> str:
+    return f"{task_id}:{annotator}"
+
+
+def overlap_selected(round_key: str, sample_key: str, fraction: float, seed: int = 0) -> bool:
+    """Whether a sample belongs to the overlap fraction of its round: a hash, so the choice
+    depends on nothing but (seed, round, sample) and survives re-running batch creation."""
+    digest = hashlib.sha256(f"{seed}:{round_key}:{sample_key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+T = TypeVar("T")
+
+
+def _is_retryable(exc: sa.exc.DBAPIError) -> bool:
+    """A unique-key race (Postgres: two inserts not serialised by one task lock) or a
+    Postgres deadlock/serialization failure: the transaction rolled back whole, so re-running
+    it is safe and it will then see the row that won."""
+    code = getattr(exc.orig, "pgcode", None)
+    if code in ("23505", "40P01", "40001"):
+        return True
+    return isinstance(exc, sa.exc.IntegrityError) and "UNIQUE" in str(exc.orig)
+
+
 class TaskQueue:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        create_tables(engine, tasks, leases, answers)
+        create_tables(engine, tasks, leases, answers, task_events)
+
+    def _write(self, work: Callable[[sa.Connection], T], attempts: int = 3) -> T:
+        for attempt in range(attempts):
+            try:
+                with write_transaction(self.engine) as conn:
+                    return work(conn)
+            except sa.exc.DBAPIError as exc:
+                if attempt == attempts - 1 or not _is_retryable(exc):
+                    raise
+        raise AssertionError("unreachable")
 
     # -- creating ---------------------------------------------------------------------------
     def create_batch(
@@ -152,43 +263,85 @@ class TaskQueue:
         specs: Sequence[TaskSpec],
         classes: Sequence[str],
         answers_needed: int = 1,
+        *,
+        overlap_fraction: float = 0.0,
+        overlap_answers: int | None = None,
+        overlap_seed: int = 0,
+        now: datetime | None = None,
     ) -> list[Task]:
         """Create one task per spec in one transaction. Re-running a round's batch creation
-        returns the tasks that already exist instead of duplicating them."""
+        returns the tasks that already exist instead of duplicating them.
+
+        Overlap: every task wants `answers_needed` answers; additionally a deterministic
+        `overlap_fraction` of the tasks (chosen by hash, see `overlap_selected`) wants
+        `overlap_answers` (e.g. 10 % of tasks answered by 3 people to measure agreement).
+        """
         if answers_needed < 1:
             raise ValueError("answers_needed must be at least 1.")
-        existing = {t.sample_key: t for t in self.tasks(round_key=round_key)}
-        now = utcnow()
-        rows = []
-        for rank, spec in enumerate(specs):
-            if spec.sample_key in existing:
-                continue
-            rows.append(
-                {
-                    "id": uuid.uuid4().hex,
-                    "round": round_key,
-                    "sample_key": str(spec.sample_key),
-                    "state": PENDING,
-                    "answers_needed": answers_needed,
-                    "classes": json.dumps([str(c) for c in classes]),
-                    "priority": float(len(specs) - rank),
-                    "strategy": spec.strategy,
-                    "score": float(spec.score),
-                    "reason": spec.reason,
-                    "model_version": spec.model_version,
-                    "feature_version": spec.feature_version,
-                    "context": json.dumps(
-                        {
-                            "features_shown": spec.features_shown,
-                            "top_classes": [[str(c), float(p)] for c, p in spec.top_classes],
-                        }
-                    ),
-                    "created_at": now,
-                }
+        if not 0.0 <= overlap_fraction <= 1.0:
+            raise ValueError(f"overlap_fraction must lie in [0, 1], got {overlap_fraction}.")
+        if overlap_fraction > 0 and (overlap_answers is None or overlap_answers < 1):
+            raise ValueError("overlap_fraction needs overlap_answers >= 1.")
+        created = now or utcnow()
+        class_list = json.dumps([str(c) for c in classes])
+
+        def work(conn: sa.Connection) -> None:
+            existing = set(
+                conn.execute(
+                    sa.select(tasks.c.sample_key).where(tasks.c.round == round_key)
+                ).scalars()
             )
-        if rows:
-            with self.engine.begin() as conn:
+            rows = []
+            for rank, spec in enumerate(specs):
+                key = str(spec.sample_key)
+                if key in existing:
+                    continue
+                existing.add(key)
+                needed = answers_needed
+                if overlap_fraction > 0 and overlap_selected(
+                    round_key, key, overlap_fraction, overlap_seed
+                ):
+                    needed = max(answers_needed, int(overlap_answers or 1))
+                rows.append(
+                    {
+                        "id": uuid.uuid4().hex,
+                        "round": round_key,
+                        "sample_key": key,
+                        "state": PENDING,
+                        "answers_needed": needed,
+                        "classes": class_list,
+                        "priority": float(len(specs) - rank),
+                        "strategy": spec.strategy,
+                        "score": float(spec.score),
+                        "reason": spec.reason,
+                        "model_version": spec.model_version,
+                        "feature_version": spec.feature_version,
+                        "context": json.dumps(
+                            {
+                                "features_shown": spec.features_shown,
+                                "top_classes": [[str(c), float(p)] for c, p in spec.top_classes],
+                            }
+                        ),
+                        "created_at": created,
+                    }
+                )
+            if rows:
                 conn.execute(tasks.insert(), rows)
+                conn.execute(
+                    task_events.insert(),
+                    [
+                        _event_row(
+                            r["id"],
+                            "created",
+                            created,
+                            None,
+                            {"answers_needed": r["answers_needed"], "priority": r["priority"]},
+                        )
+                        for r in rows
+                    ],
+                )
+
+        self._write(work)
         return self.tasks(round_key=round_key)
 
     # -- reading ----------------------------------------------------------------------------
@@ -198,6 +351,14 @@ class TaskQueue:
         if row is None:
             raise UnknownTaskError(f"Unknown task id {task_id!r}.")
         return _task(row)
+
+    def find(self, round_key: str, sample_key: str) -> Task | None:
+        """The task for one sample in one round, if any."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(tasks).where(tasks.c.round == round_key, tasks.c.sample_key == sample_key)
+            ).first()
+        return _task(row) if row is not None else None
 
     def tasks(self, round_key: str | None = None, state: str | None = None) -> list[Task]:
         query = sa.select(tasks).order_by(tasks.c.round, tasks.c.priority.desc(), tasks.c.id)
@@ -244,7 +405,7 @@ class TaskQueue:
             query = query.where(tasks.c.round == round_key)
         with self.engine.connect() as conn:
             found = dict(conn.execute(query).all())
-        return {s: int(found.get(s, 0)) for s in (PENDING, LEASED, ANSWERED, RESOLVED)}
+        return {s: int(found.get(s, 0)) for s in STATES}
 
     def rounds(self) -> list[str]:
         with self.engine.connect() as conn:
@@ -255,6 +416,57 @@ class TaskQueue:
         with self.engine.connect() as conn:
             return set(conn.execute(sa.select(tasks.c.sample_key)).scalars())
 
+    def leases(self, annotator: str | None = None, now: datetime | None = None) -> list[Lease]:
+        """Live leases (not yet expired at `now`), oldest first."""
+        now = now or utcnow()
+        query = (
+            sa.select(leases)
+            .where(leases.c.expires_at > now)
+            .order_by(leases.c.leased_at, leases.c.task_id, leases.c.annotator)
+        )
+        if annotator is not None:
+            query = query.where(leases.c.annotator == annotator)
+        with self.engine.connect() as conn:
+            return [
+                Lease(r.task_id, r.annotator, as_utc(r.leased_at), as_utc(r.expires_at))
+                for r in conn.execute(query)
+            ]
+
+    def history(self, task_id: str) -> list[TaskEvent]:
+        """Every move of one task, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(task_events)
+                .where(task_events.c.task_id == task_id)
+                .order_by(task_events.c.id)
+            ).all()
+        if not rows:
+            self.get(task_id)  # raises UnknownTaskError for a wrong id
+        return [
+            TaskEvent(r.task_id, as_utc(r.at), r.event, r.annotator, json.loads(r.detail))
+            for r in rows
+        ]
+
+    def events(self, round_key: str | None = None) -> pd.DataFrame:
+        """The event log as a frame (task_id, round, at, event, annotator, detail)."""
+        query = sa.select(
+            task_events.c.task_id,
+            tasks.c.round,
+            task_events.c.at,
+            task_events.c.event,
+            task_events.c.annotator,
+            task_events.c.detail,
+        ).join(tasks, tasks.c.id == task_events.c.task_id)
+        if round_key is not None:
+            query = query.where(tasks.c.round == round_key)
+        with self.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(query.order_by(task_events.c.id)).mappings().all())
+        if frame.empty:
+            return pd.DataFrame(columns=["task_id", "round", "at", "event", "annotator", "detail"])
+        frame["at"] = pd.to_datetime(frame["at"], utc=True)
+        frame["detail"] = frame["detail"].map(json.loads)
+        return frame
+
     # -- moving -----------------------------------------------------------------------------
     def lease(
         self,
@@ -264,47 +476,98 @@ class TaskQueue:
         round_key: str | None = None,
         now: datetime | None = None,
     ) -> list[Task]:
-        """Hand `annotator` up to `limit` open tasks, highest priority first."""
+        """Hand `annotator` up to `limit` open tasks, highest priority first.
+
+        Never hands out more slots than a task has (answers plus live leases stay within
+        `answers_needed`), never a task this annotator answered or holds, and requeues expired
+        leases first so a vanished annotator cannot strand a task.
+        """
+        if limit < 1:
+            return []
         now = now or utcnow()
-        leased: list[str] = []
-        with self.engine.begin() as conn:
+        expires = now + timedelta(seconds=lease_seconds)
+
+        def work(conn: sa.Connection) -> list[Task]:
+            self._expire(conn, now)
             query = (
                 sa.select(tasks.c.id)
                 .where(tasks.c.state == PENDING)
                 .where(
-                    ~sa.exists().where(answers.c.task_id == tasks.c.id, answers.c.annotator == annotator)
+                    ~sa.exists().where(
+                        answers.c.task_id == tasks.c.id, answers.c.annotator == annotator
+                    )
                 )
                 .where(
-                    ~sa.exists().where(leases.c.task_id == tasks.c.id, leases.c.annotator == annotator)
+                    ~sa.exists().where(
+                        leases.c.task_id == tasks.c.id, leases.c.annotator == annotator
+                    )
                 )
                 .order_by(tasks.c.priority.desc(), tasks.c.created_at, tasks.c.id)
                 .limit(limit)
+                # Postgres: rows another transaction holds are skipped, not waited for.
+                .with_for_update(skip_locked=True, of=tasks)
             )
             if round_key is not None:
                 query = query.where(tasks.c.round == round_key)
+            granted: list[str] = []
             for task_id in conn.execute(query).scalars().all():
+                # Re-check under the row lock: the candidate query's subqueries may have read
+                # an older snapshot than the lock (Postgres read committed).
+                answered, live, mine = self._slots(conn, task_id, annotator, now)
+                row = conn.execute(
+                    sa.select(tasks.c.state, tasks.c.answers_needed).where(tasks.c.id == task_id)
+                ).one()
+                if row.state != PENDING or mine or answered + live >= row.answers_needed:
+                    continue
                 conn.execute(
                     leases.insert().values(
-                        task_id=task_id,
-                        annotator=annotator,
-                        leased_at=now,
-                        expires_at=now + timedelta(seconds=lease_seconds),
+                        task_id=task_id, annotator=annotator, leased_at=now, expires_at=expires
                     )
                 )
+                _log(conn, task_id, "leased", now, annotator, expires_at=expires.isoformat())
                 self._refresh_state(conn, task_id, now)
-                leased.append(task_id)
-        return [self.get(t) for t in leased]
+                granted.append(task_id)
+            if not granted:
+                return []
+            rows = {
+                r.id: _task(r)
+                for r in conn.execute(sa.select(tasks).where(tasks.c.id.in_(granted)))
+            }
+            return [rows[t] for t in granted]
+
+        return self._write(work)
 
     def requeue_expired(self, now: datetime | None = None) -> int:
         """Drop expired leases so their tasks go back to pending. Returns how many expired."""
         now = now or utcnow()
-        with self.engine.begin() as conn:
-            expired = conn.execute(
-                sa.select(leases.c.task_id).where(leases.c.expires_at <= now)
-            ).scalars().all()
-            conn.execute(leases.delete().where(leases.c.expires_at <= now))
-            for task_id in set(expired):
-                self._refresh_state(conn, task_id, now)
+        return self._write(lambda conn: self._expire(conn, now))
+
+    def _expire(self, conn: sa.Connection, now: datetime) -> int:
+        expiring = sa.select(leases.c.task_id).where(leases.c.expires_at <= now)
+        task_ids = sorted(set(conn.execute(expiring).scalars()))
+        if not task_ids:
+            return 0
+        _lock(conn, task_ids)
+        # Re-read under the locks: a submission may have consumed a lease meanwhile.
+        expired = conn.execute(
+            sa.select(leases.c.task_id, leases.c.annotator, leases.c.leased_at).where(
+                leases.c.expires_at <= now, leases.c.task_id.in_(task_ids)
+            )
+        ).all()
+        conn.execute(
+            leases.delete().where(leases.c.expires_at <= now, leases.c.task_id.in_(task_ids))
+        )
+        for lease in expired:
+            _log(
+                conn,
+                lease.task_id,
+                "lease_expired",
+                now,
+                lease.annotator,
+                leased_at=as_utc(lease.leased_at).isoformat(),
+            )
+        for task_id in sorted({lease.task_id for lease in expired}):
+            self._refresh_state(conn, task_id, now)
         return len(expired)
 
     def submit(
@@ -318,72 +581,249 @@ class TaskQueue:
         time_spent_s: float | None = None,
     ) -> Answer:
         """Record one answer. Idempotent: resubmitting the same answer (same submission id, or
-        the same annotator and label for the task) returns the stored answer."""
-        label = str(label)
-        submission_id = submission_id or f"{task_id}:{annotator}"
-        now = answered_at or utcnow()
-        with self.engine.begin() as conn:
-            row = conn.execute(sa.select(tasks).where(tasks.c.id == task_id)).first()
-            if row is None:
-                raise UnknownTaskError(f"Unknown task id {task_id!r}; nothing was recorded.")
-            task = _task(row)
-            if label not in task.classes:
-                raise InvalidAnswerError(
-                    f"Label {label!r} for task {task_id} is not one of its classes {task.classes}."
-                )
-            previous = conn.execute(
-                sa.select(answers).where(
-                    sa.or_(
-                        answers.c.submission_id == submission_id,
-                        sa.and_(answers.c.task_id == task_id, answers.c.annotator == annotator),
-                    )
-                )
-            ).first()
-            if previous is not None:
-                if (previous.task_id, previous.annotator, previous.label) == (
-                    task_id,
-                    annotator,
-                    label,
-                ):
-                    return _answer(previous)
-                raise InvalidAnswerError(
-                    f"Annotator {annotator!r} already answered task {task_id} with "
-                    f"{previous.label!r} (submission {previous.submission_id}); a different "
-                    f"answer {label!r} was not recorded."
-                )
-            if task.state in (ANSWERED, RESOLVED):
-                raise InvalidAnswerError(
-                    f"Task {task_id} already has its {task.answers_needed} answer(s) "
-                    f"(state {task.state}); the answer from {annotator!r} was not recorded."
-                )
-            conn.execute(
-                answers.insert().values(
-                    task_id=task_id,
-                    annotator=annotator,
-                    label=label,
-                    answered_at=now,
-                    time_spent_s=time_spent_s,
-                    submission_id=submission_id,
-                )
-            )
-            conn.execute(
-                leases.delete().where(leases.c.task_id == task_id, leases.c.annotator == annotator)
-            )
-            self._refresh_state(conn, task_id, now)
-            stored = conn.execute(
-                sa.select(answers).where(answers.c.submission_id == submission_id)
-            ).first()
-        return _answer(stored)
+        the same annotator and label for the task) returns the stored answer.
 
-    def mark_resolved(self, task_ids: Sequence[str]) -> None:
-        with self.engine.begin() as conn:
-            for start in range(0, len(task_ids), 500):
-                conn.execute(
-                    tasks.update()
-                    .where(tasks.c.id.in_(task_ids[start : start + 500]))
-                    .where(tasks.c.state == ANSWERED)
-                    .values(state=RESOLVED)
+        An answer is taken while the task still needs answers, with or without a lease (a
+        lease reserves a slot for the person working on it; imports from other tools never
+        hold one). Raises UnknownTaskError / InvalidAnswerError, recording nothing, otherwise.
+        """
+        submission = Submission(
+            task_id, annotator, str(label), submission_id, answered_at, time_spent_s
+        )
+        outcome = self._write(lambda conn: self.submit_in(conn, submission))
+        if outcome.status == REJECTED:
+            if outcome.code == "unknown_task":
+                raise UnknownTaskError(outcome.reason)
+            raise InvalidAnswerError(outcome.reason)
+        assert outcome.answer is not None
+        return outcome.answer
+
+    def submit_many(self, submissions: Sequence[Submission]) -> list[SubmitOutcome]:
+        """Record many answers in ONE transaction: each is accepted, recognised as already
+        recorded, or rejected with a reason; a crash midway stores none of them."""
+        return self._write(lambda conn: [self.submit_in(conn, s) for s in submissions])
+
+    def submit_in(
+        self, conn: sa.Connection, submission: Submission, now: datetime | None = None
+    ) -> SubmitOutcome:
+        """Record one answer inside the caller's `write_transaction` (for imports that must
+        store everything or nothing together with their own bookkeeping)."""
+        sub = submission
+        label = str(sub.label)
+        submission_id = sub.submission_id or default_submission_id(sub.task_id, sub.annotator)
+        clock = now or utcnow()  # decides which leases are live; answered_at may be older
+        answered_at = sub.answered_at or clock
+
+        def rejected(code: str, reason: str) -> SubmitOutcome:
+            return SubmitOutcome(sub, REJECTED, None, code, reason)
+
+        row = conn.execute(
+            sa.select(tasks).where(tasks.c.id == sub.task_id).with_for_update()
+        ).first()
+        if row is None:
+            return rejected("unknown_task", f"Unknown task id {sub.task_id!r}; nothing recorded.")
+        task = _task(row)
+        if label not in task.classes:
+            return rejected(
+                "invalid_label",
+                f"Label {label!r} for task {task.id} is not one of its classes {task.classes}.",
+            )
+        if sub.time_spent_s is not None and not sub.time_spent_s >= 0:
+            return rejected(
+                "invalid_time", f"time_spent_s must be a number >= 0, got {sub.time_spent_s!r}."
+            )
+        previous = conn.execute(
+            sa.select(answers).where(
+                sa.or_(
+                    answers.c.submission_id == submission_id,
+                    sa.and_(answers.c.task_id == task.id, answers.c.annotator == sub.annotator),
                 )
+            )
+        ).first()
+        if previous is not None:
+            if (previous.task_id, previous.annotator, previous.label) == (
+                task.id,
+                sub.annotator,
+                label,
+            ):
+                return SubmitOutcome(sub, ALREADY_RECORDED, _answer(previous))
+            return rejected(
+                "conflict",
+                f"Submission {submission_id!r} conflicts with stored answer {previous.id}: "
+                f"annotator {previous.annotator!r} answered task {previous.task_id} with "
+                f"{previous.label!r}; {sub.annotator!r} / {label!r} was not recorded.",
+            )
+        if task.state in (ANSWERED, RESOLVED):
+            return rejected(
+                "task_complete",
+                f"Task {task.id} already has its {task.answers_needed} answer(s) "
+                f"(state {task.state}); the answer from {sub.annotator!r} was not recorded.",
+            )
+        inserted = conn.execute(
+            answers.insert().values(
+                task_id=task.id,
+                annotator=sub.annotator,
+                label=label,
+                answered_at=answered_at,
+                time_spent_s=sub.time_spent_s,
+                submission_id=submission_id,
+            )
+        )
+        answer_id = int(inserted.inserted_primary_key[0])
+        conn.execute(
+            leases.delete().where(leases.c.task_id == task.id, leases.c.annotator == sub.annotator)
+        )
+        _log(
+            conn,
+            task.id,
+            "answered",
+            answered_at,
+            sub.annotator,
+            label=label,
+            answer_id=answer_id,
+            time_spent_s=sub.time_spent_s,
+            submission_id=submission_id,
+        )
+        self._refresh_state(conn, task.id, clock)
+        return SubmitOutcome(
+            sub,
+            ACCEPTED,
+            Answer(
+                answer_id,
+                task.id,
+                sub.annotator,
+                label,
+                as_utc(answered_at),
+                sub.time_spent_s,
+                submission_id,
+            ),
+        )
+
+    def mark_resolved(self, task_ids: Sequence[str], now: datetime | None = None) -> None:
+        """Answered tasks whose answers went into a label snapshot become resolved."""
+        now = now or utcnow()
+        ids = sorted(set(task_ids))
+
+        def work(conn: sa.Connection) -> None:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                locked = _lock(conn, chunk)
+                moving = [r.id for r in locked if r.state == ANSWERED]
+                if not moving:
+                    continue
+                conn.execute(tasks.update().where(tasks.c.id.in_(moving)).values(state=RESOLVED))
+                conn.execute(
+                    task_events.insert(),
+                    [
+                        _event_row(t, "state", now, None, {"from": ANSWERED, "to": RESOLVED})
+                        for t in moving
+                    ],
+                )
+
+        if ids:
+            self._write(work)
+
+    def reprioritize(
+        self,
+        scores: Mapping[str, float],
+        model_version: str | None,
+        *,
+        round_key: str | None = None,
+        top_classes: Mapping[str, Sequence[tuple[str, float]]] | None = None,
+        reasons: Mapping[str, str] | None = None,
+        strategy: str | None = None,
+        now: datetime | None = None,
+    ) -> Reprioritization:
+        """Re-score open tasks after the model changed, so stale scores are not served.
+
+        `scores` maps sample keys to the new model's informativeness (higher = ask first).
+        Open tasks (pending or leased) of `round_key` (or of every round) are re-ranked:
+        re-scored tasks first by new score, then tasks the new model did not score in their old
+        order. Score, priority, model version, reason and top classes are updated; the values
+        they replace are kept in the task's history (event `reprioritized`).
+        """
+        now = now or utcnow()
+        top_classes = top_classes or {}
+        reasons = reasons or {}
+
+        def work(conn: sa.Connection) -> Reprioritization:
+            scope = sa.select(tasks.c.id).where(tasks.c.state.in_(OPEN_STATES))
+            if round_key is not None:
+                scope = scope.where(tasks.c.round == round_key)
+            ids = sorted(conn.execute(scope).scalars())
+            rows = [r for r in _lock(conn, ids, full=True) if r.state in OPEN_STATES]
+            by_key: dict[str, list[sa.Row]] = {}
+            for r in rows:
+                by_key.setdefault(r.sample_key, []).append(r)
+            rescored = [r for r in rows if r.sample_key in scores]
+            stale = [r for r in rows if r.sample_key not in scores]
+            rescored.sort(key=lambda r: (-float(scores[r.sample_key]), r.created_at, r.id))
+            stale.sort(key=lambda r: (-r.priority, r.created_at, r.id))
+            total = len(rows)
+            for position, r in enumerate(rescored + stale):
+                priority = float(total - position)
+                fresh = r.sample_key in scores
+                context = json.loads(r.context)
+                values: dict[str, Any] = {"priority": priority}
+                before: dict[str, Any] = {"priority": r.priority}
+                if fresh:
+                    values |= {"score": float(scores[r.sample_key]), "model_version": model_version}
+                    before |= {"score": r.score, "model_version": r.model_version}
+                    if strategy is not None:
+                        values["strategy"], before["strategy"] = strategy, r.strategy
+                    if r.sample_key in reasons:
+                        values["reason"], before["reason"] = reasons[r.sample_key], r.reason
+                    if r.sample_key in top_classes:
+                        before["top_classes"] = context.get("top_classes", [])
+                        context["top_classes"] = [
+                            [str(c), float(p)] for c, p in top_classes[r.sample_key]
+                        ]
+                        values["context"] = json.dumps(context)
+                conn.execute(tasks.update().where(tasks.c.id == r.id).values(**values))
+                after = {k: v for k, v in values.items() if k != "context"}
+                if "top_classes" in before:
+                    after["top_classes"] = context["top_classes"]
+                _log(
+                    conn,
+                    r.id,
+                    "reprioritized",
+                    now,
+                    None,
+                    stale=not fresh,
+                    before=before,
+                    after=after,
+                )
+            return Reprioritization(
+                model_version,
+                [r.id for r in rescored],
+                [r.id for r in stale],
+                sorted(k for k in scores if k not in by_key),
+            )
+
+        return self._write(work)
+
+    @staticmethod
+    def _slots(
+        conn: sa.Connection, task_id: str, annotator: str, now: datetime
+    ) -> tuple[int, int, bool]:
+        """(answers, live leases, whether `annotator` already answered or holds it)."""
+        answered = conn.execute(
+            sa.select(sa.func.count()).where(answers.c.task_id == task_id)
+        ).scalar_one()
+        live = conn.execute(
+            sa.select(sa.func.count()).where(leases.c.task_id == task_id, leases.c.expires_at > now)
+        ).scalar_one()
+        mine = conn.execute(
+            sa.select(sa.func.count()).where(
+                sa.or_(
+                    sa.exists().where(
+                        answers.c.task_id == task_id, answers.c.annotator == annotator
+                    ),
+                    sa.exists().where(leases.c.task_id == task_id, leases.c.annotator == annotator),
+                )
+            )
+        ).scalar_one()
+        return int(answered), int(live), bool(mine)
 
     @staticmethod
     def _refresh_state(conn: sa.Connection, task_id: str, now: datetime) -> None:
@@ -405,4 +845,44 @@ class TaskQueue:
             new = LEASED
         else:
             new = PENDING
-        conn.execute(tasks.update().where(tasks.c.id == task_id).values(state=new))
+        if new != state:
+            conn.execute(tasks.update().where(tasks.c.id == task_id).values(state=new))
+            _log(conn, task_id, "state", now, None, **{"from": state, "to": new})
+
+
+def _lock(conn: sa.Connection, task_ids: Sequence[str], full: bool = False) -> list[sa.Row]:
+    """Lock task rows in id order (one order everywhere, so lockers cannot deadlock)."""
+    if not task_ids:
+        return []
+    columns = [tasks] if full else [tasks.c.id, tasks.c.state]
+    return list(
+        conn.execute(
+            sa.select(*columns)
+            .where(tasks.c.id.in_(list(task_ids)))
+            .order_by(tasks.c.id)
+            .with_for_update()
+        ).all()
+    )
+
+
+def _event_row(
+    task_id: str, event: str, at: datetime, annotator: str | None, detail: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {
+        "task_id": task_id,
+        "at": at,
+        "event": event,
+        "annotator": annotator,
+        "detail": json.dumps(dict(detail), default=str, sort_keys=True),
+    }
+
+
+def _log(
+    conn: sa.Connection,
+    task_id: str,
+    event: str,
+    at: datetime,
+    annotator: str | None,
+    **detail: Any,
+) -> None:
+    conn.execute(task_events.insert().values(**_event_row(task_id, event, at, annotator, detail)))
