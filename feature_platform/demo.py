@@ -18,7 +18,7 @@ import dagster as dg
 from feature_platform.catalog import digits
 from feature_platform.definitions import build_definitions
 from feature_platform.defs.assets.rounds import round_assets
-from feature_platform.defs.partitions import rounds_partitions
+from feature_platform.defs.partitions import all_arrival_days_tags, rounds_partitions
 from feature_platform.defs.resources import ProgramResource, StoreResource
 from feature_platform.feature_store import FeatureStore
 from feature_platform.labeling.simulated import SimulatedAnnotators
@@ -131,7 +131,7 @@ def run_demo(options: DemoOptions, home: Path, log=print) -> DemoReport:  # noqa
     annotators = _annotators(options)
 
     log("refreshing raw source and feature sets through Dagster ...")
-    _run(defs, instance, "refresh_features", None)
+    _run(defs, instance, "refresh_features", dg.RunRequest(tags=all_arrival_days_tags()))
     results: list[DemoRound] = []
     stop_reason = f"ran the {options.rounds} requested rounds"
     for _ in range(options.rounds):

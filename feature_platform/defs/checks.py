@@ -49,8 +49,11 @@ def build_feature_check(spec: FeatureSetSpec) -> dg.AssetChecksDefinition:
     )
     def _check(store: StoreResource) -> dg.AssetCheckResult:
         fs = store.get()
-        fsv = fs.registry.get(spec.name, spec.version)
-        newest = pd.read_parquet(fs.offline.snapshots(fsv)[-1])
+        fsv = fs.apply(spec)
+        snapshots = fs.offline.snapshots(fsv)
+        if not snapshots:
+            return dg.AssetCheckResult(passed=True, metadata={"rows": 0})
+        newest = pd.read_parquet(snapshots[-1])
         return _result(validate(newest, schemas.feature_set_schema(fsv)), store, fsv.id, None)
 
     return _check

@@ -1,34 +1,42 @@
-"""Raw sources: each refresh is kept as its own Parquet snapshot; readers get the newest."""
+"""Raw sources as Parquet, one file per partition (e.g. a day of arrivals).
+
+Refreshing a partition replaces its file atomically; readers get every partition together.
+"""
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pandas as pd
 
 from feature_platform.errors import FeaturePlatformError
-from feature_platform.store.db import utcnow
+
+WHOLE = "all"  # the partition name of a source loaded in one piece
 
 
 class SourceStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
-    def write(self, name: str, frame: pd.DataFrame) -> Path:
+    def write(self, name: str, frame: pd.DataFrame, partition: str = WHOLE) -> Path:
         directory = self.root / name
         directory.mkdir(parents=True, exist_ok=True)
-        stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
-        path = directory / f"{stamp}-{uuid.uuid4().hex[:8]}.parquet"
-        tmp = directory / f".{path.name}.tmp"
+        path = directory / f"{partition}.parquet"
+        tmp = directory / f".{partition}.parquet.tmp"
         frame.to_parquet(tmp, index=False)
-        tmp.rename(path)
+        tmp.replace(path)
         return path
 
+    def partitions(self, name: str) -> list[str]:
+        directory = self.root / name
+        return sorted(p.stem for p in directory.glob("*.parquet")) if directory.exists() else []
+
     def read(self, name: str) -> pd.DataFrame:
-        files = sorted((self.root / name).glob("*.parquet")) if (self.root / name).exists() else []
+        """Every partition of the source, in partition order."""
+        files = [self.root / name / f"{p}.parquet" for p in self.partitions(name)]
         if not files:
             raise FeaturePlatformError(
                 f"Raw source {name!r} has no data yet under {self.root}; materialize it first."
             )
-        return pd.read_parquet(files[-1])
+        frames = [pd.read_parquet(f) for f in files]
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]

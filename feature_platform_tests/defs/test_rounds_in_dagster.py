@@ -14,7 +14,7 @@ from feature_platform.defs.assets.features import feature_assets
 from feature_platform.defs.assets.rounds import round_assets
 from feature_platform.defs.assets.sources import digits_source
 from feature_platform.defs.checks import asset_checks
-from feature_platform.defs.partitions import rounds_partitions
+from feature_platform.defs.partitions import all_arrival_days_tags, rounds_partitions
 from feature_platform.defs.resources import ProgramResource, StoreResource, build_resources
 from feature_platform.labeling.simulated import SimulatedAnnotators
 from feature_platform.settings import Settings
@@ -39,7 +39,10 @@ def _sensor(defs: dg.Definitions, name: str, instance: dg.DagsterInstance):
 def test_round_materializes_and_model_is_traceable_in_mlflow(setup) -> None:
     settings, resources, instance = setup
     upstream = dg.materialize(
-        [digits_source, *feature_assets, *asset_checks[:3]], instance=instance, resources=resources
+        [digits_source, *feature_assets, *asset_checks[:3]],
+        instance=instance,
+        resources=resources,
+        tags=all_arrival_days_tags(),
     )
     assert upstream.success
     checks = upstream.get_asset_check_evaluations()
@@ -112,7 +115,8 @@ def test_sensors_open_rounds_retrain_and_stop_at_budget(setup) -> None:
     first = _sensor(defs, "open_next_round", instance)
     assert isinstance(first, dg.SkipReason) and "waiting for feature set" in first.skip_message
 
-    assert defs.resolve_job_def("refresh_features").execute_in_process(instance=instance).success
+    refresh = defs.resolve_job_def("refresh_features")
+    assert refresh.execute_in_process(instance=instance, tags=all_arrival_days_tags()).success
     annotators = SimulatedAnnotators(digits.ground_truth_oracle(), digits.CLASSES, count=2)
     for number in (1, 2, 3):
         opened = _sensor(defs, "open_next_round", instance)

@@ -4,6 +4,7 @@ import dagster as dg
 
 from feature_platform.catalog import digits
 from feature_platform.defs.assets.sources import RAW
+from feature_platform.defs.partitions import arrival_days
 from feature_platform.defs.resources import StoreResource
 from feature_platform.store.feature_set import FeatureSetSpec
 
@@ -22,10 +23,23 @@ def build_feature_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
         code_version=spec.fingerprint,
         description=f"Feature set {spec.id}: {spec.description}",
         tags={"feature_set": spec.name, "version": spec.version},
+        partitions_def=arrival_days,
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),
     )
-    def _feature_set(store: StoreResource) -> dg.MaterializeResult:
+    def _feature_set(
+        context: dg.AssetExecutionContext, store: StoreResource
+    ) -> dg.MaterializeResult:
         fs = store.get()
-        result = fs.materialize(spec)
+        window = context.partition_time_window
+        raw = fs.sources.read(spec.sources[0])
+        arrived = raw["arrived_at"]
+        today = raw[(arrived >= window.start) & (arrived < window.end)]
+        if today.empty:
+            fsv = fs.apply(spec)
+            return dg.MaterializeResult(
+                metadata={"feature_set_version": fsv.id, "rows": 0, "lineage": fsv.lineage()}
+            )
+        result = fs.materialize(spec, today)
         digits.ensure_default_aliases(fs)
         fsv = result.feature_set
         aliases = {a: v for a, v in fs.registry.aliases(fsv.name).items() if v == fsv.version}

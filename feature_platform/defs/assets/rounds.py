@@ -21,7 +21,10 @@ def _table(frame: pd.DataFrame, rows: int = 10) -> dg.MetadataValue:
 
 @dg.asset(
     partitions_def=rounds_partitions,
-    deps=feature_asset_keys,
+    # Every day of every feature set version feeds the pool.
+    deps=[
+        dg.AssetDep(key, partition_mapping=dg.AllPartitionMapping()) for key in feature_asset_keys
+    ],
     group_name="rounds",
     kinds={"parquet"},
     description="Unlabeled, arrived samples with the champion model's class probabilities.",
