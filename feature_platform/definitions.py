@@ -8,15 +8,22 @@ from feature_platform.defs.assets.features import feature_assets
 from feature_platform.defs.assets.rounds import round_assets
 from feature_platform.defs.assets.sources import digits_source
 from feature_platform.defs.checks import asset_checks
-from feature_platform.defs.jobs import jobs, refresh_features_job
+from feature_platform.defs.assets.monitoring import pool_drift
+from feature_platform.defs.jobs import jobs, monitor_drift_job, refresh_features_job
 from feature_platform.defs.resources import ProgramResource, build_resources
 from feature_platform.defs.sensors import sensors
 from feature_platform.settings import Settings
 
-daily_feature_refresh = dg.ScheduleDefinition(
-    job=refresh_features_job,
-    cron_schedule="0 3 * * *",
-    description="Reload raw sources and recompute feature sets every night.",
+# Each night: yesterday's arrivals and their features, then drift against the champion.
+daily_feature_refresh = dg.build_schedule_from_partitioned_job(
+    refresh_features_job,
+    hour_of_day=3,
+    description="Load yesterday's arrivals and compute their features, every night.",
+)
+daily_drift = dg.ScheduleDefinition(
+    job=monitor_drift_job,
+    cron_schedule="0 4 * * *",
+    description="Recompute pool drift against the champion's training set every night.",
 )
 
 
@@ -24,11 +31,11 @@ def build_definitions(
     settings: Settings | None = None, program: ProgramResource | None = None
 ) -> dg.Definitions:
     return dg.Definitions(
-        assets=[digits_source, *feature_assets, *round_assets],
+        assets=[digits_source, *feature_assets, *round_assets, pool_drift],
         asset_checks=asset_checks,
         jobs=jobs,
         sensors=sensors,
-        schedules=[daily_feature_refresh],
+        schedules=[daily_feature_refresh, daily_drift],
         resources=build_resources(
             settings or Settings.from_env(), program or ProgramResource.from_env()
         ),

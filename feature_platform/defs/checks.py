@@ -1,11 +1,14 @@
 """Pandera schemas run as asset checks. Failing rows are quarantined for review and listed in
 the check's metadata; raw and feature checks block downstream steps."""
 
+import warnings
+
 import dagster as dg
 import pandas as pd
 
 from feature_platform.catalog import digits
 from feature_platform.defs.assets.features import feature_asset_key
+from feature_platform.defs.assets.monitoring import pool_drift
 from feature_platform.defs.assets.rounds import labeling_batch, training_set
 from feature_platform.defs.assets.sources import RAW
 from feature_platform.defs.partitions import rounds_partitions
@@ -13,6 +16,9 @@ from feature_platform.defs.resources import ProgramResource, StoreResource
 from feature_platform.quality import schemas
 from feature_platform.quality.validation import Quarantine, ValidationReport, validate
 from feature_platform.store.feature_set import FeatureSetSpec
+
+# Per-partition checks on round assets are what we want; Dagster flags the API as preview.
+warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec")
 
 
 def _result(
@@ -94,9 +100,28 @@ def labeling_batch_schema(
     return _result(report, store, "labeling_batch", context.partition_key)
 
 
+@dg.asset_check(
+    asset=pool_drift,
+    description="Warns when features of the unlabeled pool drifted from the champion's "
+    "training set (PSI > 0.2 and KS p < 0.01).",
+)
+def pool_drift_within_threshold(pool_drift: pd.DataFrame) -> dg.AssetCheckResult:
+    drifted = pool_drift[pool_drift["drifted"].astype(bool)] if len(pool_drift) else pool_drift
+    return dg.AssetCheckResult(
+        passed=drifted.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "features_checked": len(pool_drift),
+            "drifted_features": len(drifted),
+            "drifted": ", ".join(drifted["feature"].head(20)) if len(drifted) else "-",
+        },
+    )
+
+
 asset_checks = [
     digits_raw_schema,
     *[build_feature_check(spec) for spec in digits.FEATURE_SETS],
     training_set_schema,
     labeling_batch_schema,
+    pool_drift_within_threshold,
 ]

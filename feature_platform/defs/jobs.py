@@ -1,11 +1,13 @@
 import dagster as dg
 
+from feature_platform.defs.assets.monitoring import pool_drift
 from feature_platform.defs.assets.rounds import candidate_pool, labeling_batch, model, training_set
-from feature_platform.defs.partitions import rounds_partitions
+from feature_platform.defs.partitions import arrival_days, rounds_partitions
 
 refresh_features_job = dg.define_asset_job(
     "refresh_features",
     selection=dg.AssetSelection.groups("sources", "features"),
+    partitions_def=arrival_days,
     description="Reload raw sources and recompute every feature set version.",
 )
 
@@ -25,4 +27,10 @@ retrain_job = dg.define_asset_job(
     description="Freeze the round's labels, build the training set, train and register a model.",
 )
 
-jobs = [refresh_features_job, open_round_job, retrain_job]
+monitor_drift_job = dg.define_asset_job(
+    "monitor_drift",
+    selection=dg.AssetSelection.assets(pool_drift),
+    description="Compare the unlabeled pool with the champion's training set.",
+)
+
+jobs = [refresh_features_job, open_round_job, retrain_job, monitor_drift_job]

@@ -255,3 +255,26 @@ def next_round(
 def rounds_to_retrain(store: FeatureStore, existing: list[str], trained: set[str]) -> list[str]:
     """Rounds whose batch is fully answered but whose model is not trained yet."""
     return [r for r in sorted(existing) if r not in trained and round_complete(store, r)]
+
+
+def champion_drift(
+    store: FeatureStore,
+    program: Program,
+    feature_set_version: str,
+    label_snapshot_id: str,
+    as_of: datetime | None = None,
+) -> pd.DataFrame:
+    """Drift of the current unlabeled pool against the training set a champion learned from,
+    both read from the same (explicit) feature set version."""
+    from feature_platform.quality.drift import drift_report
+
+    training_set = build_training_set(
+        store, store.labels.get(label_snapshot_id), feature_set_version
+    )
+    pinned = Program(**{**program.__dict__, "feature_set": training_set.feature_set.id})
+    keys = candidate_pool(store, pinned, model=None, as_of=as_of)["sample_key"].tolist()
+    current = pd.DataFrame(
+        feature_matrix(store, training_set.feature_set, keys, as_of or utcnow()),
+        columns=training_set.features,
+    )
+    return drift_report(training_set.frame, current, training_set.features)

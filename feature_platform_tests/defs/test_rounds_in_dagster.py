@@ -11,6 +11,7 @@ import pytest
 from feature_platform.catalog import digits
 from feature_platform.definitions import build_definitions
 from feature_platform.defs.assets.features import feature_assets
+from feature_platform.defs.assets.monitoring import pool_drift
 from feature_platform.defs.assets.rounds import round_assets
 from feature_platform.defs.assets.sources import digits_source
 from feature_platform.defs.checks import asset_checks
@@ -91,6 +92,18 @@ def test_round_materializes_and_model_is_traceable_in_mlflow(setup) -> None:
     assert run.data.metrics["labels"] == 10
     champion = tracker.by_alias("champion")
     assert champion is not None and champion.run_id == run.info.run_id
+
+    drift = dg.materialize(
+        [pool_drift, *asset_checks],
+        instance=instance,
+        resources=resources,
+        selection=[pool_drift.key],
+    )
+    report = drift.asset_value(pool_drift.key)
+    assert len(report) == 64 and report["psi"].notna().all()
+    (evaluation,) = drift.get_asset_check_evaluations()
+    assert evaluation.check_name == "pool_drift_within_threshold"
+    assert evaluation.metadata["features_checked"].value == 64
 
     # Round 2 is scored by round 1's champion: reasons now come from the margin strategy.
     instance.add_dynamic_partitions(rounds_partitions.name, ["round-002"])

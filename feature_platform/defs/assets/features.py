@@ -24,7 +24,6 @@ def build_feature_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
         description=f"Feature set {spec.id}: {spec.description}",
         tags={"feature_set": spec.name, "version": spec.version},
         partitions_def=arrival_days,
-        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),
     )
     def _feature_set(
         context: dg.AssetExecutionContext, store: StoreResource

@@ -34,7 +34,6 @@ def days_in_window(context: dg.AssetExecutionContext) -> list[tuple[str, pd.Time
         ),
     ],
     partitions_def=arrival_days,
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),
 )
 def digits_source(context: dg.AssetExecutionContext, store: StoreResource):
     fs = store.get()
