@@ -5,10 +5,10 @@ from __future__ import annotations
 import dagster as dg
 
 from feature_platform.defs.assets.features import feature_assets
+from feature_platform.defs.assets.monitoring import pool_drift
 from feature_platform.defs.assets.rounds import round_assets
 from feature_platform.defs.assets.sources import digits_source
 from feature_platform.defs.checks import asset_checks
-from feature_platform.defs.assets.monitoring import pool_drift
 from feature_platform.defs.jobs import jobs, monitor_drift_job, refresh_features_job
 from feature_platform.defs.resources import ProgramResource, build_resources
 from feature_platform.defs.sensors import sensors
