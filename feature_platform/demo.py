@@ -90,16 +90,16 @@ def _annotators(options: DemoOptions) -> SimulatedAnnotators:
 
 
 def _run(
-    defs: dg.Definitions, instance: dg.DagsterInstance, job: str, request: dg.RunRequest | None
-):
-    result = defs.resolve_job_def(job).execute_in_process(
+    defs: dg.Definitions, instance: dg.DagsterInstance, job: str, request: dg.RunRequest
+) -> dg.ExecuteInProcessResult:
+    """Execute what a sensor requested, in this process, against the project's instance."""
+    return defs.resolve_job_def(job).execute_in_process(
         instance=instance,
-        partition_key=request.partition_key if request else None,
-        tags=dict(request.tags) if request else None,
+        partition_key=request.partition_key,
+        tags=dict(request.tags),
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         raise_on_error=True,
     )
-    return result
 
 
 def _evaluate_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, name: str):
