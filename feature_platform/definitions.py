@@ -9,6 +9,7 @@ from feature_platform.defs.assets.monitoring import pool_drift
 from feature_platform.defs.assets.rounds import round_assets
 from feature_platform.defs.assets.sources import digits_source
 from feature_platform.defs.checks import asset_checks
+from feature_platform.defs.executors import executor_from_env
 from feature_platform.defs.jobs import jobs, monitor_drift_job, refresh_features_job
 from feature_platform.defs.resources import ProgramResource, build_resources
 from feature_platform.defs.sensors import sensors
@@ -36,6 +37,8 @@ def build_definitions(
         jobs=jobs,
         sensors=sensors,
         schedules=[daily_feature_refresh, daily_drift],
+        # FP_EXECUTOR: multiprocess (default), in_process or celery (defs/executors.py).
+        executor=executor_from_env(),
         resources=build_resources(
             settings or Settings.from_env(), program or ProgramResource.from_env()
         ),
