@@ -1,10 +1,56 @@
-"""Turning raw answers into one label per sample, deterministically."""
+"""Turning raw answers into one label per sample, deterministically.
+
+Every aggregator takes the answers frame (`TaskQueue.answers()`: at least sample_key,
+annotator, label, answered_at) and returns one row per sample with LABEL_COLUMNS, plus a
+`confidence` column (how sure the method is of its label, in [0, 1]). The same answers always
+give the same labels: no randomness, ties broken by documented rules.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import pandas as pd
 
 LABEL_COLUMNS = ["sample_key", "label", "n_answers", "agreement", "labeled_at"]
+CONFIDENCE = "confidence"
+
+
+def _prepared(answers: pd.DataFrame) -> pd.DataFrame:
+    frame = answers[["sample_key", "annotator", "label", "answered_at"]].copy()
+    frame["sample_key"] = frame["sample_key"].astype(str)
+    frame["label"] = frame["label"].astype(str)
+    frame["answered_at"] = pd.to_datetime(frame["answered_at"], utc=True)
+    return frame
+
+
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame(columns=[*LABEL_COLUMNS, CONFIDENCE])
+
+
+def _finish(frame: pd.DataFrame, chosen: pd.Series, confidence: pd.Series) -> pd.DataFrame:
+    """Attach n_answers, agreement (share of answers equal to the chosen label) and labeled_at
+    (the last answer: the moment the label became known, for point-in-time joins)."""
+    per_sample = frame.groupby("sample_key").agg(
+        n_answers=("label", "size"), labeled_at=("answered_at", "max")
+    )
+    agreeing = (
+        frame.assign(chosen=frame["sample_key"].map(chosen))
+        .assign(agrees=lambda f: f["label"] == f["chosen"])
+        .groupby("sample_key")["agrees"]
+        .sum()
+    )
+    result = per_sample.assign(
+        label=chosen,
+        agreement=agreeing / per_sample["n_answers"],
+        confidence=confidence,
+    )
+    result = result.reset_index()
+    result["n_answers"] = result["n_answers"].astype(int)
+    result["agreement"] = result["agreement"].astype(float)
+    result[CONFIDENCE] = result[CONFIDENCE].astype(float)
+    return result[[*LABEL_COLUMNS, CONFIDENCE]].sort_values("sample_key", ignore_index=True)
 
 
 def majority_vote(answers: pd.DataFrame) -> pd.DataFrame:
@@ -13,12 +59,11 @@ def majority_vote(answers: pd.DataFrame) -> pd.DataFrame:
     Tie-break (documented, replayable): among tied labels, the one whose first answer arrived
     earliest wins; equal arrival times fall back to the label's text order. `agreement` is the
     winning label's share of the answers; `labeled_at` is when the last answer arrived (the
-    moment the label became known, used for point-in-time joins).
+    moment the label became known, used for point-in-time joins). `confidence` = agreement.
     """
     if answers.empty:
-        return pd.DataFrame(columns=LABEL_COLUMNS)
-    frame = answers[["sample_key", "label", "answered_at"]].copy()
-    frame["answered_at"] = pd.to_datetime(frame["answered_at"], utc=True)
+        return _empty()
+    frame = _prepared(answers)
     votes = (
         frame.groupby(["sample_key", "label"], sort=True)
         .agg(votes=("label", "size"), first_at=("answered_at", "min"))
@@ -30,12 +75,133 @@ def majority_vote(answers: pd.DataFrame) -> pd.DataFrame:
         )
     )
     winners = votes.drop_duplicates("sample_key", keep="first").set_index("sample_key")
-    per_sample = frame.groupby("sample_key").agg(
-        n_answers=("label", "size"), labeled_at=("answered_at", "max")
+    counts = frame.groupby("sample_key").size()
+    return _finish(frame, winners["label"], winners["votes"] / counts)
+
+
+@dataclass(frozen=True)
+class DawidSkeneFit:
+    """The fitted model: per-sample posteriors, class priors and each annotator's confusion
+    matrix (rows: true class, columns: answered class)."""
+
+    labels: pd.DataFrame  # LABEL_COLUMNS + confidence
+    posteriors: pd.DataFrame  # index sample_key, one column per class
+    priors: pd.Series  # index class
+    confusion: dict[str, pd.DataFrame]
+    iterations: int
+    converged: bool
+
+    def annotator_accuracy(self) -> pd.Series:
+        """Each annotator's estimated probability of answering the true class."""
+        return pd.Series(
+            {
+                name: float((self.priors * np.diag(matrix.to_numpy())).sum())
+                for name, matrix in sorted(self.confusion.items())
+            },
+            name="estimated_accuracy",
+        )
+
+
+def fit_dawid_skene(
+    answers: pd.DataFrame,
+    *,
+    max_iter: int = 1000,
+    tol: float = 1e-6,
+    smoothing: float = 0.01,
+    shrinkage: float | None = None,
+) -> DawidSkeneFit:
+    """Dawid & Skene (1979): EM over per-annotator confusion matrices and class priors.
+
+    Starts from the majority-vote shares (deterministic: no random start), then alternates
+    M-step (priors and confusion matrices from the current posteriors) and E-step (posteriors
+    from priors x each answer's confusion entry) until no posterior moves more than `tol`.
+
+    A full confusion matrix has K x (K - 1) free entries per annotator, more than a labeling
+    round gives evidence for, so each row gets a Dirichlet prior (MAP estimate): `shrinkage`
+    pseudo-answers (default K) spread like the annotator's *overall* accuracy ("one coin":
+    right with their accuracy, wrong uniformly otherwise), plus `smoothing` per cell so no
+    (true, answered) pair is impossible. Rows with many answers follow their own confusions;
+    sparse rows lean on the annotator's overall reliability. `shrinkage=0, smoothing>0` is the
+    classic estimate.
+
+    Classes are the labels that occur in the answers (a class nobody chose cannot win). Ties
+    in the final posterior (within 1e-9) go to the majority-vote label.
+    """
+    if answers.empty:
+        empty = pd.DataFrame()
+        return DawidSkeneFit(_empty(), empty, pd.Series(dtype=float), {}, 0, True)
+    frame = _prepared(answers)
+    items = np.sort(frame["sample_key"].unique())
+    raters = np.sort(frame["annotator"].astype(str).unique())
+    classes = np.sort(frame["label"].unique())
+    item_idx = np.searchsorted(items, frame["sample_key"].to_numpy())
+    rater_idx = np.searchsorted(raters, frame["annotator"].astype(str).to_numpy())
+    label_idx = np.searchsorted(classes, frame["label"].to_numpy())
+    n_items, n_raters, n_classes = len(items), len(raters), len(classes)
+    shrinkage = float(n_classes) if shrinkage is None else shrinkage
+
+    posterior = np.zeros((n_items, n_classes))
+    np.add.at(posterior, (item_idx, label_idx), 1.0)
+    posterior /= posterior.sum(axis=1, keepdims=True)
+
+    converged, iterations = False, 0
+    while iterations < max_iter:
+        iterations += 1
+        priors = (posterior.sum(axis=0) + smoothing) / (n_items + smoothing * n_classes)
+        counts = np.zeros((n_raters, n_classes, n_classes))
+        # counts[r, true, answered] += P(item's true class = true) for each answer
+        np.add.at(counts, (rater_idx, slice(None), label_idx), posterior[item_idx])
+        confusion = counts + smoothing
+        if shrinkage > 0 and n_classes > 1:
+            # Prior centred on each annotator's overall accuracy ("one coin"): rows with few
+            # answers lean on it, rows with many follow their own confusions.
+            overall = np.trace(counts, axis1=1, axis2=2) / counts.sum(axis=(1, 2))
+            off_diagonal = (1 - overall) / (n_classes - 1)
+            centre = np.broadcast_to(off_diagonal[:, None, None], counts.shape).copy()
+            diagonal = np.arange(n_classes)
+            centre[:, diagonal, diagonal] = overall[:, None]
+            confusion += shrinkage * centre
+        confusion /= confusion.sum(axis=2, keepdims=True)
+        log_post = np.tile(np.log(priors), (n_items, 1))
+        np.add.at(log_post, item_idx, np.log(confusion[rater_idx, :, label_idx]))
+        log_post -= log_post.max(axis=1, keepdims=True)
+        updated = np.exp(log_post)
+        updated /= updated.sum(axis=1, keepdims=True)
+        change = float(np.abs(updated - posterior).max())
+        posterior = updated
+        if change < tol:
+            converged = True
+            break
+
+    majority = majority_vote(answers).set_index("sample_key")["label"]
+    best = posterior.max(axis=1)
+    chosen = []
+    for i, key in enumerate(items):
+        tied = classes[posterior[i] >= best[i] - 1e-9]
+        chosen.append(majority[key] if majority[key] in tied else tied[0])
+    labels = _finish(
+        frame,
+        pd.Series(chosen, index=items),
+        pd.Series(posterior[np.arange(n_items), np.searchsorted(classes, chosen)], index=items),
     )
-    result = winners[["label", "votes"]].join(per_sample)
-    result["agreement"] = result["votes"] / result["n_answers"]
-    return result.reset_index()[LABEL_COLUMNS]
+    return DawidSkeneFit(
+        labels=labels,
+        posteriors=pd.DataFrame(
+            posterior, index=pd.Index(items, name="sample_key"), columns=classes
+        ),
+        priors=pd.Series(priors, index=classes),
+        confusion={
+            str(name): pd.DataFrame(confusion[r], index=classes, columns=classes)
+            for r, name in enumerate(raters)
+        },
+        iterations=iterations,
+        converged=converged,
+    )
 
 
-AGGREGATORS = {"majority": majority_vote}
+def dawid_skene(answers: pd.DataFrame) -> pd.DataFrame:
+    """One label per sample by Dawid–Skene; `confidence` is the label's posterior."""
+    return fit_dawid_skene(answers).labels
+
+
+AGGREGATORS = {"majority": majority_vote, "dawid_skene": dawid_skene}

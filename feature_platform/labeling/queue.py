@@ -524,7 +524,7 @@ class TaskQueue:
                         task_id=task_id, annotator=annotator, leased_at=now, expires_at=expires
                     )
                 )
-                _log(conn, task_id, "leased", now, annotator, expires_at=expires.isoformat())
+                log_event(conn, task_id, "leased", now, annotator, expires_at=expires.isoformat())
                 self._refresh_state(conn, task_id, now)
                 granted.append(task_id)
             if not granted:
@@ -558,7 +558,7 @@ class TaskQueue:
             leases.delete().where(leases.c.expires_at <= now, leases.c.task_id.in_(task_ids))
         )
         for lease in expired:
-            _log(
+            log_event(
                 conn,
                 lease.task_id,
                 "lease_expired",
@@ -673,7 +673,7 @@ class TaskQueue:
         conn.execute(
             leases.delete().where(leases.c.task_id == task.id, leases.c.annotator == sub.annotator)
         )
-        _log(
+        log_event(
             conn,
             task.id,
             "answered",
@@ -783,7 +783,7 @@ class TaskQueue:
                 after = {k: v for k, v in values.items() if k != "context"}
                 if "top_classes" in before:
                     after["top_classes"] = context["top_classes"]
-                _log(
+                log_event(
                     conn,
                     r.id,
                     "reprioritized",
@@ -847,7 +847,7 @@ class TaskQueue:
             new = PENDING
         if new != state:
             conn.execute(tasks.update().where(tasks.c.id == task_id).values(state=new))
-            _log(conn, task_id, "state", now, None, **{"from": state, "to": new})
+            log_event(conn, task_id, "state", now, None, **{"from": state, "to": new})
 
 
 def _lock(conn: sa.Connection, task_ids: Sequence[str], full: bool = False) -> list[sa.Row]:
@@ -877,7 +877,7 @@ def _event_row(
     }
 
 
-def _log(
+def log_event(
     conn: sa.Connection,
     task_id: str,
     event: str,
@@ -885,4 +885,5 @@ def _log(
     annotator: str | None,
     **detail: Any,
 ) -> None:
+    """Append one entry to a task's history, inside the caller's transaction."""
     conn.execute(task_events.insert().values(**_event_row(task_id, event, at, annotator, detail)))

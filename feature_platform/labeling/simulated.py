@@ -21,12 +21,19 @@ class SimulatedAnnotators:
     count: int = 3
     accuracy: float = 1.0
     seed: int = 0
+    # One accuracy per annotator (overrides `count` and `accuracy`): a mixed team, e.g.
+    # (0.9, 0.8, 0.7, 0.55, 0.12) with the last one close to random for 10 classes.
+    accuracies: Sequence[float] | None = None
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.accuracy <= 1.0:
-            raise ValueError("accuracy must lie in [0, 1].")
+        levels = (
+            list(self.accuracies) if self.accuracies is not None else [self.accuracy] * self.count
+        )
+        if not levels or not all(0.0 <= a <= 1.0 for a in levels):
+            raise ValueError(f"accuracies must lie in [0, 1], got {levels}.")
         self._rng = np.random.default_rng(self.seed)
-        self.names = [f"sim-annotator-{i + 1}" for i in range(self.count)]
+        self.names = [f"sim-annotator-{i + 1}" for i in range(len(levels))]
+        self.accuracy_of = dict(zip(self.names, levels, strict=True))
 
     def answer(self, queue: TaskQueue, round_key: str | None = None, limit: int = 10_000) -> int:
         """Annotators take turns leasing and answering until no open task is left for them.
@@ -40,7 +47,7 @@ class SimulatedAnnotators:
                     active.remove(name)
                     continue
                 task = leased[0]
-                label = self._label_for(task.sample_key, task.classes)
+                label = self._label_for(task.sample_key, task.classes, self.accuracy_of[name])
                 queue.submit(
                     task.id,
                     name,
@@ -50,9 +57,9 @@ class SimulatedAnnotators:
                 submitted += 1
         return submitted
 
-    def _label_for(self, sample_key: str, classes: Sequence[str]) -> str:
+    def _label_for(self, sample_key: str, classes: Sequence[str], accuracy: float) -> str:
         true = str(self.truth[str(sample_key)])
-        if self._rng.random() < self.accuracy:
+        if self._rng.random() < accuracy:
             return true
         wrong = [c for c in classes if c != true]
         return str(self._rng.choice(wrong)) if wrong else true

@@ -1,0 +1,74 @@
+"""An append-only audit log: who did what, to what, when.
+
+The API only ever inserts; nothing here updates or deletes an entry. Writers that change state
+pass their open connection so the entry commits (or rolls back) with the change it describes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from feature_platform.store.db import create_tables, metadata, utcnow
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(100), nullable=False, index=True),
+    sa.Column("target", sa.String(300), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),  # JSON
+)
+
+AUDIT_COLUMNS = ["id", "at", "actor", "action", "target", "detail"]
+
+
+class AuditLog:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        create_tables(engine, audit_log)
+
+    def record(
+        self,
+        actor: str,
+        action: str,
+        target: str = "",
+        detail: Mapping[str, Any] | None = None,
+        *,
+        conn: sa.Connection | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Append one entry; inside `conn`'s transaction when given."""
+        values = {
+            "at": now or utcnow(),
+            "actor": actor,
+            "action": action,
+            "target": target,
+            "detail": json.dumps(dict(detail or {}), default=str, sort_keys=True),
+        }
+        if conn is not None:
+            conn.execute(audit_log.insert().values(**values))
+            return
+        with self.engine.begin() as own:
+            own.execute(audit_log.insert().values(**values))
+
+    def entries(
+        self, actor: str | None = None, action: str | None = None, target: str | None = None
+    ) -> pd.DataFrame:
+        """Entries oldest first, optionally filtered; `detail` decoded to dicts."""
+        query = sa.select(audit_log).order_by(audit_log.c.id)
+        for column, value in (("actor", actor), ("action", action), ("target", target)):
+            if value is not None:
+                query = query.where(audit_log.c[column] == value)
+        with self.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(query).mappings().all(), columns=AUDIT_COLUMNS)
+        frame["at"] = pd.to_datetime(frame["at"], utc=True)
+        frame["detail"] = frame["detail"].map(json.loads)
+        return frame
