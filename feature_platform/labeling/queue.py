@@ -416,12 +416,15 @@ class TaskQueue:
         with self.engine.connect() as conn:
             return set(conn.execute(sa.select(tasks.c.sample_key)).scalars())
 
-    def leases(self, annotator: str | None = None, now: datetime | None = None) -> list[Lease]:
-        """Live leases (not yet expired at `now`), oldest first."""
+    def leases(
+        self, annotator: str | None = None, now: datetime | None = None, *, expired: bool = False
+    ) -> list[Lease]:
+        """Live leases (not yet expired at `now`), oldest first; with `expired=True` the
+        expired ones that are not requeued yet instead."""
         now = now or utcnow()
         query = (
             sa.select(leases)
-            .where(leases.c.expires_at > now)
+            .where(leases.c.expires_at <= now if expired else leases.c.expires_at > now)
             .order_by(leases.c.leased_at, leases.c.task_id, leases.c.annotator)
         )
         if annotator is not None:

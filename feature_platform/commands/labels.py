@@ -1,0 +1,174 @@
+"""`feature-platform labels ...`: import answers, review quarantined rows and conflicts,
+adjudicate, measure agreement, freeze a label snapshot."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+FORMATS = ("label-studio", "jsonl", "csv")
+
+
+def _actor() -> str:
+    return os.environ.get("FP_ACTOR") or os.environ.get("USER") or "cli"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("labels", help="answers and labels: import, review, snapshot")
+    commands = parser.add_subparsers(dest="labels_command", required=True)
+
+    imp = commands.add_parser(
+        "import",
+        help="take answers from a Label Studio export, JSONL or CSV file",
+        description="Valid rows become answers; every rejected row is printed with its line and "
+        "reason and kept in quarantine. All in one transaction. Exit status 1 when nothing "
+        "could be taken.",
+    )
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--format", choices=FORMATS, required=True)
+    imp.add_argument("--actor", default=None, help="who runs the import (audit log)")
+    imp.set_defaults(handler=run_import)
+
+    quarantine = commands.add_parser("quarantine", help="rejected import rows kept for review")
+    quarantine.add_argument("--import", dest="import_id", default=None)
+    quarantine.set_defaults(handler=run_quarantine)
+
+    conflicts = commands.add_parser("conflicts", help="complete tasks whose answers disagree")
+    conflicts.add_argument("--round", dest="round_key", default=None)
+    conflicts.set_defaults(handler=run_conflicts)
+
+    adjudicate = commands.add_parser(
+        "adjudicate", help="a reviewer's decision on a task, overriding aggregation"
+    )
+    adjudicate.add_argument("task_id")
+    adjudicate.add_argument("label")
+    adjudicate.add_argument("--reviewer", required=True)
+    adjudicate.add_argument("--reason", default="")
+    adjudicate.set_defaults(handler=run_adjudicate)
+
+    agreement = commands.add_parser("agreement", help="inter-annotator agreement")
+    agreement.add_argument("--round", dest="round_key", default=None)
+    agreement.set_defaults(handler=run_agreement)
+
+    snapshot = commands.add_parser("snapshot", help="freeze the current labels under a new id")
+    snapshot.add_argument("--method", default="majority", help="majority or dawid_skene")
+    snapshot.add_argument("--note", default="")
+    snapshot.set_defaults(handler=run_snapshot)
+
+
+def _store():  # noqa: ANN202 - deferred import keeps `--help` fast
+    from feature_platform import FeatureStore, Settings
+
+    return FeatureStore(Settings.from_env())
+
+
+def read_rows(path: Path, format: str) -> list:
+    """The file's rows as IncomingAnswer (errors per row); unreadable files raise."""
+    from feature_platform.errors import FeaturePlatformError
+    from feature_platform.labeling.connectors import files, label_studio
+
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise FeaturePlatformError(f"No such file: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise FeaturePlatformError(
+            f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}); nothing was imported."
+        ) from None
+    reader = {
+        "label-studio": label_studio.read_export,
+        "jsonl": files.read_jsonl,
+        "csv": files.read_csv,
+    }[format]
+    return reader(text)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from feature_platform.labeling.imports import import_answers
+
+    store = _store()
+    rows = read_rows(args.file, args.format)
+    report = import_answers(
+        store.engine,
+        store.queue,
+        rows,
+        source=str(args.file),
+        format=args.format,
+        actor=args.actor or _actor(),
+    )
+    print(
+        f"{args.file} ({args.format}), import {report.import_id}: accepted {report.accepted}, "
+        f"already recorded {report.already_recorded}, rejected {len(report.rejected)}"
+    )
+    for row in report.rejected:
+        print(f"  line {row.line}: {row.reason}")
+    if report.rejected:
+        print(
+            f"rejected rows are kept for review: feature-platform labels quarantine "
+            f"--import {report.import_id}"
+        )
+    if report.taken == 0:
+        print("nothing could be taken from this file")
+        return 1
+    return 0
+
+
+def run_quarantine(args: argparse.Namespace) -> int:
+    from feature_platform.labeling.imports import quarantined
+
+    frame = quarantined(_store().engine, args.import_id)
+    if frame.empty:
+        print("no quarantined rows")
+        return 0
+    for row in frame.itertuples(index=False):
+        print(f"{row.import_id} {row.source} line {row.line}: {row.reason}")
+        print(f"    {row.raw[:300]}")
+    return 0
+
+
+def run_conflicts(args: argparse.Namespace) -> int:
+    conflicts = _store().labels.adjudications.conflicts(args.round_key)
+    if conflicts.empty:
+        print("no undecided conflicts")
+        return 0
+    for row in conflicts.itertuples(index=False):
+        print(f"{row.task_id} {row.round} sample {row.sample_key}: votes {row.votes}")
+    return 0
+
+
+def run_adjudicate(args: argparse.Namespace) -> int:
+    decision = _store().labels.adjudications.decide(
+        args.task_id, args.label, args.reviewer, args.reason
+    )
+    print(
+        f"decision {decision.id}: sample {decision.sample_key} is {decision.label!r} "
+        f"(by {decision.reviewer}); it overrides aggregation in the next label snapshot"
+    )
+    return 0
+
+
+def run_agreement(args: argparse.Namespace) -> int:
+    from feature_platform.labeling.agreement import agreement_summary, annotator_agreement
+
+    answers = _store().queue.answers(args.round_key)
+    if answers.empty:
+        print("no answers yet")
+        return 0
+    summary = agreement_summary(answers)
+    print(
+        f"samples {int(summary['samples'])} ({int(summary['overlapping_samples'])} with 2+ "
+        f"answers): percent agreement {summary['percent_agreement']:.3f}, Fleiss' kappa "
+        f"{summary['fleiss_kappa']:.3f}, Krippendorff's alpha {summary['krippendorff_alpha']:.3f}"
+    )
+    print(annotator_agreement(answers).to_string(index=False, float_format="%.3f"))
+    return 0
+
+
+def run_snapshot(args: argparse.Namespace) -> int:
+    snapshot = _store().labels.create_snapshot(method=args.method, note=args.note)
+    print(
+        f"label snapshot {snapshot.id} ({snapshot.method}): {len(snapshot.labels)} labels "
+        f"from {snapshot.answer_count} answers"
+    )
+    return 0

@@ -1,0 +1,196 @@
+"""Export a batch as Label Studio import JSON and take Label Studio's JSON export back, using
+the shapes a real Label Studio 1.23.2 server produced (/work/shared/reference)."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from sklearn.datasets import load_digits
+
+from feature_platform import FeatureStore, Settings
+from feature_platform.governance.roles import AnnotatorRegistry
+from feature_platform.labeling.connectors import label_studio
+from feature_platform.labeling.imports import import_answers, quarantined
+from feature_platform.labeling.queue import TaskSpec
+
+REFERENCE = Path("/work/shared/reference")
+DIGITS = [str(c) for c in range(10)]
+
+
+def reference(name: str) -> Any:
+    path = REFERENCE / f"label-studio-1.23.2-{name}.json"
+    if not path.exists():
+        pytest.skip(f"reference file {path} is not available")
+    return json.loads(path.read_text())
+
+
+@pytest.fixture
+def fs(tmp_path: Path) -> FeatureStore:
+    store = FeatureStore(Settings.under(tmp_path / "fp"))
+    registry = AnnotatorRegistry(store.engine)
+    registry.add("ann", "annotator", {"label-studio": "1"})
+    registry.add("bob", "annotator", {"label-studio": "2"})
+    images = load_digits().data[:3] / 16.0
+    specs = [
+        TaskSpec(
+            sample_key=str(i),
+            strategy="margin",
+            score=0.8 - i / 10,
+            reason=f"margin: the model hesitates on sample {i}",
+            feature_version="digits@v1",
+            model_version="models:/digits/3",
+            features_shown={f"p{j}": float(v) for j, v in enumerate(images[i])},
+            top_classes=[("3", 0.41), ("8", 0.39), ("5", 0.1)],
+        )
+        for i in range(3)
+    ]
+    store.queue.create_batch("round-001", specs, DIGITS, answers_needed=2)
+    return store
+
+
+def label_studio_export(exported: list[dict], answers: list[list[dict]]) -> str:
+    """What Label Studio's JSON export returns after annotation: built from the reference
+    export's task and annotation objects, with our imported task data and `answers[i]` as
+    the i-th task's annotations (keys: user, choice, created_at, lead_time, cancelled)."""
+    ref = reference("export")
+    task_template = ref[1]  # a task with one completed annotation
+    done_template = ref[1]["annotations"][0]
+    cancelled_template = ref[0]["annotations"][0]
+    tasks = []
+    for i, (source, wanted) in enumerate(zip(exported, answers, strict=True)):
+        task = copy.deepcopy(task_template)
+        task.update(id=100 + i, inner_id=i + 1, data=source["data"], meta=source["meta"])
+        task["predictions"] = [500 + i] if source.get("predictions") else []
+        task["annotations"] = []
+        for j, spec in enumerate(wanted):
+            template = cancelled_template if spec.get("cancelled") else done_template
+            annotation = copy.deepcopy(template)
+            annotation.update(
+                id=1000 + 10 * i + j,
+                task=100 + i,
+                completed_by=spec["user"],
+                created_at=spec["created_at"],
+                updated_at=spec["created_at"],
+                unique_id=f"uid-{i}-{j}",
+            )
+            if not spec.get("cancelled"):
+                annotation["lead_time"] = spec["lead_time"]
+                annotation["result"][0]["value"]["choices"] = [spec["choice"]]
+            task["annotations"].append(annotation)
+        task["total_annotations"] = sum(not a.get("cancelled") for a in wanted)
+        task["cancelled_annotations"] = sum(bool(a.get("cancelled")) for a in wanted)
+        tasks.append(task)
+    return json.dumps(tasks, indent=2)
+
+
+def test_export_has_label_studio_import_shape_with_context(fs: FeatureStore) -> None:
+    tasks = fs.queue.tasks("round-001")
+    exported = label_studio.export_tasks(tasks)
+    ref_task = reference("import")[0]
+    ref_prediction = ref_task["predictions"][0]
+    for task, item in zip(tasks, exported, strict=True):
+        assert set(item) == {"data", "predictions", "meta"}
+        prediction = item["predictions"][0]
+        assert set(ref_prediction) <= set(prediction)
+        assert set(prediction["result"][0]) == set(ref_prediction["result"][0])
+        assert prediction["result"][0]["value"] == {"choices": ["3"]}
+        assert (prediction["model_version"], prediction["score"]) == (
+            task.model_version,
+            task.score,
+        )
+        assert item["data"]["task_id"] == task.id and item["data"]["sample_key"] == task.sample_key
+        assert item["meta"]["reason"] == task.reason
+        assert item["meta"]["top_classes"] == [["3", 0.41], ["8", 0.39], ["5", 0.1]]
+        assert item["meta"]["feature_version"] == "digits@v1"
+        header, encoded = item["data"]["image"].split(",", 1)
+        assert header == "data:image/png;base64"
+        png = base64.b64decode(encoded)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        assert int.from_bytes(png[16:20], "big") == 64  # 8x8 pixels, zoomed 8 times
+    json.dumps(exported)  # serialisable as is
+
+
+def test_round_trip_takes_answers_and_rejects_cancelled(fs: FeatureStore) -> None:
+    tasks = fs.queue.tasks("round-001")
+    exported = label_studio.export_tasks(tasks)
+    t0 = "2026-11-25T19:32:26.101330Z"
+    text = label_studio_export(
+        exported,
+        [
+            [
+                {"user": 1, "choice": "3", "created_at": t0, "lead_time": 3.5},
+                {"user": 2, "choice": "8", "created_at": t0, "lead_time": 4.0},
+            ],
+            [
+                {"user": 1, "cancelled": True, "created_at": t0},
+                {"user": 2, "choice": "5", "created_at": t0, "lead_time": 2.25},
+            ],
+            [{"user": 1, "choice": "0", "created_at": t0, "lead_time": 9.0}],
+        ],
+    )
+    rows = label_studio.read_export(text)
+    report = import_answers(fs.engine, fs.queue, rows, source="ls.json", format="label-studio")
+    assert (report.accepted, report.already_recorded) == (4, 0)
+    [cancelled] = report.rejected
+    assert "cancelled" in cancelled.reason
+    assert "Label Studio task 101, annotation 1 (id 1010)" in cancelled.reason
+    assert text.splitlines()[cancelled.line - 1].strip() == "{"  # the task's first line
+
+    answers = fs.queue.answers().sort_values(["sample_key", "annotator"])
+    assert answers[["sample_key", "annotator", "label", "time_spent_s"]].values.tolist() == [
+        ["0", "ann", "3", 3.5],
+        ["0", "bob", "8", 4.0],
+        ["1", "bob", "5", 2.25],
+        ["2", "ann", "0", 9.0],
+    ]
+    assert (answers["answered_at"] == pd.Timestamp(t0)).all()
+    assert set(answers["submission_id"]) == {
+        "label-studio:uid-0-0",
+        "label-studio:uid-0-1",
+        "label-studio:uid-1-1",
+        "label-studio:uid-2-0",
+    }
+    assert (answers["model_version"] == "models:/digits/3").all()  # provenance kept
+    assert fs.queue.counts("round-001")["answered"] == 1
+    assert quarantined(fs.engine)["import_id"].tolist() == [report.import_id]
+
+    again = import_answers(
+        fs.engine, fs.queue, label_studio.read_export(text), source="ls.json", format="label-studio"
+    )
+    assert (again.accepted, again.already_recorded, len(again.rejected)) == (0, 4, 1)
+    assert len(fs.queue.answers()) == 4
+
+
+def test_the_reference_export_itself_is_rejected_row_by_row(fs: FeatureStore) -> None:
+    text = (REFERENCE / "label-studio-1.23.2-export.json").read_text()
+    rows = label_studio.read_export(text)
+    report = import_answers(fs.engine, fs.queue, rows, source="ref", format="label-studio")
+    assert report.taken == 0
+    reasons = [r.reason for r in report.rejected]
+    assert len(reasons) == 3
+    assert "cancelled" in reasons[0]  # task 3's annotation was cancelled
+    assert all("no task_id" in r for r in reasons[1:])  # not exported by us
+    assert fs.queue.answers().empty
+
+
+def test_malformed_export_keeps_the_tasks_before_the_break(fs: FeatureStore) -> None:
+    tasks = fs.queue.tasks("round-001")
+    t0 = "2026-11-25T19:32:26Z"
+    text = label_studio_export(
+        label_studio.export_tasks(tasks),
+        [[{"user": 1, "choice": "3", "created_at": t0, "lead_time": 1.0}]] * 3,
+    )
+    broken = text[: text.rindex('"lead_time"')]  # cut inside the last task
+    rows = label_studio.read_export(broken)
+    report = import_answers(fs.engine, fs.queue, rows, source="cut.json", format="label-studio")
+    assert report.accepted == 2
+    [bad] = report.rejected
+    assert bad.reason.startswith("malformed JSON at line")
+    assert "the rest of the file was not read" in bad.reason
+    assert label_studio.read_export("{}")[0].error.startswith("expected a JSON array")
