@@ -20,6 +20,7 @@ from feature_platform.feature_store import FeatureStore
 from feature_platform.labeling.label_store import LabelSnapshot
 from feature_platform.labeling.queue import ANSWERED, RESOLVED, Task, TaskSpec
 from feature_platform.learning import strategies
+from feature_platform.learning.selection import selection_inputs
 from feature_platform.learning.training import (
     TrainingSet,
     build_training_set,
@@ -58,6 +59,9 @@ class Program:
     classes: tuple[str, ...] = tuple(digits.CLASSES)
     holdout_source: str = digits.HOLDOUT_SOURCE
     model_params: Mapping[str, Any] = field(default_factory=dict)
+    # Knobs of the query strategy (committee_size, candidate_factor, cold_start); see
+    # strategies.StrategyOptions.
+    strategy_options: Mapping[str, Any] = field(default_factory=dict)
 
     def params(self) -> dict[str, Any]:
         return {
@@ -68,6 +72,7 @@ class Program:
             "answers_per_task": self.answers_per_task,
             "seed": self.seed,
             **{f"model_{k}": v for k, v in self.model_params.items()},
+            **{f"strategy_{k}": v for k, v in self.strategy_options.items()},
         }
 
 
@@ -143,6 +148,7 @@ def open_batch(
         list(program.classes),
         size,
         seed=program.seed * 1000 + round_number(round_name),
+        **selection_inputs(store, program, pool["sample_key"].tolist()),
     )
     fsv = resolve_feature_set(store, program.feature_set)
     shown = store.get_online_features([f"{fsv.id}:*"], [p.key for p in picks])
@@ -150,7 +156,7 @@ def open_batch(
     specs = [
         TaskSpec(
             sample_key=p.key,
-            strategy=program.strategy if proba is not None else "cold_start",
+            strategy=p.strategy or (program.strategy if proba is not None else "cold_start"),
             score=p.score,
             reason=p.reason,
             feature_version=fsv.id,

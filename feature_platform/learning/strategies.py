@@ -1,20 +1,55 @@
 """Query strategies: which unlabeled samples to ask about next, each pick with a reason.
 
-Every strategy turns the current model's class probabilities into an informativeness score
-(higher = ask first) and takes the top `batch_size`, breaking ties by pool order so the same
-inputs always give the same picks. Without a model (cold start) picks are uniformly random.
+One entry point, `select(strategy, keys, proba, classes, batch_size, seed, ...)`:
+
+- `random`: uniform draw (the control every other strategy is measured against).
+- `least_confidence`, `margin`, `entropy`: score each sample by the current model's class
+  probabilities (higher = ask first) and take the top `batch_size`.
+- `committee`: query by committee. A committee of the same model class is trained on
+  stratified bootstrap resamples of the labeled set; samples on whose label the members'
+  votes disagree most (vote entropy) come first, ties broken by the entropy of the members'
+  averaged probabilities.
+- `cluster_margin`: diversity-aware margin ("margin over k-means clusters", after Zhdanov,
+  Diverse mini-batch active learning, 2019). Take the `candidate_factor * batch_size` samples
+  with the smallest margin, cluster them with k-means in the pool's feature space into
+  `batch_size` clusters, weighting each by its doubt, and ask about the sample nearest each
+  centroid, so one batch never spends its labels on near-duplicates.
+- `kcenter`: k-center greedy (core-set): repeatedly pick the sample farthest from everything
+  labeled or already picked, so the batch covers the feature space.
+
+Rounds without a usable model (no probabilities yet, or fewer labeled samples than classes)
+take a cold start: a uniform draw, or with `cold_start="kmeans"` and features one typical
+sample per k-means cluster of the pool. Every random choice derives from `seed`: the same
+inputs and seed give the same picks, and ties break by pool order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from feature_platform.errors import FeaturePlatformError, closest
 
-STRATEGIES = ("random", "least_confidence", "margin", "entropy")
+STRATEGIES = (
+    "random",
+    "least_confidence",
+    "margin",
+    "entropy",
+    "committee",
+    "cluster_margin",
+    "kcenter",
+)
+# Strategies that score samples with the current model's probabilities.
+NEEDS_MODEL = frozenset({"least_confidence", "margin", "entropy", "committee", "cluster_margin"})
+# Strategies that need the pool's feature matrix (`features=`).
+NEEDS_FEATURES = frozenset({"committee", "cluster_margin", "kcenter"})
+# Strategies that need the labeled set (`labeled_features=` / `labeled_labels=`).
+NEEDS_LABELED = frozenset({"committee", "kcenter"})
+COLD_STARTS = ("random", "kmeans")
+COLD_START = "cold_start"
 
 
 @dataclass(frozen=True)
@@ -23,19 +58,237 @@ class Pick:
     score: float
     reason: str
     top_classes: list[tuple[str, float]]
+    strategy: str = ""  # the strategy that actually chose it ("cold_start" on a cold start)
 
 
-def _scores(strategy: str, proba: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    ordered = np.sort(proba, axis=1)
+@dataclass(frozen=True)
+class StrategyOptions:
+    """Knobs of the strategies that have any; the defaults are the benchmarked ones."""
+
+    committee_size: int = 5
+    candidate_factor: int = 10  # cluster_margin: margin candidates per batch slot
+    cold_start: str = "random"  # or "kmeans": one typical sample per region (needs features)
+    # committee members: scikit-learn estimator to clone (default: the training classifier)
+    estimator: Any = field(default=None, compare=False)
+
+
+def select(
+    strategy: str,
+    keys: Sequence[str],
+    proba: np.ndarray | None,
+    classes: Sequence[str],
+    batch_size: int,
+    seed: int = 0,
+    *,
+    features: np.ndarray | None = None,
+    labeled_features: np.ndarray | None = None,
+    labeled_labels: Sequence[str] | None = None,
+    committee: Sequence[Any] | None = None,
+    options: StrategyOptions | None = None,
+) -> list[Pick]:
+    """Pick `batch_size` of `keys` to label next, best first.
+
+    `proba` is (len(keys), len(classes)) from the current model, or None before any model.
+    `features` (len(keys), d) is the pool's feature matrix; `labeled_features` (n, d) and
+    `labeled_labels` (n,) the labeled set. Strategies that need them say so if they are missing.
+    `committee`, if given, is a list of fitted classifiers to use instead of a bagged one.
+    """
+    options = options or StrategyOptions()
+    _check_common(strategy, keys, classes, batch_size, options)
+    rng = np.random.default_rng(seed)
+    features = _matrix("features", features, len(keys))
+    labeled_features = _matrix("labeled_features", labeled_features, None)
+    if features is not None and labeled_features is not None:
+        if labeled_features.shape[1] != features.shape[1]:
+            raise FeaturePlatformError(
+                f"labeled_features has {labeled_features.shape[1]} columns but the pool's "
+                f"features have {features.shape[1]}; both must come from the same feature set."
+            )
+    labels = None if labeled_labels is None else np.asarray(labeled_labels).astype(str)
+    if labels is not None and labeled_features is not None and len(labels) != len(labeled_features):
+        raise FeaturePlatformError(
+            f"labeled_labels has {len(labels)} entries but labeled_features has "
+            f"{len(labeled_features)} rows."
+        )
+
+    why_cold = _cold_start_reason(strategy, proba, labels, classes)
+    if why_cold is not None:
+        return _cold_start(keys, batch_size, rng, seed, why_cold, options, features)
+    if strategy == "random" and proba is None:
+        # The same uniform draw, named a cold start; the control never gets a k-means start.
+        return _cold_start(keys, batch_size, rng, seed, "no model yet", StrategyOptions(), None)
     if strategy == "random":
-        return rng.random(len(proba))
+        order = rng.permutation(len(keys))[:batch_size]
+        return [
+            Pick(
+                str(keys[i]),
+                0.0,
+                f"random: control sample drawn uniformly from {len(keys)} unlabeled samples "
+                f"(seed {seed})",
+                [],
+                strategy,
+            )
+            for i in order
+        ]
+    if strategy == "kcenter":
+        _require(strategy, features=features)
+        if labeled_features is None or len(labeled_features) == 0:
+            why = "nothing labeled yet to measure distances from"
+            return _cold_start(keys, batch_size, rng, seed, why, options, features)
+        if proba is not None:
+            proba = _probabilities(proba, len(keys), classes)
+        return _kcenter(keys, features, labeled_features, batch_size, proba, classes)
+
+    proba = _probabilities(proba, len(keys), classes)
+    if strategy == "committee":
+        _require(strategy, features=features)
+        if committee is None:
+            _require(strategy, labeled_features=labeled_features, labeled_labels=labels)
+            committee = bagged_committee(
+                labeled_features, labels, options.committee_size, seed, options.estimator
+            )
+        return _committee(keys, proba, classes, features, committee, batch_size)
+    if strategy == "cluster_margin":
+        _require(strategy, features=features)
+        return _cluster_margin(keys, proba, classes, features, batch_size, seed, options)
+    scores = uncertainty(strategy, proba)
+    order = _top(scores, batch_size)
+    return [
+        Pick(
+            str(keys[i]),
+            float(scores[i]),
+            _reason(strategy, _top_classes(proba, classes, i), rank, len(keys)),
+            _top_classes(proba, classes, i),
+            strategy,
+        )
+        for rank, i in enumerate(order)
+    ]
+
+
+# -- validation ----------------------------------------------------------------------------
+
+
+def _check_common(
+    strategy: str,
+    keys: Sequence[str],
+    classes: Sequence[str],
+    batch_size: int,
+    options: StrategyOptions,
+) -> None:
+    if strategy not in STRATEGIES:
+        raise FeaturePlatformError(
+            f"Unknown query strategy {strategy!r}.{closest(strategy, STRATEGIES)} "
+            f"Known: {list(STRATEGIES)}."
+        )
+    if batch_size < 1:
+        raise FeaturePlatformError(f"batch_size must be at least 1, got {batch_size}.")
+    if batch_size > len(keys):
+        raise FeaturePlatformError(
+            f"batch_size {batch_size} is larger than the unlabeled pool ({len(keys)} samples)."
+        )
+    if strategy in NEEDS_MODEL and len(set(map(str, classes))) < 2:
+        raise FeaturePlatformError(
+            f"Strategy {strategy!r} measures the model's doubt between classes and needs at "
+            f"least two; the program has {list(classes)}."
+        )
+    if options.cold_start not in COLD_STARTS:
+        raise FeaturePlatformError(
+            f"Unknown cold start {options.cold_start!r}.{closest(options.cold_start, COLD_STARTS)}"
+            f" Known: {list(COLD_STARTS)}."
+        )
+    if options.committee_size < 2:
+        raise FeaturePlatformError(
+            f"A committee needs at least 2 members, got committee_size={options.committee_size}."
+        )
+    if options.candidate_factor < 1:
+        raise FeaturePlatformError(
+            f"candidate_factor must be at least 1, got {options.candidate_factor}."
+        )
+
+
+def _matrix(name: str, values: np.ndarray | None, rows: int | None) -> np.ndarray | None:
+    if values is None:
+        return None
+    matrix = np.asarray(values, dtype="float64")
+    if matrix.ndim != 2 or (rows is not None and matrix.shape[0] != rows):
+        expected = f"({rows}, n_features)" if rows is not None else "(n_samples, n_features)"
+        raise FeaturePlatformError(f"{name} has shape {matrix.shape}; expected {expected}.")
+    if np.isnan(matrix).any():
+        bad = sorted(set(np.where(np.isnan(matrix))[0].tolist()))[:5]
+        raise FeaturePlatformError(f"{name} has missing values (NaN) in rows {bad}.")
+    return matrix
+
+
+def _probabilities(proba: np.ndarray | None, rows: int, classes: Sequence[str]) -> np.ndarray:
+    matrix = np.asarray(proba, dtype="float64")
+    if matrix.shape != (rows, len(classes)):
+        raise FeaturePlatformError(
+            f"proba has shape {matrix.shape}; expected ({rows}, {len(classes)})."
+        )
+    if np.isnan(matrix).any():
+        bad = sorted(set(np.where(np.isnan(matrix))[0].tolist()))[:5]
+        raise FeaturePlatformError(f"proba has missing values (NaN) in rows {bad}.")
+    return matrix
+
+
+def _require(strategy: str, **inputs: Any) -> None:
+    missing = [name for name, value in inputs.items() if value is None]
+    if missing:
+        raise FeaturePlatformError(
+            f"Strategy {strategy!r} needs {' and '.join(f'{m}=' for m in missing)} "
+            f"(the pool's and labeled samples' feature matrices / labels); none was given."
+        )
+
+
+def _cold_start_reason(
+    strategy: str,
+    proba: np.ndarray | None,
+    labels: np.ndarray | None,
+    classes: Sequence[str],
+) -> str | None:
+    """Why this round cannot use the strategy yet, or None when it can."""
+    if strategy not in NEEDS_MODEL:
+        return None
+    if proba is None:
+        return "no model yet"
+    if labels is None:
+        return None
+    if len(labels) < len(classes):
+        return f"only {len(labels)} labeled samples for {len(classes)} classes"
+    if strategy == "committee" and len(set(labels)) < 2:
+        raise FeaturePlatformError(
+            f"A committee must be trained on at least two classes; all {len(labels)} labeled "
+            f"samples are {str(labels[0])!r}. Label more samples (a random round) first."
+        )
+    return None
+
+
+# -- scores and picks ----------------------------------------------------------------------
+
+
+def uncertainty(strategy: str, proba: np.ndarray) -> np.ndarray:
+    """Higher = the model is less sure. `strategy` is least_confidence, margin or entropy."""
+    ordered = np.sort(proba, axis=1)
     if strategy == "least_confidence":
         return 1.0 - ordered[:, -1]
-    if strategy == "margin":
+    if strategy in ("margin", "cluster_margin"):
         second = ordered[:, -2] if proba.shape[1] > 1 else np.zeros(len(proba))
         return 1.0 - (ordered[:, -1] - second)
-    clipped = np.clip(proba, 1e-12, 1.0)
-    return -(clipped * np.log(clipped)).sum(axis=1) / np.log(max(proba.shape[1], 2))
+    if strategy in ("entropy", "committee"):
+        clipped = np.clip(proba, 1e-12, 1.0)
+        return -(clipped * np.log(clipped)).sum(axis=1) / np.log(max(proba.shape[1], 2))
+    raise FeaturePlatformError(f"Strategy {strategy!r} has no uncertainty score.")
+
+
+def _top(scores: np.ndarray, count: int, *tie_breaks: np.ndarray) -> np.ndarray:
+    """Indices of the `count` highest scores; ties by the tie-break scores, then pool order."""
+    keys = (np.arange(len(scores)), *(-t for t in reversed(tie_breaks)), -scores)
+    return np.lexsort(keys)[:count]
+
+
+def _top_classes(proba: np.ndarray, classes: Sequence[str], i: int) -> list[tuple[str, float]]:
+    top = np.argsort(-proba[i], kind="stable")[:3]
+    return [(str(classes[j]), float(proba[i, j])) for j in top]
 
 
 def _reason(strategy: str, top: list[tuple[str, float]], rank: int, pool: int) -> str:
@@ -48,55 +301,217 @@ def _reason(strategy: str, top: list[tuple[str, float]], rank: int, pool: int) -
         )
     if strategy == "least_confidence":
         return f"least confidence: the model's best guess {c1} has only {p1:.2f}; {where}"
-    if strategy == "entropy":
-        return f"entropy: the model spreads its belief (top {c1} {p1:.2f}, {c2} {p2:.2f}); {where}"
-    return f"random: control sample drawn uniformly from {pool} unlabeled samples"
+    return f"entropy: the model spreads its belief (top {c1} {p1:.2f}, {c2} {p2:.2f}); {where}"
 
 
-def select(
-    strategy: str,
+def _cold_start(
     keys: Sequence[str],
-    proba: np.ndarray | None,
-    classes: Sequence[str],
     batch_size: int,
-    seed: int = 0,
+    rng: np.random.Generator,
+    seed: int,
+    why: str,
+    options: StrategyOptions,
+    features: np.ndarray | None,
 ) -> list[Pick]:
-    """Pick `batch_size` keys. `proba` is (len(keys), len(classes)), or None before any model."""
-    if strategy not in STRATEGIES:
-        raise FeaturePlatformError(
-            f"Unknown query strategy {strategy!r}.{closest(strategy, STRATEGIES)} "
-            f"Known: {list(STRATEGIES)}."
-        )
-    if batch_size < 1:
-        raise FeaturePlatformError(f"batch_size must be at least 1, got {batch_size}.")
-    if batch_size > len(keys):
-        raise FeaturePlatformError(
-            f"batch_size {batch_size} is larger than the unlabeled pool ({len(keys)} samples)."
-        )
-    rng = np.random.default_rng(seed)
-    if proba is None:
-        order = rng.permutation(len(keys))[:batch_size]
+    if options.cold_start == "kmeans" and features is not None:
+        # Representative first batch: one sample per region of the feature space.
+        chosen, sizes = _nearest_to_centroids(features, np.arange(len(keys)), batch_size, seed)
         return [
             Pick(
                 str(keys[i]),
                 0.0,
-                f"cold start: no model yet, drawn uniformly from {len(keys)} unlabeled "
-                f"samples (seed {seed})",
+                f"cold start ({why}): the most typical of {sizes[i]} similar unlabeled samples "
+                f"(k-means into {batch_size} groups over {len(keys)} samples, seed {seed}), so "
+                f"the first labels cover the whole pool",
                 [],
+                COLD_START,
             )
-            for i in order
+            for i in chosen
         ]
-    proba = np.asarray(proba, dtype="float64")
-    if proba.shape != (len(keys), len(classes)):
+    order = rng.permutation(len(keys))[:batch_size]
+    reason = f"cold start ({why}): drawn uniformly from {len(keys)} unlabeled samples (seed {seed})"
+    return [Pick(str(keys[i]), 0.0, reason, [], COLD_START) for i in order]
+
+
+def _nearest_to_centroids(
+    features: np.ndarray,
+    candidates: np.ndarray,
+    clusters: int,
+    seed: int,
+    weights: np.ndarray | None = None,
+) -> tuple[list[int], dict[int, int]]:
+    """k-means over `features[candidates]` (optionally weighted); per cluster, the candidate
+    nearest its centroid. Returns the chosen pool indices and each one's cluster size."""
+    from sklearn.cluster import KMeans
+
+    points = features[candidates]
+    if len(candidates) <= clusters:
+        return [int(i) for i in candidates], {int(i): 1 for i in candidates}
+    kmeans = KMeans(n_clusters=clusters, n_init=3, random_state=seed)
+    assigned = kmeans.fit_predict(points, sample_weight=weights)
+    distances = kmeans.transform(points)
+    chosen: list[int] = []
+    sizes: dict[int, int] = {}
+    for cluster in range(clusters):
+        # Nearest unpicked candidate to this centroid (duplicates can share a centroid).
+        for row in np.argsort(distances[:, cluster], kind="stable"):
+            index = int(candidates[row])
+            if index not in sizes:
+                chosen.append(index)
+                sizes[index] = int((assigned == cluster).sum())
+                break
+    return chosen, sizes
+
+
+# -- query by committee --------------------------------------------------------------------
+
+
+def bagged_committee(
+    labeled_features: np.ndarray,
+    labeled_labels: Sequence[str],
+    size: int,
+    seed: int,
+    estimator: Any = None,
+) -> list[Any]:
+    """`size` copies of `estimator` (default: the training classifier), each fitted on a
+    stratified bootstrap resample of the labeled set, so every member sees every class."""
+    from sklearn.base import clone
+    from sklearn.linear_model import LogisticRegression
+
+    from feature_platform.learning.training import DEFAULT_MODEL_PARAMS
+
+    X = np.asarray(labeled_features, dtype="float64")  # noqa: N806
+    y = np.asarray(labeled_labels).astype(str)
+    if len(set(y)) < 2:
         raise FeaturePlatformError(
-            f"proba has shape {proba.shape}; expected ({len(keys)}, {len(classes)})."
+            f"A committee must be trained on at least two classes; the labeled set has "
+            f"{sorted(set(y))}."
         )
-    scores = _scores(strategy, proba, rng)
-    # Highest score first; ties by pool position, so picks are reproducible.
-    order = np.lexsort((np.arange(len(keys)), -scores))[:batch_size]
-    top_idx = np.argsort(-proba, axis=1, kind="stable")[:, :3]
+    template = estimator if estimator is not None else LogisticRegression(**DEFAULT_MODEL_PARAMS)
+    rng = np.random.default_rng(seed)
+    by_class = [np.flatnonzero(y == c) for c in sorted(set(y))]
+    members = []
+    for member in range(size):
+        rows = np.concatenate([rng.choice(idx, size=len(idx), replace=True) for idx in by_class])
+        model = clone(template)
+        if "random_state" in model.get_params():
+            model.set_params(random_state=seed * 1000 + member)
+        members.append(model.fit(X[rows], y[rows]))
+    return members
+
+
+def _committee(
+    keys: Sequence[str],
+    proba: np.ndarray,
+    classes: Sequence[str],
+    features: np.ndarray,
+    committee: Sequence[Any],
+    batch_size: int,
+) -> list[Pick]:
+    index = {str(c): j for j, c in enumerate(classes)}
+    votes = np.zeros((len(keys), len(classes)))
+    consensus = np.zeros((len(keys), len(classes)))
+    for member in committee:
+        predicted = np.asarray(member.predict(features)).astype(str)
+        unknown = sorted(set(predicted) - set(index))
+        if unknown:
+            raise FeaturePlatformError(
+                f"A committee member predicts {unknown}, which are not program classes "
+                f"{list(classes)}."
+            )
+        votes[np.arange(len(keys)), [index[p] for p in predicted]] += 1
+        member_proba = member.predict_proba(features)
+        for j, cls in enumerate(member.classes_):
+            consensus[:, index[str(cls)]] += member_proba[:, j] / len(committee)
+    share = votes / len(committee)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vote_entropy = -np.nansum(np.where(share > 0, share * np.log(share), 0.0), axis=1)
+    vote_entropy /= np.log(min(len(committee), len(classes)))
+    soft = uncertainty("entropy", consensus)
+    order = _top(vote_entropy, batch_size, soft)
     picks = []
     for rank, i in enumerate(order):
-        top = [(str(classes[j]), float(proba[i, j])) for j in top_idx[i]]
-        picks.append(Pick(str(keys[i]), float(scores[i]), _reason(strategy, top, rank, len(keys)), top))
+        split = ", ".join(
+            f"{int(votes[i, j])} say {classes[j]}"
+            for j in np.argsort(-votes[i], kind="stable")
+            if votes[i, j] > 0
+        )
+        reason = (
+            f"committee: {len(committee)} models trained on resamples of the labels disagree "
+            f"({split}; vote entropy {vote_entropy[i]:.2f}); rank {rank + 1} of {len(keys)} "
+            f"unlabeled samples"
+        )
+        picks.append(
+            Pick(
+                str(keys[i]),
+                float(vote_entropy[i]),
+                reason,
+                _top_classes(proba, classes, i),
+                "committee",
+            )
+        )
+    return picks
+
+
+# -- diversity-aware batches ---------------------------------------------------------------
+
+
+def _cluster_margin(
+    keys: Sequence[str],
+    proba: np.ndarray,
+    classes: Sequence[str],
+    features: np.ndarray,
+    batch_size: int,
+    seed: int,
+    options: StrategyOptions,
+) -> list[Pick]:
+    scores = uncertainty("margin", proba)
+    candidates = _top(scores, min(len(keys), options.candidate_factor * batch_size))
+    # k-means weighted by doubt pulls centroids towards the most uncertain candidates; taking
+    # the candidate nearest each centroid gives one typical, uncertain sample per region.
+    chosen, sizes = _nearest_to_centroids(
+        features, candidates, batch_size, seed, weights=scores[candidates]
+    )
+    chosen.sort(key=lambda i: (-scores[i], i))
+    picks = []
+    for rank, i in enumerate(chosen):
+        top = _top_classes(proba, classes, i)
+        (c1, p1), (c2, p2) = top[0], top[1]
+        reason = (
+            f"cluster-margin: the model hesitates between {c1} ({p1:.2f}) and {c2} ({p2:.2f}), "
+            f"a margin of {p1 - p2:.2f}; the most typical of a group of {sizes[i]} similar "
+            f"samples among the {len(candidates)} least certain, so the batch holds no "
+            f"near-duplicates; pick {rank + 1} of {len(chosen)}"
+        )
+        picks.append(Pick(str(keys[i]), float(scores[i]), reason, top, "cluster_margin"))
+    return picks
+
+
+def _kcenter(
+    keys: Sequence[str],
+    features: np.ndarray,
+    labeled_features: np.ndarray,
+    batch_size: int,
+    proba: np.ndarray | None,
+    classes: Sequence[str],
+) -> list[Pick]:
+    from sklearn.metrics import pairwise_distances
+
+    nearest = pairwise_distances(features, labeled_features).min(axis=1)
+    chosen, distances = [], []
+    for _ in range(batch_size):
+        i = int(np.argmax(nearest))  # first of equals: ties break by pool order
+        chosen.append(i)
+        distances.append(float(nearest[i]))
+        nearest = np.minimum(nearest, pairwise_distances(features, features[i : i + 1])[:, 0])
+        nearest[i] = -1.0  # never pick twice
+    picks = []
+    for rank, (i, distance) in enumerate(zip(chosen, distances, strict=True)):
+        reason = (
+            f"k-center: the sample farthest from every labeled or already picked sample "
+            f"(distance {distance:.2f} to the nearest), covering an unexplored region; "
+            f"pick {rank + 1} of {batch_size} from {len(keys)} unlabeled samples"
+        )
+        top = _top_classes(proba, classes, i) if proba is not None else []
+        picks.append(Pick(str(keys[i]), distance, reason, top, "kcenter"))
     return picks
