@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export FP_HOME := $(CURDIR)/.fp_data
 
-.PHONY: demo test ui lint bench clean
+.PHONY: demo test ui lint bench clean up workers
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,production]"
 	touch $(VENV)/.installed $@
 
 $(DAGSTER_HOME):
@@ -40,3 +40,52 @@ bench: $(VENV)/.installed
 
 clean:
 	rm -rf $(DAGSTER_HOME) $(FP_HOME)
+
+# --- Production: the Postgres-backed instance of dagster.yaml, daemon + webserver ------------
+# `make up` keeps its DAGSTER_HOME in deploy/dagster_home (git-ignored) and the platform stores
+# in PostgreSQL; every setting below can be overridden (make up UI_PORT=3001 ...).
+PROD_DAGSTER_HOME := $(CURDIR)/deploy/dagster_home
+PROD_FP_HOME ?= $(CURDIR)/deploy/fp_data
+export DAGSTER_PG_HOST ?= 127.0.0.1
+export DAGSTER_PG_PORT ?= 5432
+export DAGSTER_PG_USER ?= postgres
+export DAGSTER_PG_PASSWORD ?=
+export DAGSTER_PG_DB ?= dagster
+PROD_DATABASE_URL ?= postgresql+psycopg2://$(DAGSTER_PG_USER)@$(DAGSTER_PG_HOST):$(DAGSTER_PG_PORT)/feature_platform
+export FP_CELERY_BROKER ?= redis://127.0.0.1:6379/0
+export FP_CELERY_BACKEND ?= redis://127.0.0.1:6379/1
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 3000
+WORKERS ?= 2
+
+up workers: export DAGSTER_HOME := $(PROD_DAGSTER_HOME)
+up workers: export FP_HOME := $(PROD_FP_HOME)
+up workers: export FP_DATABASE_URL := $(PROD_DATABASE_URL)
+
+$(VENV)/.installed-prod: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[production]"
+	touch $(VENV)/.installed $@
+
+$(PROD_DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(@D)
+	cp dagster.yaml $@
+
+# Daemon (sensors, schedules, run queue) in the background, webserver in the foreground;
+# Ctrl-C stops both. FP_EXECUTOR=celery sends every step to `make workers`.
+up: $(VENV)/.installed-prod $(PROD_DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python scripts/create_databases.py \
+	  "postgresql+psycopg2://$(DAGSTER_PG_USER)@$(DAGSTER_PG_HOST):$(DAGSTER_PG_PORT)/$(DAGSTER_PG_DB)" \
+	  "$(FP_DATABASE_URL)"
+	# Create or upgrade the instance's tables once, before two processes race to do it.
+	$(BIN)/dagster instance migrate
+	$(BIN)/dagster-daemon run -w workspace.yaml & daemon=$$!; \
+	trap 'kill $$daemon 2>/dev/null; wait $$daemon' EXIT; \
+	$(BIN)/dagster-webserver -w workspace.yaml -h $(UI_HOST) -p $(UI_PORT)
+
+# $(WORKERS) Celery worker processes (one step at a time each) on the Redis broker.
+workers: $(VENV)/.installed-prod $(PROD_DAGSTER_HOME)/dagster.yaml
+	pids=; for i in $$(seq 1 $(WORKERS)); do \
+	  $(BIN)/dagster-celery worker start -A dagster_celery.app -y deploy/celery.yaml \
+	    -n worker-$$i -- --concurrency=1 & pids="$$pids $$!"; \
+	done; \
+	trap 'kill $$pids 2>/dev/null; wait' EXIT; wait
