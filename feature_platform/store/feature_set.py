@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 Transform = Callable[[pd.DataFrame, Mapping[str, Any]], pd.DataFrame]
@@ -25,8 +27,35 @@ def _digest(payload: Any) -> str:
 
 
 def code_fingerprint(fn: Callable[..., Any]) -> str:
-    """Fingerprint of a function's source, so a changed transform is noticed."""
-    return _digest(textwrap.dedent(inspect.getsource(fn)))
+    """Fingerprint of a function's source, so a changed transform is noticed.
+
+    A `functools.partial` covers its function and bound arguments; code without source (a
+    lambda typed into a REPL, a compiled function) falls back to its bytecode and constants.
+    Only the transform's own code is covered, not the helpers it calls."""
+    if isinstance(fn, functools.partial):
+        return _digest([code_fingerprint(fn.func), repr(fn.args), repr(sorted(fn.keywords))])
+    try:
+        return _digest(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError):
+        code = getattr(fn, "__code__", None)
+        if code is None:
+            return _digest(f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', fn)}")
+        return _digest([code.co_code.hex(), repr(code.co_consts), list(code.co_names)])
+
+
+def is_numeric_dtype(dtype: str) -> bool:
+    """Numbers and booleans: stored online as float64, returned as float64 everywhere."""
+    try:
+        return np.dtype(pd.api.types.pandas_dtype(dtype)).kind in "iufb"
+    except TypeError:  # extension dtypes with no numpy equivalent ("string", "category")
+        return False
+
+
+def output_dtype(dtype: str) -> str:
+    """The dtype a feature has in retrieval results, offline and online alike: numeric
+    features are float64 (so a missing value is NaN whatever the row count), others keep
+    their declared dtype. One rule for both stores means no training/serving skew."""
+    return "float64" if is_numeric_dtype(dtype) else dtype
 
 
 @dataclass(frozen=True)
@@ -67,6 +96,24 @@ class FeatureSetSpec:
 
     def compute(self, source: pd.DataFrame) -> pd.DataFrame:
         return self.transform(source, self.params)
+
+    def as_version(
+        self, status: str = "draft", created_at: datetime | None = None
+    ) -> FeatureSetVersion:
+        """The version this spec would register as (to validate data before registering)."""
+        return FeatureSetVersion(
+            name=self.name,
+            version=self.version,
+            entity=self.entity,
+            features=dict(self.features),
+            fingerprint=self.fingerprint,
+            transform_fingerprint=self.transform_fingerprint,
+            params=dict(self.params),
+            sources=tuple(self.sources),
+            status=status,
+            description=self.description,
+            created_at=created_at or datetime.now().astimezone(),
+        )
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,9 @@ class FeatureRef:
 
 def parse_reference(reference: str) -> FeatureRef:
     if not isinstance(reference, str):
-        raise InvalidReferenceError(f"Feature reference {reference!r} is not a string; use {FORMAT}.")
+        raise InvalidReferenceError(
+            f"Feature reference {reference!r} is not a string; use {FORMAT}."
+        )
     head, colon, feature = reference.partition(":")
     name, at, selector = head.partition("@")
     if not (colon and at and name and selector and feature):
