@@ -3,10 +3,13 @@ stores, raw sources, the labeling queue and the label store."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import timedelta
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from feature_platform.errors import SchemaMismatchError, UnknownFeatureError, closest
@@ -14,12 +17,26 @@ from feature_platform.labeling.label_store import LabelStore
 from feature_platform.labeling.queue import TaskQueue
 from feature_platform.settings import Settings
 from feature_platform.store.db import create_engine
-from feature_platform.store.feature_set import EVENT_TIMESTAMP, FeatureSetSpec, FeatureSetVersion
+from feature_platform.store.feature_set import (
+    EVENT_TIMESTAMP,
+    FeatureSetSpec,
+    FeatureSetVersion,
+    is_numeric_dtype,
+    output_dtype,
+)
+from feature_platform.store.lineage import LineageGraph
 from feature_platform.store.offline import OfflineStore, SnapshotInfo
-from feature_platform.store.online import OnlineStore, entity_key
-from feature_platform.store.refs import parse_reference
-from feature_platform.store.registry import Registry
+from feature_platform.store.online import OnlineStore
+from feature_platform.store.refs import parse_feature_set, parse_reference
+from feature_platform.store.registry import Registry, Usage
 from feature_platform.store.sources import SourceStore
+
+try:  # public since pandas 3 (what pyarrow uses): builds a frame from arrays without copies
+    from pandas.api.internals import create_dataframe_from_blocks
+except ImportError:  # pragma: no cover - older pandas
+    create_dataframe_from_blocks = None
+
+_STRING_KEYS = pd.StringDtype("python", na_value=np.nan)
 
 
 @dataclass(frozen=True)
@@ -41,6 +58,26 @@ class ResolvedFeatures:
         return [fsv.id for fsv, _ in self.requests]
 
 
+@dataclass(frozen=True)
+class _OnlinePart:
+    fsv: FeatureSetVersion
+    positions: list[int] | None  # feature positions in the version; None: all, in order
+    placement: np.ndarray  # output column positions
+    numeric: bool
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A resolved request, valid while the registry's change token is unchanged."""
+
+    token: int
+    resolved: ResolvedFeatures
+    deprecated: list[FeatureSetVersion]
+    entity: str | None = None
+    parts: list[_OnlinePart] = field(default_factory=list)
+    columns: pd.Index | None = None
+
+
 class FeatureStore:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
@@ -51,37 +88,141 @@ class FeatureStore:
         self.sources = SourceStore(self.settings.home / "sources")
         self.queue = TaskQueue(self.engine)
         self.labels = LabelStore(self.engine, self.queue)
+        self._plans: dict[tuple, _Plan] = {}
+        self._plans_lock = threading.Lock()
 
     # -- definitions ------------------------------------------------------------------------
     def apply(self, spec: FeatureSetSpec, publish: bool = True) -> FeatureSetVersion:
-        """Register a feature set version (refused if its definition changed in place)."""
+        """Register a feature set version (refused if its definition changed in place) and,
+        with `publish`, move a draft to active."""
         fsv = self.registry.register(spec)
         if publish and fsv.status == "draft":
             fsv = self.registry.set_status(spec.name, spec.version, "active")
         return fsv
 
-    def set_alias(self, name: str, alias: str, version: str) -> None:
-        self.registry.set_alias(name, alias, version)
+    def set_alias(self, name: str, alias: str, version: str) -> dict[str, Any] | None:
+        """Move `name@alias` to `version` atomically (recorded); pinned versions unaffected."""
+        return self.registry.set_alias(name, alias, version)
 
+    def publish(self, name: str, version: str, reason: str = "") -> FeatureSetVersion:
+        return self.registry.publish(name, version, reason)
+
+    def deprecate(self, name: str, version: str, reason: str = "") -> FeatureSetVersion:
+        """Retire a version; refused while a registered model or an alias still uses it."""
+        return self.registry.deprecate(name, version, reason)
+
+    def record_usage(
+        self,
+        feature_set: str,
+        consumer_kind: str,
+        consumer_id: str,
+        *,
+        upstream: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> Usage:
+        """See Registry.record_usage: a training set or model records the version it used."""
+        return self.registry.record_usage(
+            feature_set, consumer_kind, consumer_id, upstream=upstream, details=details
+        )
+
+    def lineage(self, target: str) -> LineageGraph:
+        """Sources -> feature set versions -> training sets -> models around `target`."""
+        return self.registry.lineage(target)
+
+    # -- writing ----------------------------------------------------------------------------
     def materialize(
         self, spec: FeatureSetSpec, source: pd.DataFrame | None = None
     ) -> MaterializationResult:
-        """Compute a version from its source, append an offline snapshot, refresh online."""
-        fsv = self.apply(spec)
+        """Compute a version from its source, append an offline snapshot, refresh online.
+
+        The computed rows are checked against the schema before anything is registered or
+        written, so a transform that returns bad rows changes nothing."""
         frame = spec.compute(source if source is not None else self.sources.read(spec.sources[0]))
+        frame = self.offline.conform(spec.as_version(), frame)
+        fsv = self.apply(spec)
         snapshot = self.offline.write_snapshot(fsv, frame)
-        changed = self.online.materialize(fsv, self.offline.latest(fsv))
+        changed = self.materialize_online(fsv)
         return MaterializationResult(fsv, snapshot, changed)
+
+    def ingest(
+        self,
+        feature_set: str | FeatureSetVersion,
+        frame: pd.DataFrame,
+        *,
+        created_at: datetime | None = None,
+        online: bool = True,
+    ) -> MaterializationResult:
+        """Append precomputed rows (entity, event_timestamp, features) to a registered version
+        (`name@version` or alias), then refresh its online rows unless `online=False`."""
+        fsv = self._version(feature_set)
+        snapshot = self.offline.write_snapshot(fsv, frame, created_at)
+        changed = self.materialize_online(fsv) if online else 0
+        return MaterializationResult(fsv, snapshot, changed)
+
+    def materialize_online(self, feature_set: str | FeatureSetVersion) -> int:
+        """Bring a version's online rows up to date with its offline snapshots, reading only
+        the snapshots not applied yet and writing only entities whose value is newer.
+        Returns how many online rows changed."""
+        fsv = self._version(feature_set)
+        applied = self.online.applied_snapshots(fsv)
+        pending = [p for p in self.offline.snapshots(fsv) if p.name not in applied]
+        if not pending:
+            return 0
+        loaded = self.offline.load(fsv, pending)
+        last = loaded.last_rows()
+        return self.online.write_latest(
+            fsv,
+            loaded.text_keys(last),
+            loaded.event_ns[last],
+            loaded.created_ns[last],
+            loaded.feature_rows(fsv, last),
+            snapshots=[p.name for p in pending],
+        )
+
+    def _version(self, feature_set: str | FeatureSetVersion) -> FeatureSetVersion:
+        if isinstance(feature_set, FeatureSetVersion):
+            return feature_set
+        name, selector = parse_feature_set(feature_set)
+        return self.registry.resolve(name, selector)
 
     # -- retrieval --------------------------------------------------------------------------
     def resolve_features(
         self, features: Sequence[str], full_feature_names: bool = False
     ) -> ResolvedFeatures:
         """Parse and resolve references; aliases become the version they point at now."""
+        return self._plan(features, full_feature_names).resolved
+
+    def _plan(self, features: Sequence[str], full_feature_names: bool) -> _Plan:
+        """The resolved request, cached until anything in the registry changes; warns once
+        per call for each deprecated version used."""
+        if isinstance(features, str):
+            features = [features]
+        key = (tuple(features), full_feature_names)
+        token = self.registry.token()
+        plan = self._plans.get(key)
+        if plan is None or plan.token != token:
+            plan = self._build_plan(key[0], full_feature_names, token)
+            with self._plans_lock:
+                if len(self._plans) > 1000:  # bound the cache against unbounded request shapes
+                    self._plans.clear()
+                self._plans[key] = plan
+        for fsv in plan.deprecated:
+            self.registry.warn_deprecated(fsv, stacklevel=3)
+        return plan
+
+    def _build_plan(self, features: tuple[str, ...], full_feature_names: bool, token: int) -> _Plan:
+        if not features:
+            raise UnknownFeatureError("No features requested; pass references like 'digits@v1:*'.")
         grouped: dict[str, tuple[FeatureSetVersion, list[str]]] = {}
+        # Each `name@selector` resolves once per request: an alias moving between two of its
+        # references must not split one response across two versions.
+        versions: dict[tuple[str, str], FeatureSetVersion] = {}
         for reference in features:
             ref = parse_reference(reference)
-            fsv = self.registry.resolve(ref.name, ref.selector)
+            fsv = versions.get((ref.name, ref.selector))
+            if fsv is None:
+                fsv = self.registry.resolve(ref.name, ref.selector, warn=False)
+                versions[(ref.name, ref.selector)] = fsv
             _, names = grouped.setdefault(fsv.id, (fsv, []))
             if ref.feature == "*":
                 names.extend(f for f in fsv.feature_names if f not in names)
@@ -102,19 +243,42 @@ class FeatureStore:
                         f"full_feature_names=True to get columns named '<set>@<version>:<name>'."
                     )
                 columns[(fsv.id, name)] = column
-        return ResolvedFeatures(list(grouped.values()), columns)
+        resolved = ResolvedFeatures(list(grouped.values()), columns)
+        deprecated = [fsv for fsv, _ in resolved.requests if fsv.status == "deprecated"]
+        entities = {fsv.entity for fsv, _ in resolved.requests}
+        if len(entities) != 1:
+            return _Plan(token, resolved, deprecated)
+        entity = entities.pop()
+        parts, offset = [], 1
+        for fsv, names in resolved.requests:
+            positions = [fsv.feature_names.index(n) for n in names]
+            parts.append(
+                _OnlinePart(
+                    fsv,
+                    None if positions == list(range(len(fsv.features))) else positions,
+                    np.arange(offset, offset + len(names)),
+                    all(is_numeric_dtype(d) for d in fsv.features.values()),
+                )
+            )
+            offset += len(names)
+        output = pd.Index(
+            [entity, *(columns[(f.id, n)] for f, ns in resolved.requests for n in ns)]
+        )
+        return _Plan(token, resolved, deprecated, entity, parts, output)
 
     def get_historical_features(
         self,
         entity_df: pd.DataFrame,
         features: Sequence[str],
         *,
-        ttl: timedelta | None = None,
+        ttl: timedelta | Mapping[str, timedelta] | None = None,
         full_feature_names: bool = False,
         timestamp_column: str = EVENT_TIMESTAMP,
     ) -> pd.DataFrame:
         """Point-in-time correct features for each (entity, timestamp) row of `entity_df`:
-        the latest value at or before the row's time, never one stamped after it."""
+        the latest value at or before the row's time (within `ttl`), never one stamped after
+        it; ties on event time go to the later write. Row order, index and extra columns of
+        `entity_df` are kept; several feature sets (versions or aliases) may be combined."""
         resolved = self.resolve_features(features, full_feature_names)
         return self.offline.point_in_time(
             entity_df,
@@ -131,22 +295,60 @@ class FeatureStore:
         *,
         full_feature_names: bool = False,
     ) -> pd.DataFrame:
-        """Latest values for each key; one row per key in the given order (NaN if unknown)."""
-        resolved = self.resolve_features(features, full_feature_names)
-        entities = {fsv.entity for fsv, _ in resolved.requests}
-        if len(entities) != 1:
+        """Latest values for each key; one row per key in the given order (NaN if unknown).
+
+        Each reference resolves once per call, so one response never mixes two versions even
+        while an alias moves; `result.attrs["feature_sets"]` names the versions served."""
+        plan = self._plan(features, full_feature_names)
+        if plan.entity is None:
+            entities = sorted({fsv.entity for fsv, _ in plan.resolved.requests})
             raise SchemaMismatchError(
-                f"Online lookups take features of one entity; these use {sorted(entities)}."
+                f"Online lookups take features of one entity; these use {entities}."
             )
-        keys = list(entity_keys)
-        result = pd.DataFrame({entities.pop(): keys})
-        key_texts = [entity_key(k) for k in keys]
-        for fsv, names in resolved.requests:
-            values = self.online.lookup(fsv, keys)
-            rows = [values[k] for k in key_texts]
-            for name in names:
-                position = fsv.feature_names.index(name)
-                result[resolved.columns[(fsv.id, name)]] = [
-                    row[position] if row is not None else float("nan") for row in rows
-                ]
+        keys = entity_keys if isinstance(entity_keys, list) else list(entity_keys)
+        key_array = _key_array(keys)
+        blocks: list[tuple[Any, np.ndarray]] = [(key_array, np.array([0]))]
+        slow: dict[int, pd.Series] = {}
+        for part in plan.parts:
+            matrix = self.online.values(part.fsv, keys)
+            if part.positions is not None:
+                matrix = matrix[:, part.positions]
+            if part.numeric:
+                blocks.append((matrix.T, part.placement))
+                continue
+            names = plan.resolved.requests[plan.parts.index(part)][1]
+            for column, name, place in zip(matrix.T, names, part.placement, strict=True):
+                slow[int(place)] = pd.Series(column, dtype=output_dtype(part.fsv.features[name]))
+        if create_dataframe_from_blocks is not None and key_array is not None and not slow:
+            result = create_dataframe_from_blocks(
+                blocks, index=pd.RangeIndex(len(keys)), columns=plan.columns
+            )
+        else:
+            result = pd.DataFrame({plan.entity: keys})
+            for values, placement in blocks[1:]:
+                for row, place in zip(values, placement, strict=True):
+                    result[plan.columns[place]] = row
+            for place in sorted(slow):
+                result[plan.columns[place]] = slow[place].to_numpy()
+            result = result[plan.columns]
+        result.attrs["feature_sets"] = plan.resolved.feature_sets
         return result
+
+    def warm_online(self, features: Sequence[str]) -> None:
+        """Load the online caches of the versions `features` resolve to (e.g. at start-up)."""
+        for fsv, _ in self.resolve_features(features).requests:
+            self.online.warm(fsv)
+
+
+def _key_array(keys: list) -> Any:
+    """The entity column as a block, typed as `pd.DataFrame({entity: keys})` would type it,
+    or None when keys are neither all ints nor all strings (the caller then builds it so)."""
+    types = set(map(type, keys))
+    if types and types <= {int, np.int64}:
+        try:
+            return np.fromiter(keys, dtype=np.int64, count=len(keys)).reshape(1, -1)
+        except OverflowError:
+            return None
+    if types and types <= {str}:
+        return pd.array(np.array(keys, dtype=object), dtype=_STRING_KEYS)
+    return None

@@ -3,25 +3,43 @@
 Layout: `<root>/<name>/<version>/snapshot-<created>-<id>.parquet`, one file per write, each
 row carrying `event_timestamp` (when the value became true) and `created_timestamp` (when it
 was written). Spark, DuckDB or Polars can read a version's folder directly.
+
+Reads go through an in-process cache of each version's rows, sorted once by (entity, event
+time, write time) and keyed by the exact list of snapshot files (name, size, mtime): a new
+snapshot, from any process, is a new key. Point-in-time retrieval is then one vectorized
+binary search per request, with no per-row Python.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import uuid
+import warnings
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from feature_platform.errors import SchemaMismatchError
+from feature_platform.errors import SchemaMismatchError, UnknownFeatureError, closest
 from feature_platform.store.db import utcnow
-from feature_platform.store.feature_set import CREATED_TIMESTAMP, EVENT_TIMESTAMP, FeatureSetVersion
+from feature_platform.store.feature_set import (
+    CREATED_TIMESTAMP,
+    EVENT_TIMESTAMP,
+    FeatureSetVersion,
+    is_numeric_dtype,
+    output_dtype,
+)
 
 TIMESTAMP_DTYPE = "datetime64[ns, UTC]"
+_NO_ROW = -1
 
 
 @dataclass(frozen=True)
@@ -33,24 +51,123 @@ class SnapshotInfo:
 
 
 def to_utc(values: pd.Series, what: str) -> pd.Series:
-    """Timestamps as UTC; naive values are taken to be UTC (as Feast does)."""
+    """Timestamps as UTC nanoseconds; naive values are taken to be UTC (as Feast does)."""
     try:
-        ts = pd.to_datetime(values)
-    except (ValueError, TypeError) as exc:
+        with warnings.catch_warnings():  # a dateutil fallback notice for text is noise here
+            warnings.simplefilter("ignore", UserWarning)
+            ts = pd.to_datetime(values)
+        ts = ts.dt.tz_localize("UTC") if ts.dt.tz is None else ts.dt.tz_convert("UTC")
+        return ts.astype(TIMESTAMP_DTYPE)
+    except (ValueError, TypeError, OverflowError, pd.errors.OutOfBoundsDatetime) as exc:
         raise SchemaMismatchError(f"{what} holds values that are not timestamps: {exc}") from exc
-    ts = ts.dt.tz_localize("UTC") if ts.dt.tz is None else ts.dt.tz_convert("UTC")
-    return ts.astype(TIMESTAMP_DTYPE)
+
+
+def _nanos(ts: pd.Series) -> np.ndarray:
+    return ts.astype(TIMESTAMP_DTYPE).array.asi8
+
+
+def normalize_keys(values: pd.Series | np.ndarray, what: str) -> pd.Series:
+    """Entity keys as int64 (integer keys) or str (anything else textual)."""
+    series = pd.Series(values, copy=False) if not isinstance(values, pd.Series) else values
+    if series.isna().any():
+        rows = np.flatnonzero(series.isna().to_numpy())[:10].tolist()
+        raise SchemaMismatchError(f"{what}: the entity key is empty in rows {rows}.")
+    kind = series.dtype.kind
+    if kind in "iu":
+        return series.astype("int64")
+    if kind in "fcbmM":
+        raise SchemaMismatchError(
+            f"{what}: entity keys must be integers or strings, not {series.dtype}."
+        )
+    return series.astype(str)
+
+
+@dataclass
+class _Prepared:
+    """One version's rows, sorted by (entity code, event time, write time, file order)."""
+
+    files: tuple
+    entity_dtype: str  # "int64" or "str"
+    uniques: pd.Index  # entity keys; codes index into it
+    codes: np.ndarray
+    event_ns: np.ndarray
+    created_ns: np.ndarray
+    ts_unique: np.ndarray  # sorted distinct event times
+    search_key: np.ndarray  # code * (len(ts_unique) + 1) + rank of event time, ascending
+    numeric: list[str]
+    matrix: np.ndarray  # numeric features as float64, plus one all-NaN row at the end
+    others: dict[str, Any]  # non-numeric feature -> array, same order
+    _text_index: pd.Index | None = None
+
+    def last_rows(self) -> np.ndarray:
+        """Position of each entity's newest row (latest event time, then latest write)."""
+        if len(self.codes) == 0:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(np.r_[self.codes[1:] != self.codes[:-1], True])
+
+    def text_keys(self, rows: np.ndarray) -> np.ndarray:
+        """The keys at `rows` in their text form ('5' for 5), as in the online store."""
+        return self.text_index().to_numpy(dtype=object)[self.codes[rows]]
+
+    def feature_rows(self, fsv: FeatureSetVersion, rows: np.ndarray) -> np.ndarray:
+        """Every feature of `fsv` at `rows`, in its feature order: float64 when all are
+        numeric, else an object matrix."""
+        if len(self.numeric) == len(fsv.features):
+            return self.matrix[rows]
+        out = np.empty((len(rows), len(fsv.features)), dtype=object)
+        for j, feature in enumerate(fsv.feature_names):
+            if feature in self.others:
+                out[:, j] = np.asarray(self.others[feature].take(rows), dtype=object)
+            else:
+                out[:, j] = self.matrix[rows, self.numeric.index(feature)]
+        return out
+
+    def text_index(self) -> pd.Index:
+        if self._text_index is None:
+            self._text_index = pd.Index(self.uniques.astype(str))
+        return self._text_index
+
+    def codes_of(self, keys: pd.Series) -> np.ndarray:
+        """Code of each key (-1: not stored). Integer and text keys match by their text form
+        ('5' finds 5), as in the online store; an empty key matches nothing."""
+        codes = np.full(len(keys), -1, dtype=np.int64)
+        if len(self.uniques) == 0 or len(keys) == 0:
+            return codes
+        present = keys.notna().to_numpy()
+        wanted = keys if present.all() else keys[present]
+        kind = wanted.dtype.kind
+        if self.entity_dtype == "int64" and kind in "iu":
+            found = self.uniques.get_indexer(wanted.to_numpy().astype(np.int64))
+        elif self.entity_dtype == "int64" and kind == "f":
+            values = wanted.to_numpy()
+            integral = np.isfinite(values) & (values == np.round(values))
+            found = np.full(len(values), -1, dtype=np.int64)
+            found[integral] = self.uniques.get_indexer(values[integral].astype(np.int64))
+        elif self.entity_dtype == "int64":
+            found = self.text_index().get_indexer(wanted.astype(str))
+        else:
+            found = self.uniques.get_indexer(wanted.astype(str))
+        codes[present] = found
+        return codes
 
 
 class OfflineStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, cache_versions: int = 8) -> None:
         self.root = Path(root)
+        self.cache_versions = cache_versions
+        self._cache: OrderedDict[str, _Prepared] = OrderedDict()
+        self._lock = threading.Lock()
 
     def _dir(self, fsv: FeatureSetVersion) -> Path:
         return self.root / fsv.name / fsv.version
 
+    # -- writing ---------------------------------------------------------------------------
     def conform(self, fsv: FeatureSetVersion, frame: pd.DataFrame) -> pd.DataFrame:
         """Check `frame` against the registered schema and cast it; raise naming each problem."""
+        if not isinstance(frame, pd.DataFrame):
+            raise SchemaMismatchError(
+                f"Rows written to {fsv.id} must be a pandas DataFrame, not {type(frame).__name__}."
+            )
         expected = [fsv.entity, EVENT_TIMESTAMP, *fsv.feature_names]
         missing = [c for c in expected if c not in frame.columns]
         extra = [c for c in frame.columns if c not in expected and c != CREATED_TIMESTAMP]
@@ -59,11 +176,29 @@ class OfflineStore:
                 f"Rows written to {fsv.id} do not match its schema: missing columns {missing}, "
                 f"unexpected columns {extra}. Nothing was written."
             )
-        if frame[fsv.entity].isna().any():
-            rows = frame.index[frame[fsv.entity].isna()].tolist()[:10]
-            raise SchemaMismatchError(f"{fsv.id}: entity key '{fsv.entity}' is empty in rows {rows}.")
-        out = frame[expected].copy()
+        if frame.columns.duplicated().any():
+            dupes = sorted(set(frame.columns[frame.columns.duplicated()]))
+            raise SchemaMismatchError(f"Rows written to {fsv.id} repeat columns {dupes}.")
+        out = frame[expected].reset_index(drop=True)
+        out[fsv.entity] = normalize_keys(out[fsv.entity], f"Rows written to {fsv.id}")
+        stored = self._stored_entity_dtype(fsv)
+        written = "int64" if out[fsv.entity].dtype.kind in "iu" else "str"
+        if stored is not None and stored != written:
+            raise SchemaMismatchError(
+                f"Rows written to {fsv.id} have {written} entity keys, but its earlier "
+                f"snapshots have {stored} keys. Nothing was written."
+            )
         out[EVENT_TIMESTAMP] = to_utc(out[EVENT_TIMESTAMP], f"{fsv.id}.{EVENT_TIMESTAMP}")
+        if out[EVENT_TIMESTAMP].isna().any():
+            rows = np.flatnonzero(out[EVENT_TIMESTAMP].isna().to_numpy())[:10].tolist()
+            raise SchemaMismatchError(f"{fsv.id}: {EVENT_TIMESTAMP} is empty in rows {rows}.")
+        duplicated = out.duplicated([fsv.entity, EVENT_TIMESTAMP])
+        if duplicated.any():
+            sample = out.loc[duplicated, fsv.entity].head(5).tolist()
+            raise SchemaMismatchError(
+                f"Rows written to {fsv.id} repeat (entity, {EVENT_TIMESTAMP}) pairs, e.g. for "
+                f"keys {sample}: which value holds would be ambiguous. Nothing was written."
+            )
         for feature, dtype in fsv.features.items():
             try:
                 out[feature] = out[feature].astype(dtype)
@@ -79,42 +214,78 @@ class OfflineStore:
         """Append one snapshot. The file appears whole or not at all (write, then rename)."""
         out = self.conform(fsv, frame)
         created = created_at or utcnow()
-        out[CREATED_TIMESTAMP] = pd.Timestamp(created).tz_convert("UTC")
-        out[CREATED_TIMESTAMP] = out[CREATED_TIMESTAMP].astype(TIMESTAMP_DTYPE)
+        created = created.replace(tzinfo=UTC) if created.tzinfo is None else created
+        created = created.astimezone(UTC)
+        out[CREATED_TIMESTAMP] = pd.Series(pd.Timestamp(created), index=out.index).astype(
+            TIMESTAMP_DTYPE
+        )
         directory = self._dir(fsv)
         directory.mkdir(parents=True, exist_ok=True)
         name = f"snapshot-{created.strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.parquet"
         tmp = directory / f".{name}.tmp"
-        pq.write_table(pa.Table.from_pandas(out, preserve_index=False), tmp)
+        # Dictionary pages only where values repeat (text); for floats they cost time for
+        # nothing and slow reads down.
+        text = [c for c in out.columns if out[c].dtype.kind not in "iufbmM"]
+        pq.write_table(pa.Table.from_pandas(out, preserve_index=False), tmp, use_dictionary=text)
         tmp.rename(directory / name)
         return SnapshotInfo(fsv.id, directory / name, len(out), created)
 
+    def _stored_entity_dtype(self, fsv: FeatureSetVersion) -> str | None:
+        files = self.snapshots(fsv)
+        if not files:
+            return None
+        field = pq.read_schema(files[0]).field(fsv.entity)
+        return "int64" if pa.types.is_integer(field.type) else "str"
+
+    # -- reading ---------------------------------------------------------------------------
     def snapshots(self, fsv: FeatureSetVersion) -> list[Path]:
         directory = self._dir(fsv)
         return sorted(directory.glob("snapshot-*.parquet")) if directory.exists() else []
 
-    def read(self, fsv: FeatureSetVersion, features: list[str] | None = None) -> pd.DataFrame:
-        """Every stored row of a version (all snapshots)."""
-        columns = [fsv.entity, EVENT_TIMESTAMP, CREATED_TIMESTAMP, *(features or fsv.feature_names)]
-        files = self.snapshots(fsv)
+    def read_files(
+        self, fsv: FeatureSetVersion, files: Sequence[Path], features: list[str] | None = None
+    ) -> pd.DataFrame:
+        """The rows of the given snapshot files (in order), with UTC timestamps."""
+        features = fsv.feature_names if features is None else features
+        self._check_features(fsv, features)
+        columns = [fsv.entity, EVENT_TIMESTAMP, CREATED_TIMESTAMP, *features]
         if not files:
-            empty = pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
-            empty[EVENT_TIMESTAMP] = empty[EVENT_TIMESTAMP].astype(TIMESTAMP_DTYPE)
-            empty[CREATED_TIMESTAMP] = empty[CREATED_TIMESTAMP].astype(TIMESTAMP_DTYPE)
-            return empty
-        table = pq.read_table([str(f) for f in files], columns=columns) if len(files) > 1 else (
-            pq.read_table(files[0], columns=columns)
-        )
-        frame = table.to_pandas()
+            empty = pd.DataFrame(
+                {
+                    fsv.entity: pd.Series(dtype="int64"),
+                    EVENT_TIMESTAMP: pd.Series(dtype=TIMESTAMP_DTYPE),
+                    CREATED_TIMESTAMP: pd.Series(dtype=TIMESTAMP_DTYPE),
+                    **{f: pd.Series(dtype=fsv.features[f]) for f in features},
+                }
+            )
+            return empty[columns]
+        tables = [pq.read_table(f, columns=columns) for f in files]
+        frame = pa.concat_tables(tables).to_pandas() if len(tables) > 1 else tables[0].to_pandas()
         for column in (EVENT_TIMESTAMP, CREATED_TIMESTAMP):
             frame[column] = frame[column].astype(TIMESTAMP_DTYPE)
         return frame
 
+    def read(self, fsv: FeatureSetVersion, features: list[str] | None = None) -> pd.DataFrame:
+        """Every stored row of a version (all snapshots, in write order)."""
+        return self.read_files(fsv, self.snapshots(fsv), features)
+
     def latest(self, fsv: FeatureSetVersion, features: list[str] | None = None) -> pd.DataFrame:
         """The newest value per entity (by event time, then write time)."""
-        frame = self.read(fsv, features)
-        frame = frame.sort_values([EVENT_TIMESTAMP, CREATED_TIMESTAMP], kind="stable")
-        return frame.drop_duplicates(fsv.entity, keep="last").reset_index(drop=True)
+        features = fsv.feature_names if features is None else features
+        self._check_features(fsv, features)
+        prepared = self._prepared(fsv)
+        last = prepared.last_rows()
+        frame = pd.DataFrame(
+            {
+                fsv.entity: prepared.uniques.take(prepared.codes[last]).to_numpy(),
+                EVENT_TIMESTAMP: pd.to_datetime(prepared.event_ns[last], utc=True),
+                CREATED_TIMESTAMP: pd.to_datetime(prepared.created_ns[last], utc=True),
+            }
+        )
+        values = self._take(fsv, prepared, last, features)
+        frame = pd.concat([frame, values], axis=1) if features else frame
+        order = np.lexsort((frame[CREATED_TIMESTAMP].array.asi8, frame[EVENT_TIMESTAMP].array.asi8))
+        return frame.take(order).reset_index(drop=True)
 
     def point_in_time(
         self,
@@ -122,14 +293,23 @@ class OfflineStore:
         requests: list[tuple[FeatureSetVersion, list[str]]],
         *,
         timestamp_column: str = EVENT_TIMESTAMP,
-        ttl: timedelta | None = None,
+        ttl: timedelta | Mapping[str, timedelta] | None = None,
         column_names: dict[tuple[str, str], str] | None = None,
     ) -> pd.DataFrame:
         """For each entity row, the latest value at or before its timestamp (within `ttl`).
 
-        Ties on event time go to the later-written row. The entity frame's row order and
-        extra columns are kept; rows with no eligible value get NaN.
+        A value counts for a row when its event time is at or before the row's timestamp
+        (and, with a TTL, no older than the TTL); of those the latest event time wins, ties
+        going to the later write (created timestamp), so a backfill corrects a value from
+        its event time on but never reaches rows before it. The entity frame's index, row
+        order and extra columns are kept (its timestamp column comes back in UTC); rows with
+        no eligible value get NaN (numeric features are float64). `ttl` may be one timedelta
+        or a mapping from feature set name or id to timedelta.
         """
+        if not isinstance(entity_df, pd.DataFrame):
+            raise SchemaMismatchError(
+                f"The entity frame must be a pandas DataFrame, not {type(entity_df).__name__}."
+            )
         if timestamp_column not in entity_df.columns:
             raise SchemaMismatchError(
                 f"The entity frame has no '{timestamp_column}' column; point-in-time retrieval "
@@ -139,42 +319,203 @@ class OfflineStore:
         if timestamps.isna().any():
             rows = np.flatnonzero(timestamps.isna().to_numpy())[:10].tolist()
             raise SchemaMismatchError(f"The entity frame has empty timestamps in rows {rows}.")
-        result = entity_df.copy()
-        result[timestamp_column] = timestamps.to_numpy()
+        names = column_names or {}
+        outputs: list[str] = []
         for fsv, features in requests:
+            self._check_features(fsv, features)
             if fsv.entity not in entity_df.columns:
                 raise SchemaMismatchError(
-                    f"The entity frame has no '{fsv.entity}' column, the entity key of {fsv.id}."
+                    f"The entity frame has no '{fsv.entity}' column, the entity key of {fsv.id}. "
+                    f"Columns: {list(entity_df.columns)}."
                 )
-            left = pd.DataFrame(
-                {
-                    "__row": np.arange(len(entity_df)),
-                    "__ts": timestamps.to_numpy(),
-                    fsv.entity: entity_df[fsv.entity].to_numpy(),
-                }
-            ).sort_values("__ts", kind="stable")
-            right = self.read(fsv, features)
-            right = right.sort_values([EVENT_TIMESTAMP, CREATED_TIMESTAMP], kind="stable")
-            right = right.drop_duplicates([fsv.entity, EVENT_TIMESTAMP], keep="last")
-            right = right.drop(columns=[CREATED_TIMESTAMP]).rename(columns={EVENT_TIMESTAMP: "__ts"})
-            if len(right) and right[fsv.entity].dtype != left[fsv.entity].dtype:
-                try:
-                    left[fsv.entity] = left[fsv.entity].astype(right[fsv.entity].dtype)
-                except (ValueError, TypeError) as exc:
-                    raise SchemaMismatchError(
-                        f"Entity key '{fsv.entity}' is {left[fsv.entity].dtype} in the entity "
-                        f"frame but {right[fsv.entity].dtype} in {fsv.id}."
-                    ) from exc
-            merged = pd.merge_asof(
-                left,
-                right,
-                on="__ts",
-                by=fsv.entity,
-                direction="backward",
-                allow_exact_matches=True,
-                tolerance=pd.Timedelta(ttl) if ttl is not None else None,
-            ).sort_values("__row")
-            for feature in features:
-                name = (column_names or {}).get((fsv.id, feature), feature)
-                result[name] = merged[feature].to_numpy()
+            outputs += [names.get((fsv.id, f), f) for f in features]
+        clashes = sorted({c for c in outputs if c in entity_df.columns} | _repeated(outputs))
+        if clashes:
+            raise SchemaMismatchError(
+                f"Feature columns {clashes} would overwrite entity frame columns or each "
+                f"other; rename them or pass full_feature_names=True."
+            )
+        left_ns = timestamps.array.asi8
+        parts = []
+        for fsv, features in requests:
+            prepared = self._prepared(fsv)
+            keys = entity_df[fsv.entity].reset_index(drop=True)
+            rows = self._as_of(prepared, keys, left_ns, _ttl_for(ttl, fsv))
+            values = self._take(fsv, prepared, rows, features)
+            values.columns = [names.get((fsv.id, f), f) for f in features]
+            parts.append(values)
+        result = entity_df.copy()
+        result[timestamp_column] = timestamps.array  # positional; no per-row conversion
+        if not parts:
+            return result
+        index = result.index
+        # Joined by position: the entity frame's index may repeat values.
+        result = pd.concat([result.reset_index(drop=True), *parts], axis=1)
+        result.index = index
         return result
+
+    # -- internals -------------------------------------------------------------------------
+    @staticmethod
+    def _check_features(fsv: FeatureSetVersion, features: list[str]) -> None:
+        for feature in features:
+            if feature not in fsv.features:
+                raise UnknownFeatureError(
+                    f"Feature set {fsv.id} has no feature {feature!r}."
+                    f"{closest(feature, fsv.feature_names)}"
+                )
+
+    @staticmethod
+    def _as_of(
+        prepared: _Prepared, keys: pd.Series, left_ns: np.ndarray, ttl: timedelta | None
+    ) -> np.ndarray:
+        """Row (in `prepared`'s order) holding each entity row's value, or -1."""
+        codes = prepared.codes_of(keys)
+        if len(prepared.codes) == 0 or len(codes) == 0:
+            return np.full(len(codes), _NO_ROW, dtype=np.int64)
+        # Rank of each row time among stored event times: stored time <= row time exactly
+        # when its rank <= the row's rank, so (code, rank) pairs compare like (key, time).
+        rank = np.searchsorted(prepared.ts_unique, left_ns, side="right")
+        span = len(prepared.ts_unique) + 1
+        wanted = np.where(codes >= 0, codes, 0) * span + rank
+        found = np.searchsorted(prepared.search_key, wanted, side="right") - 1
+        safe = np.clip(found, 0, None)
+        valid = (codes >= 0) & (found >= 0) & (prepared.codes[safe] == codes)
+        if ttl is not None:
+            valid &= (left_ns - prepared.event_ns[safe]) <= pd.Timedelta(ttl).value
+        return np.where(valid, found, _NO_ROW)
+
+    @staticmethod
+    def _take(
+        fsv: FeatureSetVersion, prepared: _Prepared, rows: np.ndarray, features: list[str]
+    ) -> pd.DataFrame:
+        """Feature values at `rows` (-1 -> missing) in output dtypes, one column per feature."""
+        numeric = [f for f in features if f in prepared.numeric]
+        columns: dict[str, Any] = {}
+        if numeric:
+            positions = [prepared.numeric.index(f) for f in numeric]
+            block = prepared.matrix[rows]  # row -1 is the all-NaN row
+            if positions != list(range(len(prepared.numeric))):
+                block = block[:, positions]
+            frame = pd.DataFrame(block, columns=numeric)
+        else:
+            frame = pd.DataFrame(index=pd.RangeIndex(len(rows)))
+        for feature in features:
+            if feature not in prepared.others:
+                continue
+            values = prepared.others[feature].take(rows, allow_fill=True)
+            columns[feature] = pd.Series(values, dtype=output_dtype(fsv.features[feature]))
+        if columns:
+            frame = pd.concat([frame, pd.DataFrame(columns)], axis=1)
+        return frame[features] if list(frame.columns) != features else frame
+
+    def _signature(self, fsv: FeatureSetVersion) -> tuple:
+        directory = self._dir(fsv)
+        try:
+            entries = [e for e in os.scandir(directory) if e.name.startswith("snapshot-")]
+        except FileNotFoundError:
+            return ()
+        entries = [e for e in entries if e.name.endswith(".parquet")]
+        return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries))
+
+    def _prepared(self, fsv: FeatureSetVersion) -> _Prepared:
+        signature = self._signature(fsv)
+        key = f"{self.root}|{fsv.id}|{fsv.fingerprint}"
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None and cached.files == signature:
+                self._cache.move_to_end(key)
+                return cached
+        prepared = self._prepare(fsv, signature)
+        with self._lock:
+            self._cache[key] = prepared
+            self._cache.move_to_end(key)
+            while len(self._cache) > self.cache_versions:
+                self._cache.popitem(last=False)
+        return prepared
+
+    def _prepare(self, fsv: FeatureSetVersion, signature: tuple) -> _Prepared:
+        directory = self._dir(fsv)
+        return self.load(fsv, [directory / name for name, _, _ in signature], signature)
+
+    def load(
+        self, fsv: FeatureSetVersion, files: Sequence[Path], signature: tuple = ()
+    ) -> _Prepared:
+        """The rows of `files`, sorted for point-in-time search (straight from Arrow: no
+        intermediate DataFrame)."""
+        columns = [fsv.entity, EVENT_TIMESTAMP, CREATED_TIMESTAMP, *fsv.feature_names]
+        tables = [pq.read_table(f, columns=columns) for f in files]
+        numeric = [f for f, d in fsv.features.items() if is_numeric_dtype(d)]
+        if not tables:
+            return _Prepared(
+                files=signature,
+                entity_dtype="int64",
+                uniques=pd.Index([], dtype="int64"),
+                codes=np.zeros(0, dtype=np.int64),
+                event_ns=np.zeros(0, dtype=np.int64),
+                created_ns=np.zeros(0, dtype=np.int64),
+                ts_unique=np.zeros(0, dtype=np.int64),
+                search_key=np.zeros(0, dtype=np.int64),
+                numeric=numeric,
+                matrix=np.full((1, len(numeric)), np.nan),
+                others={
+                    f: pd.array([], dtype=fsv.features[f])
+                    for f in fsv.feature_names
+                    if f not in numeric
+                },
+            )
+        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        entity = table.column(fsv.entity)
+        entity_dtype = "int64" if pa.types.is_integer(entity.type) else "str"
+        keys = entity.to_numpy() if entity_dtype == "int64" else entity.to_pandas().astype(str)
+        codes, uniques = pd.factorize(keys)
+        codes = codes.astype(np.int64)
+        event_ns, created_ns = (
+            table.column(c).cast(pa.timestamp("ns", "UTC")).cast(pa.int64()).to_numpy()
+            for c in (EVENT_TIMESTAMP, CREATED_TIMESTAMP)
+        )
+        # Stable sort: among equal (key, event, created) the later file (then row) is last.
+        order = np.lexsort((np.arange(len(codes)), created_ns, event_ns, codes))
+        codes, event_ns, created_ns = codes[order], event_ns[order], created_ns[order]
+        ts_unique = np.unique(event_ns)
+        rank = np.searchsorted(ts_unique, event_ns, side="right")
+        matrix = np.empty((len(codes) + 1, len(numeric)), dtype=np.float64)
+        for j, feature in enumerate(numeric):
+            column = table.column(feature).to_numpy(zero_copy_only=False)
+            matrix[:-1, j] = column.astype(np.float64, copy=False)[order]
+        matrix[-1] = np.nan
+        others = {
+            f: table.column(f).to_pandas().array.take(order)
+            for f in fsv.feature_names
+            if f not in numeric
+        }
+        return _Prepared(
+            files=signature,
+            entity_dtype=entity_dtype,
+            uniques=pd.Index(uniques),
+            codes=codes,
+            event_ns=event_ns,
+            created_ns=created_ns,
+            ts_unique=ts_unique,
+            search_key=codes * (len(ts_unique) + 1) + rank,
+            numeric=numeric,
+            matrix=matrix,
+            others=others,
+        )
+
+
+def _repeated(names: list[str]) -> set[str]:
+    seen: set[str] = set()
+    return {n for n in names if n in seen or seen.add(n)}
+
+
+def _ttl_for(
+    ttl: timedelta | Mapping[str, timedelta] | None, fsv: FeatureSetVersion
+) -> timedelta | None:
+    if ttl is None:
+        return None
+    if isinstance(ttl, Mapping):
+        value = ttl.get(fsv.id, ttl.get(fsv.name))
+        return _ttl_for(value, fsv) if value is not None else None
+    if pd.Timedelta(ttl) < pd.Timedelta(0):
+        raise SchemaMismatchError(f"The TTL for {fsv.id} is negative ({ttl}).")
+    return ttl
