@@ -38,6 +38,12 @@ lint: $(VENV)/.installed-dev
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/label_efficiency.py
 
+# Ours vs Feast 0.67 (built into .feast-venv on first use, ~40 s); last line is the JSON.
+# Extra flags: make bench-feast BENCH_FEAST_ARGS="--rows 1000000".
+.PHONY: bench-feast
+bench-feast: $(VENV)/.installed
+	$(BIN)/python benchmarks/feature_store_vs_feast.py --scaling $(BENCH_FEAST_ARGS)
+
 clean:
 	rm -rf $(DAGSTER_HOME) $(FP_HOME)
 
