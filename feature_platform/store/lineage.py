@@ -219,9 +219,10 @@ def _focus(registry: Registry, full: LineageGraph, versions: dict, target: str) 
         raise FeaturePlatformError(
             f"{target!r} names several things: {sorted(matches)}; prefix it with the kind."
         )
-    labels = [n.label for n in full.nodes.values()]
+    names = registry.names()
+    labels = [*names, *(n.label for n in full.nodes.values())]
     raise UnknownFeatureSetError(
         f"Nothing called {target!r} in the lineage.{closest(target, labels)} Feature sets: "
-        f"{registry.names()}; use 'model:<id>', 'training_set:<id>' or 'source:<name>' for "
+        f"{names}; use 'model:<id>', 'training_set:<id>' or 'source:<name>' for "
         f"others."
     )
