@@ -71,6 +71,7 @@ class Program:
             "label_budget": self.label_budget,
             "answers_per_task": self.answers_per_task,
             "seed": self.seed,
+            "holdout_source": self.holdout_source,
             **{f"model_{k}": v for k, v in self.model_params.items()},
             **{f"strategy_{k}": v for k, v in self.strategy_options.items()},
         }

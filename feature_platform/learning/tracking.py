@@ -15,7 +15,10 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from feature_platform.errors import FeaturePlatformError
+
 CHAMPION = "champion"
+CHALLENGER = "challenger"
 # Spelled out so MLflow does not spend seconds inferring the environment on every log.
 _PIP_REQUIREMENTS = ["scikit-learn==1.9.1", "numpy==2.4.6"]
 _lock = threading.Lock()  # mlflow's tracking URI is process-global
@@ -88,7 +91,9 @@ class ModelTracker:
                     pip_requirements=_PIP_REQUIREMENTS,
                 )
                 version = str(info.registered_model_version)
-                self.client.set_model_version_tag(self.model_name, version, "run_id", run.info.run_id)
+                self.client.set_model_version_tag(
+                    self.model_name, version, "run_id", run.info.run_id
+                )
                 for key, value in tags.items():
                     self.client.set_model_version_tag(self.model_name, version, key, str(value))
             return TrackedModel(self.model_name, version, run.info.run_id)
@@ -115,3 +120,28 @@ class ModelTracker:
 
     def run(self, run_id: str):
         return self.client.get_run(run_id)
+
+    def get(self, version: str) -> TrackedModel:
+        """A registered version of this model, or an error naming the versions that exist."""
+        try:
+            found = self.client.get_model_version(self.model_name, str(version))
+        except MlflowException as exc:
+            known = sorted(
+                (
+                    str(v.version)
+                    for v in self.client.search_model_versions(f"name='{self.model_name}'")
+                ),
+                key=int,
+            )
+            raise FeaturePlatformError(
+                f"Registered model {self.model_name!r} has no version {version!r} in "
+                f"{self.tracking_uri}; versions: {known or 'none'}."
+            ) from exc
+        return TrackedModel(self.model_name, str(found.version), found.run_id)
+
+    def version_tags(self, version: str) -> dict[str, str]:
+        return dict(self.client.get_model_version(self.model_name, str(version)).tags)
+
+    def tag_version(self, version: str, tags: Mapping[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_model_version_tag(self.model_name, str(version), key, str(value))
