@@ -243,9 +243,21 @@ REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 
 
 def _redis_command(command: bytes) -> bytes:
+    """Send inline command(s), one per line, and read until each has its one-line reply."""
     with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=2) as conn:
         conn.sendall(command + b"\r\n")
-        return conn.recv(64)
+        reply = b""
+        while reply.count(b"\r\n") < command.count(b"\r\n") + 1:
+            chunk = conn.recv(256)
+            if not chunk:
+                break
+            reply += chunk
+        return reply
+
+
+def redis_flushdb(db: int) -> None:
+    """Drop every key of one Redis database (a test's queues and task results)."""
+    _redis_command(f"SELECT {db}\r\nFLUSHDB".encode())
 
 
 def redis_reachable() -> bool:
@@ -263,7 +275,11 @@ def redis_broker(tmp_path: Path) -> Iterator[str]:
     if not redis_reachable():
         server = shutil.which("redis-server")
         if server is None:
-            pytest.fail("Redis is not reachable on 127.0.0.1:6379 and redis-server is missing")
+            message = "Redis is not reachable on 127.0.0.1:6379 and redis-server is not installed"
+            # CI (which requires its services, see .ci/run) fails; a laptop without Redis skips.
+            if os.environ.get("FP_REQUIRE_POSTGRES") == "1":
+                pytest.fail(message)
+            pytest.skip(message)
         subprocess.run(
             [
                 *(server, "--daemonize", "yes", "--bind", "127.0.0.1", "-::1"),

@@ -1,0 +1,224 @@
+"""Scale-out on Dagster's own Celery executor: two `dagster-celery` worker processes on the Redis
+broker execute the steps of a partitioned feature backfill (one run per day, queued and
+launched by the daemon on the Postgres instance) and of a full labeling round driven by the
+sensors. The event log says which worker ran each step."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+
+import dagster as dg
+import pytest
+
+from feature_platform.defs.assets.features import feature_asset_keys
+from feature_platform.defs.assets.rounds import model
+from feature_platform.defs.partitions import arrival_days
+from feature_platform.feature_store import FeatureStore
+from feature_platform.labeling.queue import RESOLVED
+from feature_platform_tests.production.conftest import (
+    BIN,
+    REPO_ROOT,
+    Deployment,
+    Process,
+    Processes,
+    redis_flushdb,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+WORKERS = ("worker-1", "worker-2")
+BACKFILL_DAYS = 4
+BATCH = 5
+TERMINAL = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+
+
+@pytest.fixture
+def broker_url(redis_broker: str) -> Iterator[str]:
+    """A Redis database of the test's own (2..15; 0 and 1 are `make workers`' defaults), so no
+    other deployment's tasks are in its queue; emptied afterwards."""
+    db = 2 + uuid.uuid4().int % 14
+    try:
+        yield f"{redis_broker}/{db}"
+    finally:
+        redis_flushdb(db)
+
+
+def _celery_env(deployment: Deployment, broker_url: str, label_budget: int) -> dict[str, str]:
+    return deployment.with_env(
+        FP_EXECUTOR="celery",
+        FP_CELERY_BROKER=broker_url,
+        FP_CELERY_BACKEND=broker_url,
+        FP_SENSOR_INTERVAL_SECONDS="3",
+        FP_BATCH_SIZE=str(BATCH),
+        FP_LABEL_BUDGET=str(label_budget),
+        FP_ANSWERS_PER_TASK="1",
+        # dagster-celery starts `celery` by name.
+        PATH=f"{BIN}:{deployment.env.get('PATH', '')}",
+    )
+
+
+def _start_daemon(processes: Processes, env: dict[str, str]) -> Process:
+    argv = [str(BIN / "dagster-daemon"), "run", "-w", str(REPO_ROOT / "workspace.yaml")]
+    return processes.start("dagster-daemon", argv, env)
+
+
+def celery_steps(instance: dg.DagsterInstance, run_id: str) -> dict[str, str]:
+    """Step key -> the Celery worker that executed it, from the run's engine events."""
+    steps = {}
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        event = record.dagster_event
+        data = event.engine_event_data if event else None
+        worker = data.metadata.get("Celery worker") if data else None
+        if worker is not None:
+            steps[event.step_key] = worker.value
+    return steps
+
+
+def step_pids(instance: dg.DagsterInstance, run_id: str) -> dict[str, int]:
+    return {
+        r.dagster_event.step_key: r.dagster_event.pid
+        for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START)
+        if r.dagster_event
+    }
+
+
+def _wait_all_done(instance: dg.DagsterInstance, runs: list, timeout: float, what: str) -> list:
+    ids = [r.run_id for r in runs]
+    wait_for(lambda: all(instance.get_run_by_id(i).status in TERMINAL for i in ids), timeout, what)
+    done = [instance.get_run_by_id(i) for i in ids]
+    assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in done), [
+        (r.job_name, r.tags.get("dagster/partition"), r.status) for r in done
+    ]
+    return done
+
+
+def test_celery_workers_run_a_partitioned_backfill_and_a_round(
+    deployment: Deployment,
+    processes: Processes,
+    broker_url: str,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    started = time.monotonic()
+    FeatureStore(deployment.settings)  # the store's tables, before several processes race
+    instance = dg.DagsterInstance.get()
+    # Workers load the code location themselves and build its resources from their own
+    # environment, so they get the program the round will run with. The daemon starts with a
+    # label budget of 0, which keeps the round sensor quiet until the backfill is done.
+    env = _celery_env(deployment, broker_url, label_budget=BATCH)
+    backfill_env = {**env, "FP_LABEL_BUDGET": "0"}
+    workers = [
+        processes.start(
+            f"celery-{name}",
+            [
+                str(BIN / "dagster-celery"),
+                *("worker", "start", "-A", "dagster_celery.app"),
+                *("-y", str(REPO_ROOT / "deploy" / "celery.yaml"), "-n", name),
+                *("--", "--concurrency=1", "--without-gossip", "--without-mingle"),
+            ],
+            env,
+        )
+        for name in WORKERS
+    ]
+    daemon = _start_daemon(processes, backfill_env)
+    for worker, name in zip(workers, WORKERS, strict=True):
+        wait_for(
+            lambda w=worker, n=name: f"{n}@" in w.output() and " ready." in w.output(),
+            60,
+            f"Celery worker {name} to be ready",
+        )
+
+    # -- a partitioned backfill: one run per day, queued, launched by the daemon -------------
+    days = arrival_days.get_partition_keys()[:BACKFILL_DAYS]
+    backfill_started = time.monotonic()
+    submitted = dg_cli(
+        processes,
+        backfill_env,
+        "job",
+        "backfill",
+        *("-w", str(REPO_ROOT / "workspace.yaml"), "-j", "refresh_features"),
+        *("--partitions", ",".join(days), "--noprompt"),
+    )
+    assert "Launched backfill job" in submitted
+    # The command submits one run per day before it exits; the daemon's run queue launches them.
+    runs = list(instance.get_runs(dg.RunsFilter(job_name="refresh_features")))
+    assert len(runs) == BACKFILL_DAYS
+    runs = _wait_all_done(instance, runs, 240, "the backfill runs to finish")
+    backfill_s = time.monotonic() - backfill_started
+    assert sorted(r.tags["dagster/partition"] for r in runs) == days
+    for key in feature_asset_keys:
+        assert set(instance.get_materialized_partitions(key)) == set(days)
+
+    by_worker: Counter[str] = Counter()
+    pids: set[int] = set()
+    for run in runs:
+        on_celery = celery_steps(instance, run.run_id)
+        started_steps = step_pids(instance, run.run_id)
+        # Every step of every run went through the broker to a worker, none ran in the run.
+        assert set(on_celery) == set(started_steps) and on_celery, (on_celery, started_steps)
+        by_worker.update(on_celery.values())
+        pids |= set(started_steps.values())
+    hosts = {name.split("@")[0] for name in by_worker}
+    assert hosts == set(WORKERS), f"steps ran on {dict(by_worker)}; expected both workers"
+    assert len(pids) >= 2
+
+    # -- a full round on the same workers, opened and retrained by the sensors --------------
+    processes.stop(daemon)
+    round_started = time.monotonic()
+    daemon = _start_daemon(processes, env)
+    processes.start(
+        "simulated-annotators",
+        [sys.executable, str(REPO_ROOT / "scripts" / "simulated_annotators.py"), "--seed", "3"],
+        env,
+    )
+    wait_for(
+        lambda: "round-001" in instance.get_materialized_partitions(model.key),
+        240,
+        "round-001's model, trained through Celery",
+    )
+    round_s = time.monotonic() - round_started
+    round_runs = [
+        r
+        for job in ("open_round", "retrain")
+        for r in instance.get_runs(dg.RunsFilter(job_name=job))
+    ]
+    round_runs = _wait_all_done(instance, round_runs, 60, "the round's runs to finish")
+    assert sorted(r.job_name for r in round_runs) == ["open_round", "retrain"]
+    round_workers: dict[str, str] = {}
+    for run in round_runs:
+        on_celery = celery_steps(instance, run.run_id)
+        assert set(on_celery) == set(step_pids(instance, run.run_id)) and on_celery
+        round_workers |= on_celery
+    assert {w.split("@")[0] for w in round_workers.values()} <= set(WORKERS)
+    store = FeatureStore(deployment.settings)
+    assert Counter(t.state for t in store.queue.tasks(round_key="round-001")) == {RESOLVED: BATCH}
+
+    report = {
+        "backfill_days": BACKFILL_DAYS,
+        "backfill_wall_s": round(backfill_s, 1),
+        "backfill_steps_per_worker": dict(by_worker),
+        "round_wall_s": round(round_s, 1),
+        "round_steps": round_workers,
+        "test_total_s": round(time.monotonic() - started, 1),
+    }
+    with capsys.disabled():
+        print(f"\n[celery] {json.dumps(report)}")
+    instance.dispose()
+
+
+def dg_cli(processes: Processes, env: dict[str, str], *args: str) -> str:
+    """Run a `dagster` CLI command to completion (through `processes`, so it is torn down even
+    if it hangs) and return its output."""
+    process = processes.start("dagster-cli", [str(BIN / "dagster"), *args], env)
+    try:
+        code = process.popen.wait(timeout=180)
+    except Exception:
+        pytest.fail(f"dagster {' '.join(args)} did not finish:\n{process.output()[-3000:]}")
+    output = process.output()
+    assert code == 0, f"dagster {' '.join(args)} exited {code}:\n{output[-3000:]}"
+    return output
