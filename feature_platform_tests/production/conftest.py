@@ -32,6 +32,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 # Everything the platform or Dagster reads from the environment; the tests set their own.
 _OWN_PREFIXES = ("FP_", "DAGSTER_", "MLFLOW_")
+# ... except how the test suite itself is run (CI's FP_REQUIRE_POSTGRES, FP_TEST_POSTGRES_URL).
+_SUITE_PREFIXES = ("FP_REQUIRE_", "FP_TEST_")
+
+
+def _deployment_owned(key: str) -> bool:
+    return key.startswith(_OWN_PREFIXES) and not key.startswith(_SUITE_PREFIXES)
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
@@ -217,7 +223,7 @@ def deployment(
     (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(production_instance_config()))
     admin = sa.engine.make_url(POSTGRES_ADMIN_URL)
     fp_home = tmp_path / "fp"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES)}
+    env = {k: v for k, v in os.environ.items() if not _deployment_owned(k)}
     env.update(
         {
             "DAGSTER_HOME": str(dagster_home),
@@ -231,10 +237,10 @@ def deployment(
             "PYTHONUNBUFFERED": "1",
         }
     )
-    for key in [k for k in os.environ if k.startswith(_OWN_PREFIXES)]:
+    for key in [k for k in os.environ if _deployment_owned(k)]:
         monkeypatch.delenv(key)
     for key, value in env.items():
-        if key.startswith(_OWN_PREFIXES):
+        if _deployment_owned(key):
             monkeypatch.setenv(key, value)
     return Deployment(dagster_home, Settings.from_env(), env)
 
