@@ -137,3 +137,38 @@ def curve_from_history(history: Sequence[object]) -> list[tuple[float, float]]:
         for r in history
         if getattr(r, "accuracy", None) is not None
     ]
+
+
+def round_pictures(
+    folder: Path,
+    round_name: str,
+    strategy: str,
+    history: Sequence[object],
+    y_true: Sequence[str],
+    y_pred: Sequence[str],
+    classes: Sequence[str],
+    *,
+    baseline: Sequence[tuple[float, float]] | None = None,
+    full_pool_accuracy: float | None = None,
+) -> dict[str, Picture]:
+    """A round's two pictures under `folder`: `learning_curve` (the program's rounds so far,
+    `history` as stopping.RoundRecord, beside a random `baseline` when one is known) and
+    `confusion_matrix` (the round's model on the held-out split)."""
+    curves = {strategy: curve_from_history(history)}
+    if baseline:
+        curves[BASELINE] = list(baseline)
+    return {
+        "learning_curve": learning_curve_png(
+            Path(folder) / f"{round_name}-learning-curve.png",
+            curves,
+            title=f"{round_name}: accuracy vs labels",
+            full_pool_accuracy=full_pool_accuracy,
+        ),
+        "confusion_matrix": confusion_matrix_png(
+            Path(folder) / f"{round_name}-confusion-matrix.png",
+            y_true,
+            y_pred,
+            classes,
+            title=f"{round_name} confusion matrix",
+        ),
+    }

@@ -12,6 +12,7 @@ from feature_platform.learning.plots import (
     confusion_matrix_png,
     curve_from_history,
     learning_curve_png,
+    round_pictures,
 )
 from feature_platform.learning.stopping import RoundRecord
 
@@ -49,3 +50,21 @@ def test_pictures_refuse_what_cannot_be_drawn(tmp_path) -> None:
     with pytest.raises(FeaturePlatformError, match="3 true labels but 2 predictions"):
         confusion_matrix_png(tmp_path / "m.png", ["a", "b", "a"], ["a", "b"], ["a", "b"])
     assert curve_from_history([RoundRecord("round-001", 10, None)]) == []
+
+
+def test_round_pictures_names_both_files_after_the_round(tmp_path) -> None:
+    history = [RoundRecord("round-001", 10, 0.5), RoundRecord("round-002", 20, 0.7)]
+    pictures = round_pictures(
+        tmp_path,
+        "round-002",
+        "margin",
+        history,
+        ["a", "b"],
+        ["a", "a"],
+        ["a", "b"],
+        baseline=[(10, 0.5), (20, 0.6)],
+    )
+    assert pictures["learning_curve"].path == tmp_path / "round-002-learning-curve.png"
+    assert pictures["confusion_matrix"].path == tmp_path / "round-002-confusion-matrix.png"
+    assert all(p.path.read_bytes().startswith(PNG_MAGIC) for p in pictures.values())
+    assert pictures["confusion_matrix"].markdown.startswith("**round-002 confusion matrix**")
