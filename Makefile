@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export FP_HOME := $(CURDIR)/.fp_data
 
-.PHONY: demo test ui lint bench clean up workers
+.PHONY: demo test ui lint bench clean up workers prod-init
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,9 +64,9 @@ UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 WORKERS ?= 2
 
-up workers: export DAGSTER_HOME := $(PROD_DAGSTER_HOME)
-up workers: export FP_HOME := $(PROD_FP_HOME)
-up workers: export FP_DATABASE_URL := $(PROD_DATABASE_URL)
+up workers prod-init: export DAGSTER_HOME := $(PROD_DAGSTER_HOME)
+up workers prod-init: export FP_HOME := $(PROD_FP_HOME)
+up workers prod-init: export FP_DATABASE_URL := $(PROD_DATABASE_URL)
 
 $(VENV)/.installed-prod: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[production]"
@@ -76,22 +76,26 @@ $(PROD_DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(@D)
 	cp dagster.yaml $@
 
-# Daemon (sensors, schedules, run queue) in the background, webserver in the foreground;
-# Ctrl-C stops both. FP_EXECUTOR=celery sends every step to `make workers`.
-up: $(VENV)/.installed-prod $(PROD_DAGSTER_HOME)/dagster.yaml
+# The databases (created when missing) and the instance's tables (created or upgraded once,
+# before several processes race to do it).
+prod-init: $(VENV)/.installed-prod $(PROD_DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python scripts/create_databases.py \
 	  "postgresql+psycopg2://$(DAGSTER_PG_USER)@$(DAGSTER_PG_HOST):$(DAGSTER_PG_PORT)/$(DAGSTER_PG_DB)" \
 	  "$(FP_DATABASE_URL)"
-	# Create or upgrade the instance's tables once, before two processes race to do it.
 	$(BIN)/dagster instance migrate
+
+# Daemon (sensors, schedules, run queue) in the background, webserver in the foreground;
+# Ctrl-C stops both. FP_EXECUTOR=celery sends every step to `make workers`.
+up: prod-init
 	$(BIN)/dagster-daemon run -w workspace.yaml & daemon=$$!; \
 	trap 'kill $$daemon 2>/dev/null; wait $$daemon' EXIT; \
 	$(BIN)/dagster-webserver -w workspace.yaml -h $(UI_HOST) -p $(UI_PORT)
 
-# $(WORKERS) Celery worker processes (one step at a time each) on the Redis broker.
-workers: $(VENV)/.installed-prod $(PROD_DAGSTER_HOME)/dagster.yaml
+# $(WORKERS) Celery worker processes (one step at a time each) on the Redis broker
+# (dagster-celery starts `celery` by name, hence the PATH).
+workers: prod-init
 	pids=; for i in $$(seq 1 $(WORKERS)); do \
-	  $(BIN)/dagster-celery worker start -A dagster_celery.app -y deploy/celery.yaml \
+	  PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dagster-celery worker start -A dagster_celery.app -y deploy/celery.yaml \
 	    -n worker-$$i -- --concurrency=1 & pids="$$pids $$!"; \
 	done; \
 	trap 'kill $$pids 2>/dev/null; wait' EXIT; wait
