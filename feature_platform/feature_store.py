@@ -168,7 +168,9 @@ class FeatureStore:
         pending = [p for p in self.offline.snapshots(fsv) if p.name not in applied]
         if not pending:
             return 0
-        loaded = self.offline.load(fsv, pending)
+        # Everything pending (a new or rebuilt online table): the cached, indexed rows.
+        every = len(pending) == len(self.offline.snapshots(fsv))
+        loaded = self.offline.prepared(fsv) if every else self.offline.load(fsv, pending)
         last = loaded.last_rows()
         return self.online.write_latest(
             fsv,
@@ -310,7 +312,7 @@ class FeatureStore:
         blocks: list[tuple[Any, np.ndarray]] = [(key_array, np.array([0]))]
         slow: dict[int, pd.Series] = {}
         for part in plan.parts:
-            matrix = self.online.values(part.fsv, keys)
+            matrix = self.online.values(part.fsv, keys, plan.token)
             if part.positions is not None:
                 matrix = matrix[:, part.positions]
             if part.numeric:

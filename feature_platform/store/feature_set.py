@@ -43,6 +43,7 @@ def code_fingerprint(fn: Callable[..., Any]) -> str:
         return _digest([code.co_code.hex(), repr(code.co_consts), list(code.co_names)])
 
 
+@functools.lru_cache(maxsize=256)
 def is_numeric_dtype(dtype: str) -> bool:
     """Numbers and booleans: stored online as float64, returned as float64 everywhere."""
     try:

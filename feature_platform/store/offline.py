@@ -12,7 +12,10 @@ binary search per request, with no per-row Python.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
 import threading
 import uuid
 import warnings
@@ -38,7 +41,13 @@ from feature_platform.store.feature_set import (
     output_dtype,
 )
 
+try:  # public since pandas 3 (what pyarrow uses): a frame over existing arrays, no copy
+    from pandas.api.internals import create_dataframe_from_blocks
+except ImportError:  # pragma: no cover - older pandas
+    create_dataframe_from_blocks = None
+
 TIMESTAMP_DTYPE = "datetime64[ns, UTC]"
+INDEX_FORMAT = 1  # bump when `_Prepared`'s arrays change meaning
 _NO_ROW = -1
 
 
@@ -84,7 +93,10 @@ def normalize_keys(values: pd.Series | np.ndarray, what: str) -> pd.Series:
 
 @dataclass
 class _Prepared:
-    """One version's rows, sorted by (entity code, event time, write time, file order)."""
+    """One version's rows: keys and times sorted by (entity code, event time, write time,
+    file order) for the search; feature values left in file order (column-major, one
+    contiguous array per feature) and reached through `order`, so loading never reorders
+    them and a retrieval gathers each output column in one contiguous sweep."""
 
     files: tuple
     entity_dtype: str  # "int64" or "str"
@@ -94,9 +106,10 @@ class _Prepared:
     created_ns: np.ndarray
     ts_unique: np.ndarray  # sorted distinct event times
     search_key: np.ndarray  # code * (len(ts_unique) + 1) + rank of event time, ascending
+    order: np.ndarray  # sorted position -> row in file order
     numeric: list[str]
-    matrix: np.ndarray  # numeric features as float64, plus one all-NaN row at the end
-    others: dict[str, Any]  # non-numeric feature -> array, same order
+    columns: np.ndarray  # (numeric features, rows + 1) float64; the last column is all NaN
+    others: dict[str, Any]  # non-numeric feature -> array in file order
     _text_index: pd.Index | None = None
 
     def last_rows(self) -> np.ndarray:
@@ -109,17 +122,25 @@ class _Prepared:
         """The keys at `rows` in their text form ('5' for 5), as in the online store."""
         return self.text_index().to_numpy(dtype=object)[self.codes[rows]]
 
+    def source_rows(self, rows: np.ndarray) -> np.ndarray:
+        """File-order rows for sorted positions `rows`; -1 becomes the all-missing row."""
+        missing = self.columns.shape[1] - 1
+        if len(self.order) == 0:
+            return np.full(len(rows), missing, dtype=np.int64)
+        return np.where(rows >= 0, self.order[np.clip(rows, 0, None)], missing)
+
     def feature_rows(self, fsv: FeatureSetVersion, rows: np.ndarray) -> np.ndarray:
-        """Every feature of `fsv` at `rows`, in its feature order: float64 when all are
-        numeric, else an object matrix."""
+        """Every feature of `fsv` at sorted positions `rows`, one row each, in its feature
+        order: float64 when all are numeric, else an object matrix."""
+        source = self.source_rows(rows)
         if len(self.numeric) == len(fsv.features):
-            return self.matrix[rows]
+            return np.ascontiguousarray(np.take(self.columns, source, axis=1, mode="clip").T)
         out = np.empty((len(rows), len(fsv.features)), dtype=object)
         for j, feature in enumerate(fsv.feature_names):
             if feature in self.others:
-                out[:, j] = np.asarray(self.others[feature].take(rows), dtype=object)
+                out[:, j] = np.asarray(self.others[feature].take(source), dtype=object)
             else:
-                out[:, j] = self.matrix[rows, self.numeric.index(feature)]
+                out[:, j] = self.columns[self.numeric.index(feature), source]
         return out
 
     def text_index(self) -> pd.Index:
@@ -152,9 +173,16 @@ class _Prepared:
 
 
 class OfflineStore:
-    def __init__(self, root: Path, cache_versions: int = 8) -> None:
+    def __init__(
+        self, root: Path, cache_versions: int = 8, persist_index_min_bytes: int | None = 1 << 20
+    ) -> None:
+        """`cache_versions`: sorted versions kept in memory. `persist_index_min_bytes`: a
+        version's sorted index is also saved next to its snapshots (`.index/`, numpy files
+        read back memory-mapped) once its values take at least this many bytes, so a new
+        process skips re-reading and re-sorting the Parquet; None turns that off."""
         self.root = Path(root)
         self.cache_versions = cache_versions
+        self.persist_index_min_bytes = persist_index_min_bytes
         self._cache: OrderedDict[str, _Prepared] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -388,24 +416,32 @@ class OfflineStore:
     def _take(
         fsv: FeatureSetVersion, prepared: _Prepared, rows: np.ndarray, features: list[str]
     ) -> pd.DataFrame:
-        """Feature values at `rows` (-1 -> missing) in output dtypes, one column per feature."""
+        """Feature values at sorted positions `rows` (-1 -> missing) in output dtypes."""
+        source = prepared.source_rows(rows)
         numeric = [f for f in features if f in prepared.numeric]
-        columns: dict[str, Any] = {}
+        frame = pd.DataFrame(index=pd.RangeIndex(len(rows)))
         if numeric:
             positions = [prepared.numeric.index(f) for f in numeric]
-            block = prepared.matrix[rows]  # row -1 is the all-NaN row
-            if positions != list(range(len(prepared.numeric))):
-                block = block[:, positions]
-            frame = pd.DataFrame(block, columns=numeric)
-        else:
-            frame = pd.DataFrame(index=pd.RangeIndex(len(rows)))
-        for feature in features:
-            if feature not in prepared.others:
-                continue
-            values = prepared.others[feature].take(rows, allow_fill=True)
-            columns[feature] = pd.Series(values, dtype=output_dtype(fsv.features[feature]))
-        if columns:
-            frame = pd.concat([frame, pd.DataFrame(columns)], axis=1)
+            # `source` is always in bounds: 'clip' skips numpy's per-index bounds check.
+            if positions == list(range(len(prepared.numeric))):
+                block = np.take(prepared.columns, source, axis=1, mode="clip")
+            else:
+                block = np.empty((len(positions), len(source)), dtype=np.float64)
+                for out, position in zip(block, positions, strict=True):
+                    np.take(prepared.columns[position], source, out=out, mode="clip")
+            frame = _frame_from_block(block, numeric)
+        others = {
+            f: pd.Series(
+                prepared.others[f].take(
+                    np.where(source < len(prepared.order), source, -1), allow_fill=True
+                ),
+                dtype=output_dtype(fsv.features[f]),
+            )
+            for f in features
+            if f in prepared.others
+        }
+        if others:
+            frame = pd.concat([frame, pd.DataFrame(others)], axis=1)
         return frame[features] if list(frame.columns) != features else frame
 
     def _signature(self, fsv: FeatureSetVersion) -> tuple:
@@ -416,6 +452,10 @@ class OfflineStore:
             return ()
         entries = [e for e in entries if e.name.endswith(".parquet")]
         return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries))
+
+    def prepared(self, fsv: FeatureSetVersion) -> _Prepared:
+        """Every row of `fsv`, sorted and indexed (cached; see `load`)."""
+        return self._prepared(fsv)
 
     def _prepared(self, fsv: FeatureSetVersion) -> _Prepared:
         signature = self._signature(fsv)
@@ -435,7 +475,86 @@ class OfflineStore:
 
     def _prepare(self, fsv: FeatureSetVersion, signature: tuple) -> _Prepared:
         directory = self._dir(fsv)
-        return self.load(fsv, [directory / name for name, _, _ in signature], signature)
+        saved = self._load_index(fsv, signature)
+        if saved is not None:
+            return saved
+        prepared = self.load(fsv, [directory / name for name, _, _ in signature], signature)
+        self._save_index(fsv, prepared)
+        return prepared
+
+    # -- persisted index: a derived, disposable cache of `_Prepared` ------------------------
+    _INDEX_ARRAYS = ("codes", "event_ns", "created_ns", "ts_unique", "search_key", "order")
+
+    def _index_dir(self, fsv: FeatureSetVersion, signature: tuple) -> Path:
+        digest = hashlib.sha256(
+            json.dumps([fsv.fingerprint, INDEX_FORMAT, signature]).encode()
+        ).hexdigest()[:20]
+        return self._dir(fsv) / ".index" / digest
+
+    def _save_index(self, fsv: FeatureSetVersion, prepared: _Prepared) -> None:
+        threshold = self.persist_index_min_bytes
+        if threshold is None or not prepared.files or prepared.others:
+            return  # off, nothing stored, or text features (numpy files hold numbers only)
+        if prepared.columns.nbytes < threshold:
+            return
+        final = self._index_dir(fsv, prepared.files)
+        if final.exists():
+            return
+        tmp = final.parent / f".tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            tmp.mkdir(parents=True)
+            for name in self._INDEX_ARRAYS + ("columns",):
+                np.save(tmp / f"{name}.npy", getattr(prepared, name))
+            uniques = prepared.uniques.to_numpy()
+            np.save(
+                tmp / "uniques.npy",
+                uniques if prepared.entity_dtype == "int64" else uniques.astype(str),
+            )
+            meta = {
+                "format": INDEX_FORMAT,
+                "fingerprint": fsv.fingerprint,
+                "files": prepared.files,
+                "entity_dtype": prepared.entity_dtype,
+                "numeric": prepared.numeric,
+            }
+            (tmp / "meta.json").write_text(json.dumps(meta))
+            tmp.rename(final)  # whole or not at all; a concurrent writer may have won
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+        for stale in final.parent.iterdir():  # older signatures: no longer readable anyway
+            if stale != final and not stale.name.startswith(".tmp-"):
+                shutil.rmtree(stale, ignore_errors=True)
+
+    def _load_index(self, fsv: FeatureSetVersion, signature: tuple) -> _Prepared | None:
+        if self.persist_index_min_bytes is None or not signature:
+            return None
+        directory = self._index_dir(fsv, signature)
+        try:
+            meta = json.loads((directory / "meta.json").read_text())
+            if (
+                meta["format"] != INDEX_FORMAT
+                or meta["fingerprint"] != fsv.fingerprint
+                or tuple(tuple(f) for f in meta["files"]) != signature
+                or meta["numeric"] != [f for f in fsv.feature_names]
+            ):
+                return None
+            arrays = {
+                name: np.load(directory / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+                for name in self._INDEX_ARRAYS + ("columns",)
+            }
+            uniques = np.load(directory / "uniques.npy", allow_pickle=False)
+        except (OSError, ValueError, KeyError):
+            return None  # absent, half-deleted or foreign: rebuild from the Parquet
+        keys = pd.Index(uniques if meta["entity_dtype"] == "int64" else uniques.astype(object))
+        return _Prepared(
+            files=signature,
+            entity_dtype=meta["entity_dtype"],
+            uniques=keys.astype("str") if meta["entity_dtype"] == "str" else keys,
+            numeric=meta["numeric"],
+            others={},
+            **arrays,
+        )
 
     def load(
         self, fsv: FeatureSetVersion, files: Sequence[Path], signature: tuple = ()
@@ -455,8 +574,9 @@ class OfflineStore:
                 created_ns=np.zeros(0, dtype=np.int64),
                 ts_unique=np.zeros(0, dtype=np.int64),
                 search_key=np.zeros(0, dtype=np.int64),
+                order=np.zeros(0, dtype=np.int64),
                 numeric=numeric,
-                matrix=np.full((1, len(numeric)), np.nan),
+                columns=np.full((len(numeric), 1), np.nan),
                 others={
                     f: pd.array([], dtype=fsv.features[f])
                     for f in fsv.feature_names
@@ -478,15 +598,12 @@ class OfflineStore:
         codes, event_ns, created_ns = codes[order], event_ns[order], created_ns[order]
         ts_unique = np.unique(event_ns)
         rank = np.searchsorted(ts_unique, event_ns, side="right")
-        matrix = np.empty((len(codes) + 1, len(numeric)), dtype=np.float64)
+        columns = np.empty((len(numeric), len(codes) + 1), dtype=np.float64)
         for j, feature in enumerate(numeric):
-            column = table.column(feature).to_numpy(zero_copy_only=False)
-            matrix[:-1, j] = column.astype(np.float64, copy=False)[order]
-        matrix[-1] = np.nan
+            columns[j, :-1] = table.column(feature).to_numpy(zero_copy_only=False)
+        columns[:, -1] = np.nan
         others = {
-            f: table.column(f).to_pandas().array.take(order)
-            for f in fsv.feature_names
-            if f not in numeric
+            f: table.column(f).to_pandas().array for f in fsv.feature_names if f not in numeric
         }
         return _Prepared(
             files=signature,
@@ -497,10 +614,22 @@ class OfflineStore:
             created_ns=created_ns,
             ts_unique=ts_unique,
             search_key=codes * (len(ts_unique) + 1) + rank,
+            order=order,
             numeric=numeric,
-            matrix=matrix,
+            columns=columns,
             others=others,
         )
+
+
+def _frame_from_block(block: np.ndarray, names: list[str]) -> pd.DataFrame:
+    """A float64 frame over a (columns, rows) block without copying it."""
+    if create_dataframe_from_blocks is not None:
+        return create_dataframe_from_blocks(
+            [(block, np.arange(len(names)))],
+            index=pd.RangeIndex(block.shape[1]),
+            columns=pd.Index(names),
+        )
+    return pd.DataFrame(block.T, columns=names)
 
 
 def _repeated(names: list[str]) -> set[str]:

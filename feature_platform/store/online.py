@@ -91,6 +91,24 @@ def _plain(value: object) -> object:
     return value.item() if hasattr(value, "item") else str(value)
 
 
+class _KnownIndex(dict):
+    """key -> cache row of a fully loaded version: any other key is not stored (row 0)."""
+
+    __slots__ = ()
+
+    def __missing__(self, key: object) -> int:
+        return _MISSING
+
+
+class _PartialIndex(dict):
+    """key -> cache row of a version cached key by key: -1 means "not fetched yet"."""
+
+    __slots__ = ()
+
+    def __missing__(self, key: object) -> int:
+        return -1
+
+
 class _VersionCache:
     """Values of one version at one generation: `values[index[key]]`; row 0 is 'missing'."""
 
@@ -99,7 +117,7 @@ class _VersionCache:
         self.complete = complete  # every stored key is loaded: a miss means "not stored"
         self.numeric = all(is_numeric_dtype(d) for d in fsv.features.values())
         self.width = len(fsv.features)
-        self.index: dict[object, int] = {}
+        self.index: dict[object, int] = _KnownIndex() if complete else _PartialIndex()
         dtype = np.float64 if self.numeric else object
         self.values = np.full((1, self.width), np.nan if self.numeric else None, dtype=dtype)
         self.size = 1
@@ -108,7 +126,7 @@ class _VersionCache:
     def add(self, keys: Sequence[str], rows: np.ndarray, absent: Iterable[str] = ()) -> None:
         """Store decoded rows for `keys` (and remember `absent` keys as missing)."""
         with self.lock:
-            fresh = [i for i, k in enumerate(keys) if k not in self.index]
+            fresh = [i for i, k in enumerate(keys) if k not in self.index.keys()]
             if fresh:
                 start = self.size
                 needed = start + len(fresh)
@@ -123,7 +141,7 @@ class _VersionCache:
                 for offset, i in enumerate(fresh):
                     self._index(keys[i], start + offset)
             for key in absent:
-                if key not in self.index:
+                if key not in self.index.keys():
                     self._index(key, _MISSING)
 
     def _index(self, key: str, row: int) -> None:
@@ -355,10 +373,13 @@ class OnlineStore:
             )
 
     # -- reading ---------------------------------------------------------------------------
-    def values(self, fsv: FeatureSetVersion, keys: Sequence[object]) -> np.ndarray:
+    def values(
+        self, fsv: FeatureSetVersion, keys: Sequence[object], token: int | None = None
+    ) -> np.ndarray:
         """A (len(keys), features) matrix of `fsv`'s values in its feature order; rows of
-        unknown keys are NaN (None for non-numeric versions). One generation throughout."""
-        return self._locate(fsv, keys)[0]
+        unknown keys are NaN (None for non-numeric versions). One generation throughout.
+        `token`: a change-counter value the caller read just before (saves a read)."""
+        return self._locate(fsv, keys, token)[0]
 
     def lookup(
         self, fsv: FeatureSetVersion, keys: Sequence[object]
@@ -368,39 +389,43 @@ class OnlineStore:
         matrix, rows = self._locate(fsv, texts)
         return {
             text: (values if row != _MISSING else None)
-            for text, values, row in zip(texts, matrix.tolist(), rows, strict=True)
+            for text, values, row in zip(texts, matrix.tolist(), rows.tolist(), strict=True)
         }
 
     def warm(self, fsv: FeatureSetVersion) -> None:
         """Build `fsv`'s cache now (a whole-version load if it is small enough)."""
         self._cache(fsv)
 
-    def _locate(self, fsv: FeatureSetVersion, keys: Sequence[object]) -> tuple[np.ndarray, list]:
+    def _locate(
+        self, fsv: FeatureSetVersion, keys: Sequence[object], token: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(values, cache rows) for `keys`, all from one cache, i.e. one generation."""
         if not _FAST_KEY_TYPES.issuperset(map(type, keys)):
             keys = [entity_key(k) for k in keys]
         for _ in range(3):
-            cache = self._cache(fsv)
-            get = cache.index.get
+            cache = self._cache(fsv, token)
+            token = None  # a retry reads the counter afresh
+            find = cache.index.__getitem__
             if cache.complete:
-                rows = [get(k, _MISSING) for k in keys]
-                return cache.values[rows], rows
+                rows = np.fromiter(map(find, keys), np.intp, len(keys))
+                return cache.values.take(rows, axis=0), rows
             with cache.lock:
-                rows = [get(k) for k in keys]
-                if None not in rows:
-                    return cache.values[rows], rows
-            wanted = [entity_key(k) for k, r in zip(keys, rows, strict=True) if r is None]
+                rows = np.fromiter(map(find, keys), np.intp, len(keys))
+                if not (rows < 0).any():
+                    return cache.values.take(rows, axis=0), rows
+            wanted = [entity_key(k) for k, r in zip(keys, rows.tolist(), strict=True) if r < 0]
             if self._fill(fsv, cache, list(dict.fromkeys(wanted))):
                 with cache.lock:
-                    rows = [get(k, _MISSING) for k in keys]
-                    return cache.values[rows], rows
+                    rows = np.fromiter(map(find, keys), np.intp, len(keys))
+                    return cache.values.take(rows, axis=0), rows
             with self._lock:  # changed while filling: start over from a fresh cache
                 if self._caches.get(fsv.id) is cache:
                     del self._caches[fsv.id]
         raise RuntimeError(f"{fsv.id} kept changing during a lookup; try again.")
 
-    def _cache(self, fsv: FeatureSetVersion) -> _VersionCache:
-        token = self.changes.token()
+    def _cache(self, fsv: FeatureSetVersion, token: int | None = None) -> _VersionCache:
+        if token is None:
+            token = self.changes.token()
         if self._token is None or token > self._token:  # the counter only grows
             self._revalidate(token)
         cache = self._caches.get(fsv.id)

@@ -293,3 +293,27 @@ def test_a_transform_returning_bad_rows_registers_and_writes_nothing(tmp_path) -
         store.materialize(spec(transform=broken), rows([1], 1.0))
     assert store.registry.names() == []
     assert not (tmp_path / "fp" / "offline" / "items").exists()
+
+
+def test_the_persisted_index_serves_a_new_process_and_never_a_stale_one(tmp_path) -> None:
+    fsv = spec().as_version("active")
+    writer = OfflineStore(tmp_path, persist_index_min_bytes=0)
+    writer.write_snapshot(fsv, rows(range(20), np.arange(20.0)), created_at=T0)
+    frame = pd.DataFrame({"item_id": [3, 19, 40], EVENT_TIMESTAMP: T0 + minutes(1)})
+    first = writer.point_in_time(frame, [(fsv, ["x"])])
+    index_dir = tmp_path / "items" / "v1" / ".index"
+    assert len(list(index_dir.iterdir())) == 1
+    fresh = OfflineStore(tmp_path, persist_index_min_bytes=0)
+    again = fresh.point_in_time(frame, [(fsv, ["x"])])
+    pd.testing.assert_frame_equal(first, again)
+    assert isinstance(fresh.prepared(fsv).columns, np.memmap)  # read back, not rebuilt
+    # A new snapshot changes the file list: the old index is ignored, then replaced.
+    writer.write_snapshot(fsv, rows([3], 100.0, at=T0 + minutes(1)), created_at=T0 + minutes(1))
+    newest = OfflineStore(tmp_path, persist_index_min_bytes=0).point_in_time(frame, [(fsv, ["x"])])
+    assert newest["x"].fillna(-1).tolist() == [100.0, 19.0, -1.0]
+    assert len(list(index_dir.iterdir())) == 1
+    # A damaged index is skipped, never trusted.
+    for array in next(index_dir.iterdir()).glob("*.npy"):
+        array.write_bytes(b"garbage")
+    damaged = OfflineStore(tmp_path, persist_index_min_bytes=0).point_in_time(frame, [(fsv, ["x"])])
+    pd.testing.assert_frame_equal(newest, damaged)
