@@ -19,7 +19,7 @@ from feature_platform.catalog import digits
 from feature_platform.definitions import build_definitions
 from feature_platform.defs.assets.rounds import round_assets
 from feature_platform.defs.partitions import all_arrival_days_tags, rounds_partitions
-from feature_platform.defs.resources import ProgramResource, StoreResource
+from feature_platform.defs.resources import ProgramResource, StoreResource, build_resources
 from feature_platform.feature_store import FeatureStore
 from feature_platform.labeling.simulated import SimulatedAnnotators
 from feature_platform.learning.loop import run_loop
@@ -130,6 +130,19 @@ def run_demo(options: DemoOptions, home: Path, log=print) -> DemoReport:  # noqa
     store: FeatureStore = StoreResource.from_settings(settings).get()
     annotators = _annotators(options)
 
+    log("baseline: the same rounds with random selection (same seed, same annotators) ...")
+    baseline_store = FeatureStore(Settings.under(home / "baseline"))
+    digits.bootstrap(baseline_store)
+    baseline = run_loop(
+        baseline_store,
+        program.model_copy(update={"strategy": "random"}).program(),
+        _annotators(options),
+        options.rounds,
+    )
+    # Logged first, so every round's learning-curve picture can show it beside the strategy.
+    tracker = build_resources(settings, program)["mlflow"].tracker()
+    tracker.log_reference_curve("random", [(r.labels, r.accuracy) for r in baseline])
+
     log("refreshing raw source and feature sets through Dagster ...")
     _run(defs, instance, "refresh_features", dg.RunRequest(tags=all_arrival_days_tags()))
     results: list[DemoRound] = []
@@ -168,20 +181,11 @@ def run_demo(options: DemoOptions, home: Path, log=print) -> DemoReport:  # noqa
                 f"{request.partition_key}: accuracy {meta['accuracy']:.3f}, {meta['labels']} labels"
             )
 
-    log("baseline: the same rounds with random selection (same seed, same annotators) ...")
-    baseline_store = FeatureStore(Settings.under(home / "baseline"))
-    digits.bootstrap(baseline_store)
-    baseline = run_loop(
-        baseline_store,
-        program.model_copy(update={"strategy": "random"}).program(),
-        _annotators(options),
-        len(results),
-    )
     return DemoReport(
         rounds=results,
         baseline=[
             {"round": r.round, "labels": r.labels, "accuracy": round(r.accuracy, 4)}
-            for r in baseline
+            for r in baseline[: len(results)]
         ],
         stop_reason=stop_reason,
         home=home,

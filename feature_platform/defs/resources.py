@@ -9,6 +9,7 @@ import dagster as dg
 
 from feature_platform.feature_store import FeatureStore
 from feature_platform.learning.rounds import Program
+from feature_platform.learning.stopping import StoppingRules
 from feature_platform.learning.tracking import ModelTracker
 from feature_platform.settings import Settings
 
@@ -68,6 +69,13 @@ class ProgramResource(dg.ConfigurableResource):
     label_budget: int = 200
     answers_per_task: int = 1
     seed: int = 0
+    # Promotion: a challenger becomes champion unless it is this much less accurate.
+    promotion_tolerance: float = 0.01
+    # Stopping rules besides the budget (None switches a rule off).
+    target_accuracy: float | None = None
+    kappa_threshold: float | None = 0.99
+    kappa_window: int = 3
+    plateau_patience: int | None = None
 
     @classmethod
     def from_env(cls) -> "ProgramResource":
@@ -79,6 +87,17 @@ class ProgramResource(dg.ConfigurableResource):
             label_budget=int(env("FP_LABEL_BUDGET", "200")),
             answers_per_task=int(env("FP_ANSWERS_PER_TASK", "1")),
             seed=int(env("FP_SEED", "0")),
+            promotion_tolerance=float(env("FP_PROMOTION_TOLERANCE", "0.01")),
+            target_accuracy=float(env("FP_TARGET_ACCURACY")) if env("FP_TARGET_ACCURACY") else None,
+        )
+
+    def stopping_rules(self) -> StoppingRules:
+        return StoppingRules(
+            label_budget=self.label_budget,
+            target_accuracy=self.target_accuracy,
+            kappa_threshold=self.kappa_threshold,
+            kappa_window=self.kappa_window,
+            plateau_patience=self.plateau_patience,
         )
 
     def program(self) -> Program:

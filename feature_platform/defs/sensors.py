@@ -8,8 +8,8 @@ import dagster as dg
 from feature_platform.defs.assets.rounds import model
 from feature_platform.defs.jobs import open_round_job, retrain_job
 from feature_platform.defs.partitions import rounds_partitions
-from feature_platform.defs.resources import ProgramResource, StoreResource
-from feature_platform.learning import rounds
+from feature_platform.defs.resources import MlflowResource, ProgramResource, StoreResource
+from feature_platform.learning import rounds, stopping
 
 # How often the daemon evaluates the round sensors; tests and demos shorten it.
 INTERVAL_SECONDS = int(os.environ.get("FP_SENSOR_INTERVAL_SECONDS", "30"))
@@ -42,10 +42,19 @@ def retrain_when_labels_in(context: dg.SensorEvaluationContext, store: StoreReso
     description="Opens the next round after a successful retrain, until the label budget is spent.",
 )
 def open_next_round(
-    context: dg.SensorEvaluationContext, store: StoreResource, program: ProgramResource
+    context: dg.SensorEvaluationContext,
+    store: StoreResource,
+    mlflow: MlflowResource,
+    program: ProgramResource,
 ):
     existing, trained = _round_state(context)
-    decision = rounds.next_round(store.get(), program.program(), existing, trained)
+    fs = store.get()
+    stop = stopping.should_stop(
+        stopping.history_from_tracker(mlflow.tracker()),
+        program.stopping_rules(),
+        labels_spent=len(fs.queue.sample_keys()),
+    )
+    decision = rounds.next_round(fs, program.program(), existing, trained, stop)
     if decision.round is None:
         return dg.SkipReason(decision.reason)
     context.log.info(f"opening {decision.round}: {decision.reason}")

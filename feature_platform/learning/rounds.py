@@ -18,9 +18,10 @@ from feature_platform.catalog import digits
 from feature_platform.errors import FeaturePlatformError
 from feature_platform.feature_store import FeatureStore
 from feature_platform.labeling.label_store import LabelSnapshot
-from feature_platform.labeling.queue import ANSWERED, RESOLVED, Task, TaskSpec
+from feature_platform.labeling.queue import ANSWERED, LEASED, PENDING, RESOLVED, Task, TaskSpec
 from feature_platform.learning import strategies
 from feature_platform.learning.selection import selection_inputs
+from feature_platform.learning.stopping import StopDecision
 from feature_platform.learning.training import (
     TrainingSet,
     build_training_set,
@@ -233,10 +234,14 @@ class NextRound:
 
 
 def next_round(
-    store: FeatureStore, program: Program, existing: list[str], trained: set[str]
+    store: FeatureStore,
+    program: Program,
+    existing: list[str],
+    trained: set[str],
+    stop: StopDecision | None = None,
 ) -> NextRound:
     """Open the first round once features exist; open round n+1 once round n's model is
-    trained; stop when the label budget is spent."""
+    trained; stop when the label budget is spent or a stopping rule (`stop`) fired."""
     try:
         fsv = resolve_feature_set(store, program.feature_set)
     except FeaturePlatformError as exc:
@@ -248,6 +253,8 @@ def next_round(
         return NextRound(
             None, f"label budget of {program.label_budget} spent ({labels_so_far(store)} labels)"
         )
+    if stop is not None and stop.stop:
+        return NextRound(None, f"stopped by the {stop.rule} rule: {stop.reason}")
     if not existing:
         return NextRound(round_key(1), "no round yet: opening the first (cold start)")
     latest = max(existing, key=round_number)
@@ -285,3 +292,38 @@ def champion_drift(
         columns=training_set.features,
     )
     return drift_report(training_set.frame, current, training_set.features)
+
+
+def rescore_open_tasks(
+    store: FeatureStore,
+    program: Program,
+    model: Any,
+    model_version: str,
+    as_of: datetime | None = None,
+):
+    """Re-score every open (pending or leased) task with `model`, so a new champion's view
+    replaces stale priorities. Returns the queue's Reprioritization, or None if none is open."""
+    keys = sorted(
+        {t.sample_key for state in (PENDING, LEASED) for t in store.queue.tasks(state=state)}
+    )
+    if not keys:
+        return None
+    fsv = resolve_feature_set(store, program.feature_set)
+    features = feature_matrix(store, fsv, keys, as_of or utcnow())
+    proba = class_probabilities(model, features, list(program.classes))
+    picks = strategies.select(
+        program.strategy,
+        keys,
+        proba,
+        list(program.classes),
+        len(keys),
+        seed=program.seed,
+        **selection_inputs(store, program, keys),
+    )
+    return store.queue.reprioritize(
+        {p.key: p.score for p in picks},
+        model_version,
+        top_classes={p.key: p.top_classes for p in picks},
+        reasons={p.key: f"re-scored by {model_version}: {p.reason}" for p in picks},
+        strategy=program.strategy,
+    )

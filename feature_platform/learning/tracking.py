@@ -19,6 +19,7 @@ from feature_platform.errors import FeaturePlatformError
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+REFERENCE_CURVE_TAG = "reference_curve"
 # Spelled out so MLflow does not spend seconds inferring the environment on every log.
 _PIP_REQUIREMENTS = ["scikit-learn==1.9.1", "numpy==2.4.6"]
 _lock = threading.Lock()  # mlflow's tracking URI is process-global
@@ -145,3 +146,34 @@ class ModelTracker:
     def tag_version(self, version: str, tags: Mapping[str, str]) -> None:
         for key, value in tags.items():
             self.client.set_model_version_tag(self.model_name, str(version), key, str(value))
+
+    # -- reference curves ------------------------------------------------------------------
+    def log_reference_curve(self, name: str, points: list[tuple[int, float]]) -> str:
+        """Log a reference learning curve (e.g. random selection on the same seed) as a run
+        tagged `reference_curve=<name>`, accuracy stepped by label count. Returns the run id."""
+        with _lock:
+            run = self.client.create_run(
+                self._experiment_id(),
+                run_name=f"reference-{name}",
+                tags={REFERENCE_CURVE_TAG: name},
+            )
+            for labels, accuracy in points:
+                self.client.log_metric(run.info.run_id, "accuracy", accuracy, step=int(labels))
+            self.client.set_terminated(run.info.run_id)
+        return run.info.run_id
+
+    def reference_curve(self, name: str) -> list[tuple[float, float]]:
+        """The newest reference curve of that name, or [] if none was logged."""
+        experiment = self.client.get_experiment_by_name(self.experiment)
+        if experiment is None:
+            return []
+        runs = self.client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.{REFERENCE_CURVE_TAG} = '{name}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if not runs:
+            return []
+        history = self.client.get_metric_history(runs[0].info.run_id, "accuracy")
+        return sorted((float(m.step), float(m.value)) for m in history)

@@ -4,13 +4,15 @@ The candidate pool is scored by the MLflow `champion` (the previous round's mode
 the registry rather than wired as an edge, since an edge back would make the graph a cycle.
 """
 
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 
 from feature_platform.defs.assets.features import feature_asset_keys
 from feature_platform.defs.partitions import rounds_partitions
 from feature_platform.defs.resources import MlflowResource, ProgramResource, StoreResource
-from feature_platform.learning import rounds
+from feature_platform.learning import plots, promotion, rounds, stopping
 from feature_platform.learning.tracking import CHAMPION
 from feature_platform.learning.training import training_set_from_frame, training_set_to_frame
 
@@ -122,8 +124,8 @@ def training_set(
     partitions_def=rounds_partitions,
     group_name="rounds",
     kinds={"mlflow", "sklearn"},
-    description="The round's classifier: trained, evaluated on the held-out split, logged and "
-    "registered in MLflow, and made champion.",
+    description="The round's challenger: trained, evaluated on the held-out split, logged and "
+    "registered in MLflow; promoted to champion by the stated rule, which re-scores open tasks.",
 )
 def model(
     context: dg.AssetExecutionContext,
@@ -132,13 +134,13 @@ def model(
     mlflow: MlflowResource,
     program: ProgramResource,
 ) -> dg.MaterializeResult:
-    fs, settings = store.get(), program.program()
+    fs, settings, tracker = store.get(), program.program(), mlflow.tracker()
     built = training_set_from_frame(fs, training_set)
     snapshot = fs.labels.get(built.label_snapshot_id)
-    model_, metrics = rounds.train_and_evaluate(fs, settings, built, snapshot.created_at)
-    tracker = mlflow.tracker()
+    as_of = snapshot.created_at
+    trained, metrics = rounds.train_and_evaluate(fs, settings, built, as_of)
     tracked = tracker.log_model(
-        model_,
+        trained,
         params=settings.params(),
         metrics=metrics,
         tags={
@@ -151,7 +153,32 @@ def model(
         },
         run_name=f"{context.partition_key}-{settings.strategy}",
     )
-    tracker.set_alias(CHAMPION, tracked.version)
+    fs.registry.record_usage(
+        built.feature_set.id,
+        "model",
+        tracked.label,
+        upstream=f"training_set:{built.fingerprint}",
+        details={"round": context.partition_key, "label_snapshot_id": snapshot.id},
+    )
+    stopping.log_stop_set_predictions(
+        tracker,
+        tracked.run_id,
+        stopping.stop_set_predictions(fs, settings, trained, built.feature_set.id, as_of),
+    )
+    decision = promotion.promote(
+        tracker,
+        tracked,
+        tolerance=program.promotion_tolerance,
+        champion_metrics=promotion.champion_metrics_on(fs, settings, tracker, as_of),
+    )
+    rescored = (
+        rounds.rescore_open_tasks(fs, settings, trained, tracked.label)
+        if decision.promote
+        else None
+    )
+    pictures = _round_pictures(fs, settings, tracker, built, trained, as_of, context.partition_key)
+    for picture in pictures:
+        tracker.log_artifact(tracked.run_id, picture.path)
     return dg.MaterializeResult(
         metadata={
             "accuracy": metrics["accuracy"],
@@ -160,10 +187,41 @@ def model(
             "strategy": settings.strategy,
             "feature_set_version": built.feature_set.id,
             "label_snapshot_id": built.label_snapshot_id,
+            "training_set_fingerprint": built.fingerprint,
             "model_version": tracked.label,
             "mlflow_run_id": tracked.run_id,
+            "promoted": decision.promote,
+            "promotion": decision.reason,
+            "open_tasks_rescored": len(rescored.rescored) if rescored else 0,
+            "lineage": dg.MetadataValue.md(
+                fs.registry.lineage(f"model:{tracked.label}").to_markdown()
+            ),
+            **{picture.title: dg.MetadataValue.md(picture.markdown) for picture in pictures},
         }
     )
+
+
+def _round_pictures(fs, settings, tracker, built, trained, as_of, round_name):  # noqa: ANN001, ANN202
+    """The learning curve so far (beside a logged random reference, if any) and this round's
+    confusion matrix on the held-out split."""
+    folder = Path(fs.settings.home) / "pictures" / round_name
+    curves = {settings.strategy: plots.curve_from_history(stopping.history_from_tracker(tracker))}
+    reference = tracker.reference_curve(plots.BASELINE)
+    if reference:
+        curves[plots.BASELINE] = reference
+    X, y = rounds.holdout(fs, settings, built, as_of)  # noqa: N806
+    return [
+        plots.learning_curve_png(
+            folder / "learning_curve.png", curves, title=f"Learning curve up to {round_name}"
+        ),
+        plots.confusion_matrix_png(
+            folder / "confusion_matrix.png",
+            y,
+            trained.predict(X),
+            settings.classes,
+            title=f"Confusion matrix, {round_name}",
+        ),
+    ]
 
 
 round_assets = [candidate_pool, labeling_batch, training_set, model]
