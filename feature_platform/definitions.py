@@ -6,6 +6,7 @@ import dagster as dg
 
 from feature_platform.defs.assets.features import feature_assets
 from feature_platform.defs.assets.monitoring import pool_drift
+from feature_platform.defs.assets.reports import round_report
 from feature_platform.defs.assets.rounds import round_assets
 from feature_platform.defs.assets.sources import digits_source
 from feature_platform.defs.checks import asset_checks
@@ -32,7 +33,7 @@ def build_definitions(
     settings: Settings | None = None, program: ProgramResource | None = None
 ) -> dg.Definitions:
     return dg.Definitions(
-        assets=[digits_source, *feature_assets, *round_assets, pool_drift],
+        assets=[digits_source, *feature_assets, *round_assets, pool_drift, round_report],
         asset_checks=asset_checks,
         jobs=jobs,
         sensors=sensors,

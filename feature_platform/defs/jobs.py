@@ -1,6 +1,7 @@
 import dagster as dg
 
 from feature_platform.defs.assets.monitoring import pool_drift
+from feature_platform.defs.assets.reports import round_report
 from feature_platform.defs.assets.rounds import candidate_pool, labeling_batch, model, training_set
 from feature_platform.defs.partitions import arrival_days, rounds_partitions
 
@@ -20,7 +21,7 @@ open_round_job = dg.define_asset_job(
 
 retrain_job = dg.define_asset_job(
     "retrain",
-    selection=dg.AssetSelection.assets(training_set, model),
+    selection=dg.AssetSelection.assets(training_set, model, round_report),
     partitions_def=rounds_partitions,
     # The queued run coordinator (dagster.yaml) runs one retrain per program at a time.
     tags={"feature_platform/retrain": "digits"},

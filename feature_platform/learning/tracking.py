@@ -8,6 +8,7 @@ import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -177,3 +178,15 @@ class ModelTracker:
             return []
         history = self.client.get_metric_history(runs[0].info.run_id, "accuracy")
         return sorted((float(m.step), float(m.value)) for m in history)
+
+    def registration_times(self) -> dict[str, datetime]:
+        """When the first model trained on each label snapshot was registered
+        (label snapshot id -> registration time), for labeling lead times."""
+        first: dict[str, datetime] = {}
+        for version in self.client.search_model_versions(f"name='{self.model_name}'"):
+            snapshot_id = version.tags.get("label_snapshot_id")
+            if not snapshot_id:
+                continue
+            when = datetime.fromtimestamp(version.creation_timestamp / 1000, tz=UTC)
+            first[snapshot_id] = min(when, first.get(snapshot_id, when))
+        return first

@@ -12,6 +12,7 @@ from feature_platform.catalog import digits
 from feature_platform.definitions import build_definitions
 from feature_platform.defs.assets.features import feature_assets
 from feature_platform.defs.assets.monitoring import pool_drift
+from feature_platform.defs.assets.reports import round_report
 from feature_platform.defs.assets.rounds import round_assets
 from feature_platform.defs.assets.sources import digits_source
 from feature_platform.defs.checks import asset_checks
@@ -50,7 +51,7 @@ def test_round_materializes_and_model_is_traceable_in_mlflow(setup) -> None:
     assert len(checks) == 3 and all(c.passed for c in checks)
 
     instance.add_dynamic_partitions(rounds_partitions.name, ["round-001"])
-    selection = [*round_assets, *asset_checks[3:]]
+    selection = [*round_assets, round_report, *asset_checks[3:]]
     opened = dg.materialize(
         selection,
         instance=instance,
@@ -75,9 +76,13 @@ def test_round_materializes_and_model_is_traceable_in_mlflow(setup) -> None:
         instance=instance,
         resources=resources,
         partition_key="round-001",
-        selection=["training_set", "model"],
+        selection=["training_set", "model", "round_report"],
     )
     assert trained.success
+    report = trained.asset_materializations_for_node("round_report")[0].metadata
+    assert report["answers"].value == 10
+    assert report["lead_time_median_s"].value > 0
+    assert "## round-001" in report["report"].value
     assert all(c.passed for c in trained.get_asset_check_evaluations())
     meta = trained.asset_materializations_for_node("model")[0].metadata
     tracker = resources["mlflow"].tracker()
@@ -89,6 +94,10 @@ def test_round_materializes_and_model_is_traceable_in_mlflow(setup) -> None:
     assert run.data.tags["dagster_run_id"] == trained.run_id
     assert len(run.data.tags["training_set_fingerprint"]) == 16
     assert 0.3 < run.data.metrics["accuracy"] <= 1.0
+    assert meta["promoted"].value is True and "first model" in meta["promotion"].value
+    artifacts = {a.path for a in tracker.client.list_artifacts(run.info.run_id)}
+    assert {"learning_curve.png", "confusion_matrix.png"} <= artifacts
+    assert "data:image/png;base64," in meta["Confusion matrix, round-001"].value
     assert run.data.metrics["labels"] == 10
     champion = tracker.by_alias("champion")
     assert champion is not None and champion.run_id == run.info.run_id
