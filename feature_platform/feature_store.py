@@ -137,6 +137,7 @@ class FeatureStore:
 
         The computed rows are checked against the schema before anything is registered or
         written, so a transform that returns bad rows changes nothing."""
+        self.registry.check(spec)  # a changed definition fails before any computing
         frame = spec.compute(source if source is not None else self.sources.read(spec.sources[0]))
         frame = self.offline.conform(spec.as_version(), frame)
         fsv = self.apply(spec)
@@ -301,6 +302,19 @@ class FeatureStore:
 
         Each reference resolves once per call, so one response never mixes two versions even
         while an alias moves; `result.attrs["feature_sets"]` names the versions served."""
+        return self.get_online_values(
+            features, entity_keys, full_feature_names=full_feature_names
+        ).to_frame()
+
+    def get_online_values(
+        self,
+        features: Sequence[str],
+        entity_keys: Sequence[object],
+        *,
+        full_feature_names: bool = False,
+    ) -> OnlineValues:
+        """Like `get_online_features`, without building a DataFrame: `.matrix` is the
+        (keys x features) array a model can score directly; `.to_dict()` / `.to_frame()`."""
         plan = self._plan(features, full_feature_names)
         if plan.entity is None:
             entities = sorted({fsv.entity for fsv, _ in plan.resolved.requests})
@@ -308,38 +322,84 @@ class FeatureStore:
                 f"Online lookups take features of one entity; these use {entities}."
             )
         keys = entity_keys if isinstance(entity_keys, list) else list(entity_keys)
-        key_array = _key_array(keys)
-        blocks: list[tuple[Any, np.ndarray]] = [(key_array, np.array([0]))]
-        slow: dict[int, pd.Series] = {}
+        parts = []
         for part in plan.parts:
             matrix = self.online.values(part.fsv, keys, plan.token)
             if part.positions is not None:
                 matrix = matrix[:, part.positions]
-            if part.numeric:
-                blocks.append((matrix.T, part.placement))
-                continue
-            names = plan.resolved.requests[plan.parts.index(part)][1]
-            for column, name, place in zip(matrix.T, names, part.placement, strict=True):
-                slow[int(place)] = pd.Series(column, dtype=output_dtype(part.fsv.features[name]))
-        if create_dataframe_from_blocks is not None and key_array is not None and not slow:
-            result = create_dataframe_from_blocks(
-                blocks, index=pd.RangeIndex(len(keys)), columns=plan.columns
-            )
-        else:
-            result = pd.DataFrame({plan.entity: keys})
-            for values, placement in blocks[1:]:
-                for row, place in zip(values, placement, strict=True):
-                    result[plan.columns[place]] = row
-            for place in sorted(slow):
-                result[plan.columns[place]] = slow[place].to_numpy()
-            result = result[plan.columns]
-        result.attrs["feature_sets"] = plan.resolved.feature_sets
-        return result
+            parts.append(matrix)
+        return OnlineValues(plan, keys, parts)
 
     def warm_online(self, features: Sequence[str]) -> None:
         """Load the online caches of the versions `features` resolve to (e.g. at start-up)."""
         for fsv, _ in self.resolve_features(features).requests:
             self.online.warm(fsv)
+
+
+@dataclass(frozen=True)
+class OnlineValues:
+    """One online response: every value from one resolved version per feature set."""
+
+    _plan: _Plan
+    keys: list
+    _parts: list[np.ndarray]  # per feature set version: (keys, its requested features)
+
+    @property
+    def entity(self) -> str:
+        return self._plan.entity or ""
+
+    @property
+    def columns(self) -> list[str]:
+        """Feature columns, in request order (the entity column not included)."""
+        return list(self._plan.columns[1:])
+
+    @property
+    def feature_sets(self) -> list[str]:
+        """The explicit versions served (aliases resolved)."""
+        return self._plan.resolved.feature_sets
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """(keys, features) values: float64 when every feature is numeric (NaN: unknown
+        key), else an object array."""
+        if len(self._parts) == 1:
+            return self._parts[0]
+        return np.hstack(self._parts) if self._parts else np.empty((len(self.keys), 0))
+
+    def to_dict(self) -> dict[str, Any]:
+        """{entity: keys, feature: array of values}, in request order."""
+        out: dict[str, Any] = {self.entity: self.keys}
+        for part, matrix in zip(self._plan.parts, self._parts, strict=True):
+            for column, place in zip(matrix.T, part.placement, strict=True):
+                out[self._plan.columns[place]] = column
+        return out
+
+    def to_frame(self) -> pd.DataFrame:
+        plan, keys = self._plan, self.keys
+        key_array = _key_array(keys)
+        numeric = all(part.numeric for part in plan.parts)
+        if create_dataframe_from_blocks is not None and key_array is not None and numeric:
+            blocks: list[tuple[Any, np.ndarray]] = [(key_array, _FIRST)]
+            blocks += [
+                (matrix.T, part.placement)
+                for part, matrix in zip(plan.parts, self._parts, strict=True)
+            ]
+            result = create_dataframe_from_blocks(
+                blocks, index=pd.RangeIndex(len(keys)), columns=plan.columns
+            )
+        else:
+            result = pd.DataFrame({plan.entity: keys})
+            requests = plan.resolved.requests
+            for (fsv, names), part, matrix in zip(requests, plan.parts, self._parts, strict=True):
+                for name, column, place in zip(names, matrix.T, part.placement, strict=True):
+                    dtype = output_dtype(fsv.features[name])
+                    result[plan.columns[place]] = pd.Series(column, dtype=dtype).array
+            result = result[plan.columns]
+        result.attrs["feature_sets"] = self.feature_sets
+        return result
+
+
+_FIRST = np.array([0])
 
 
 def _key_array(keys: list) -> Any:

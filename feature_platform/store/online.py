@@ -204,12 +204,19 @@ class OnlineStore:
     ) -> int:
         """Vectorized core of `materialize`: one row per distinct text key, values in the
         version's feature order. Writes only rows newer than the stored ones."""
-        stored_event, stored_created = self._stored_stamps(fsv, keys)
-        newer = (stored_event < event_ns) | (
-            (stored_event == event_ns) & (stored_created < created_ns)
-        )
+        stored_event, stored_created, stored_payload = self._stored_rows(fsv, keys)
+        same_event = stored_event == event_ns
+        newer = (stored_event < event_ns) | (same_event & (stored_created < created_ns))
         changed = np.flatnonzero(newer)
         payloads = self._encode(fsv, values[changed]) if len(changed) else []
+        if same_event[changed].any():
+            # The same values written again later (a recomputed snapshot) change nothing.
+            keep = [
+                not (same_event[i] and payload == stored_payload[i])
+                for i, payload in zip(changed.tolist(), payloads, strict=True)
+            ]
+            changed = changed[np.asarray(keep, dtype=bool)]
+            payloads = [p for p, k in zip(payloads, keep, strict=True) if k]
         rows = list(
             zip(
                 [fsv.id] * len(changed),
@@ -271,11 +278,17 @@ class OnlineStore:
             frame = frame.take(order).drop_duplicates("__key", keep="last")
         return frame.reset_index(drop=True)
 
-    def _stored_stamps(
+    def _stored_rows(
         self, fsv: FeatureSetVersion, keys: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(event_ns, created_ns) stored for each key; int64 min where nothing is stored."""
-        columns = (online_values.c.entity_key, online_values.c.event_ns, online_values.c.created_ns)
+    ) -> tuple[np.ndarray, np.ndarray, list]:
+        """(event_ns, created_ns, payload) stored for each key; int64 min / None where
+        nothing is stored."""
+        columns = (
+            online_values.c.entity_key,
+            online_values.c.event_ns,
+            online_values.c.created_ns,
+            online_values.c.payload,
+        )
         with self.engine.connect() as conn:
             if len(keys) <= 10 * _BATCH:
                 found = []
@@ -292,13 +305,16 @@ class OnlineStore:
                 ).all()
         never = np.iinfo(np.int64).min
         event, created = np.full(len(keys), never), np.full(len(keys), never)
+        payload: list = [None] * len(keys)
         if found:
-            stored_keys, stored_event, stored_created = zip(*found, strict=True)
+            stored_keys, stored_event, stored_created, stored_payload = zip(*found, strict=True)
             where = pd.Index(stored_keys).get_indexer(keys)
             hit = where >= 0
             event[hit] = np.asarray(stored_event, dtype=np.int64)[where[hit]]
             created[hit] = np.asarray(stored_created, dtype=np.int64)[where[hit]]
-        return event, created
+            for i in np.flatnonzero(hit).tolist():
+                payload[i] = bytes(stored_payload[where[i]])
+        return event, created, payload
 
     @staticmethod
     def _encode(fsv: FeatureSetVersion, values: np.ndarray) -> list[bytes]:

@@ -214,6 +214,14 @@ def _describe_difference(old: sa.Row, spec: FeatureSetSpec) -> str:
     return "; ".join(c for c in changes if c) or "fingerprint"
 
 
+def _conflict(old: sa.Row, spec: FeatureSetSpec) -> FeatureVersionConflictError:
+    return FeatureVersionConflictError(
+        f"{spec.id} is already registered ({old.status}) with a different definition: "
+        f"{_describe_difference(old, spec)}. A registered version is immutable: register "
+        f"the change as a new version instead."
+    )
+
+
 class Registry:
     """Feature set versions keyed by (name, version); aliases resolve to versions."""
 
@@ -294,11 +302,7 @@ class Registry:
             ).first()
             if old is not None:
                 if old.fingerprint != fingerprint or json.loads(old.sources) != list(spec.sources):
-                    raise FeatureVersionConflictError(
-                        f"{spec.id} is already registered ({old.status}) with a different "
-                        f"definition: {_describe_difference(old, spec)}. A registered version "
-                        f"is immutable: register the change as a new version instead."
-                    )
+                    raise _conflict(old, spec)
                 return self._to_version(old)
             clash = conn.execute(
                 sa.select(feature_set_aliases.c.version).where(
@@ -338,6 +342,22 @@ class Registry:
                 )
             )
         return self.get(spec.name, spec.version)
+
+    def check(self, spec: FeatureSetSpec) -> None:
+        """Raise FeatureVersionConflictError if `spec`'s version is registered with another
+        definition (writes nothing; `register` checks again under its lock)."""
+        old = self._load(spec.name)[0].get(spec.version)
+        if old is not None and (
+            old.fingerprint != spec.fingerprint or list(old.sources) != list(spec.sources)
+        ):
+            with self.engine.connect() as conn:
+                row = conn.execute(
+                    sa.select(feature_set_versions).where(
+                        feature_set_versions.c.name == spec.name,
+                        feature_set_versions.c.version == spec.version,
+                    )
+                ).one()
+            raise _conflict(row, spec)
 
     def set_status(
         self, name: str, version: str, status: str, reason: str = ""

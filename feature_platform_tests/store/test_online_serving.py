@@ -186,3 +186,20 @@ def test_one_response_never_mixes_versions_while_an_alias_moves(tmp_path, databa
     assert {version for version, _ in seen} == {"items@v1", "items@v2"}
     for version, values in seen:
         assert values == ({1.0} if version == "items@v1" else {2.0})
+
+
+def test_online_values_give_the_matrix_a_model_scores(fs) -> None:
+    fs.apply(spec("v2", transform=doubled, features={"z": "float64"}))
+    fs.ingest("items@v1", rows([1, 2], [1.0, 2.0]))
+    fs.ingest("items@v2", pd.DataFrame({"item_id": [2], EVENT_TIMESTAMP: T0, "z": [9.0]}))
+    got = fs.get_online_values(["items@v1:y", "items@v2:z", "items@v1:x"], [2, 1, 3])
+    assert got.columns == ["y", "x", "z"]  # grouped by version, request order inside
+    assert got.feature_sets == ["items@v1", "items@v2"]
+    np.testing.assert_array_equal(
+        got.matrix, [[-2.0, 2.0, 9.0], [-1.0, 1.0, np.nan], [np.nan, np.nan, np.nan]]
+    )
+    as_dict = got.to_dict()
+    assert as_dict["item_id"] == [2, 1, 3] and as_dict["z"][0] == 9.0
+    frame = got.to_frame()
+    assert list(frame.columns) == ["item_id", "y", "x", "z"]
+    np.testing.assert_array_equal(frame[["y", "x", "z"]].to_numpy(), got.matrix)
