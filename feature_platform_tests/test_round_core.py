@@ -108,3 +108,25 @@ def test_retrain_refuses_an_unanswered_round(digits_store) -> None:
     with pytest.raises(FeaturePlatformError, match="round-001 is not fully answered"):
         rounds.retrain(digits_store, program, "round-001")
     assert digits_store.labels.latest() is None
+
+
+def test_a_new_champion_rescores_open_tasks(digits_store) -> None:
+    program = rounds.Program(batch_size=20, seed=2)
+    pool = rounds.candidate_pool(digits_store, program, model=None)
+    rounds.open_batch(digits_store, program, "round-001", pool, model_version=None)
+    _annotators().answer(digits_store.queue, "round-001")
+    trained = rounds.retrain(digits_store, program, "round-001")
+    pool = rounds.candidate_pool(digits_store, program, trained.model)
+    rounds.open_batch(digits_store, program, "round-002", pool, model_version="m/1")
+    # A better model arrives while round 2 is still open.
+    _annotators().answer(digits_store.queue, "round-002")
+    better = rounds.retrain(digits_store, program, "round-002").model
+    pool = rounds.candidate_pool(digits_store, program, better)
+    rounds.open_batch(digits_store, program, "round-003", pool, model_version="m/2")
+    result = rounds.rescore_open_tasks(digits_store, program, trained.model, "m/1-again")
+    open_tasks = digits_store.queue.tasks(round_key="round-003")
+    assert result is not None and len(result.rescored) == len(open_tasks) == 20
+    assert {t.model_version for t in open_tasks} == {"m/1-again"}
+    assert all(t.reason.startswith("re-scored by m/1-again: margin") for t in open_tasks)
+    ranked = sorted(open_tasks, key=lambda t: -t.priority)
+    assert [t.score for t in ranked] == sorted((t.score for t in ranked), reverse=True)

@@ -3,6 +3,7 @@ import dagster as dg
 from feature_platform.defs.assets.monitoring import pool_drift
 from feature_platform.defs.assets.reports import round_report
 from feature_platform.defs.assets.rounds import candidate_pool, labeling_batch, model, training_set
+from feature_platform.defs.ops import rescore_open_tasks_job
 from feature_platform.defs.partitions import arrival_days, rounds_partitions
 
 refresh_features_job = dg.define_asset_job(
@@ -34,4 +35,10 @@ monitor_drift_job = dg.define_asset_job(
     description="Compare the unlabeled pool with the champion's training set.",
 )
 
-jobs = [refresh_features_job, open_round_job, retrain_job, monitor_drift_job]
+jobs = [
+    refresh_features_job,
+    open_round_job,
+    retrain_job,
+    monitor_drift_job,
+    rescore_open_tasks_job,
+]

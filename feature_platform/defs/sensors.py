@@ -5,8 +5,10 @@ import os
 
 import dagster as dg
 
+from feature_platform.defs.assets.monitoring import pool_drift
 from feature_platform.defs.assets.rounds import model
 from feature_platform.defs.jobs import open_round_job, retrain_job
+from feature_platform.defs.ops import rescore_open_tasks_job
 from feature_platform.defs.partitions import rounds_partitions
 from feature_platform.defs.resources import MlflowResource, ProgramResource, StoreResource
 from feature_platform.learning import rounds, stopping
@@ -80,4 +82,25 @@ def requeue_expired_leases(store: StoreResource):
     return dg.SkipReason(f"requeued {expired} expired lease(s)")
 
 
-sensors = [retrain_when_labels_in, open_next_round, requeue_expired_leases]
+@dg.sensor(
+    job=rescore_open_tasks_job,
+    minimum_interval_seconds=2 * INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="When a drift measurement finds drifted features, re-scores the open tasks.",
+)
+def rescore_on_drift(context: dg.SensorEvaluationContext):
+    records = context.instance.fetch_materializations(pool_drift.key, limit=1).records
+    if not records or str(records[0].storage_id) == context.cursor:
+        return dg.SkipReason("no new drift measurement")
+    event = records[0]
+    context.update_cursor(str(event.storage_id))
+    drifted = event.asset_materialization.metadata.get("drifted_features")
+    if drifted is None or drifted.value == 0:
+        return dg.SkipReason("the newest drift measurement found no drifted feature")
+    return dg.RunRequest(
+        run_key=f"rescore:{event.storage_id}",
+        tags={"reason": f"{drifted.value} drifted feature(s)"},
+    )
+
+
+sensors = [retrain_when_labels_in, open_next_round, requeue_expired_leases, rescore_on_drift]

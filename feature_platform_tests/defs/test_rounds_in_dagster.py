@@ -18,6 +18,7 @@ from feature_platform.defs.assets.sources import digits_source
 from feature_platform.defs.checks import asset_checks
 from feature_platform.defs.partitions import all_arrival_days_tags, rounds_partitions
 from feature_platform.defs.resources import ProgramResource, StoreResource, build_resources
+from feature_platform.defs.sensors import rescore_on_drift
 from feature_platform.labeling.simulated import SimulatedAnnotators
 from feature_platform.settings import Settings
 
@@ -165,3 +166,20 @@ def test_sensors_open_rounds_retrain_and_stop_at_budget(setup) -> None:
     stopped = _sensor(defs, "open_next_round", instance)
     assert isinstance(stopped, dg.SkipReason)
     assert "label budget of 30 spent" in stopped.skip_message
+
+
+def test_a_drift_warning_requests_one_rescore(tmp_path: Path) -> None:
+    @dg.asset(key=pool_drift.key)
+    def drifted() -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"drifted_features": 3})
+
+    instance = dg.DagsterInstance.ephemeral()
+    sensor = rescore_on_drift
+    assert isinstance(sensor(dg.build_sensor_context(instance=instance)), dg.SkipReason)
+    dg.materialize([drifted], instance=instance)
+    context = dg.build_sensor_context(instance=instance)
+    request = sensor(context)
+    assert isinstance(request, dg.RunRequest) and request.run_key.startswith("rescore:")
+    assert request.tags["reason"] == "3 drifted feature(s)"
+    again = sensor(dg.build_sensor_context(instance=instance, cursor=context.cursor))
+    assert isinstance(again, dg.SkipReason)  # the same measurement never re-scores twice
