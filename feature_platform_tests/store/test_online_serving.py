@@ -203,3 +203,12 @@ def test_online_values_give_the_matrix_a_model_scores(fs) -> None:
     frame = got.to_frame()
     assert list(frame.columns) == ["item_id", "y", "x", "z"]
     np.testing.assert_array_equal(frame[["y", "x", "z"]].to_numpy(), got.matrix)
+
+
+def test_keys_with_tabs_newlines_and_backslashes_round_trip(tmp_path, database_url) -> None:
+    store = make_store(tmp_path, database_url)
+    store.apply(spec())
+    odd = ["a\tb", "c\nd", "e\\f", "g\rh", "naïve"]
+    store.ingest("items@v1", rows(odd, np.arange(5.0)))
+    got = store.get_online_features(["items@v1:x"], list(reversed(odd)))
+    assert got["x"].tolist() == [4.0, 3.0, 2.0, 1.0, 0.0]
