@@ -21,6 +21,7 @@ import dataclasses
 import gc
 import json
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -100,94 +101,138 @@ def _close(store: Any) -> None:
     store.engine.dispose()
 
 
+def _fresh_offline(settings: Any, root: Path, name: str) -> Any:
+    """Settings whose offline store holds copies of the snapshot files and nothing else
+    (no index or other derived file): the state right after the data was written. Only
+    the documented layout is relied on: `<root>/<name>/<version>/snapshot-*.parquet`."""
+    source = settings.offline_dir / FEATURE_SET / VERSION
+    target = root / name / FEATURE_SET / VERSION
+    target.mkdir(parents=True)
+    for path in sorted(source.glob("snapshot-*.parquet")):
+        shutil.copyfile(path, target / path.name)
+    return dataclasses.replace(settings, offline_dir=root / name)
+
+
+def _retrieve(
+    store: Any, entity_df: pd.DataFrame, can_reset: bool
+) -> tuple[pd.DataFrame, float, float | None]:
+    """One timed retrieval: (result, seconds, peak RSS increase in MiB over the RSS before)."""
+    gc.collect()
+    _reset_peak_rss()
+    before = _status_mb("VmRSS")
+    t0 = time.perf_counter()
+    result = store.get_historical_features(entity_df, REFS)
+    seconds = time.perf_counter() - t0
+    hwm = _status_mb("VmHWM") if can_reset else None
+    return result, seconds, (hwm - before if hwm is not None and before is not None else None)
+
+
+def _phase(seconds: list[float], increases: list[float | None]) -> dict[str, Any]:
+    found = [v for v in increases if v is not None]
+    return {
+        "repeats": len(seconds),
+        "seconds": seconds,
+        **_summary_s(seconds),
+        "peak_rss_increase_mb": increases,
+        "peak_rss_increase_mb_max": max(found) if found else None,
+    }
+
+
 def _time_retrieval(
-    settings: Any, entity_df: pd.DataFrame, repeats: int
-) -> tuple[dict[str, Any], dict[str, Any], pd.DataFrame]:
-    """Cold: a new FeatureStore per repeat, so the snapshots are read and indexed inside the
-    timed call (as Feast reads its source on every call). Warm: the same store again."""
-    cold_s: list[float] = []
-    peak_mb: list[float | None] = []
-    increase_mb: list[float | None] = []
+    settings: Any, root: Path, entity_df: pd.DataFrame, repeats: int
+) -> tuple[dict[str, Any], Any, pd.DataFrame]:
+    """Three states, each timed `repeats` times:
+
+    - from_parquet: a new FeatureStore over fresh copies of the snapshots, so the call reads
+      the Parquet and sorts it (like Feast, which reads its source on every call); the store
+      may persist an index as a side effect.
+    - indexed: a new FeatureStore (a new process's view) over the copy the last from_parquet
+      call left behind, with whatever the store persisted there.
+    - warm: the same FeatureStore again (its in-memory cache).
+
+    Returns the figures, the settings of the indexed copy and the last result."""
     can_reset = _reset_peak_rss()
+    phases: dict[str, Any] = {"peak_reset_supported": can_reset}
     result = pd.DataFrame()
-    store = None
-    for _ in range(repeats):
-        if store is not None:
+    indexed = settings
+    for state in ("from_parquet", "indexed"):
+        seconds: list[float] = []
+        increases: list[float | None] = []
+        for i in range(repeats):
+            del result
+            if state == "from_parquet":
+                indexed = _fresh_offline(settings, root, f"copy{i}")
+            store = _store(indexed)
+            result, took, grew = _retrieve(store, entity_df, can_reset)
             _close(store)
-        del result
-        store = _store(settings)
-        gc.collect()
-        _reset_peak_rss()
-        before = _status_mb("VmRSS")
-        t0 = time.perf_counter()
-        result = store.get_historical_features(entity_df, REFS)
-        cold_s.append(time.perf_counter() - t0)
-        hwm = _status_mb("VmHWM") if can_reset else None
-        peak_mb.append(hwm)
-        increase_mb.append(hwm - before if hwm is not None and before is not None else None)
-    warm_s: list[float] = []
-    warm_increase: list[float | None] = []
+            seconds.append(took)
+            increases.append(grew)
+        phases[state] = _phase(seconds, increases)
+    store = _store(indexed)
+    store.get_historical_features(entity_df, REFS)  # fills its in-memory cache
+    seconds, increases = [], []
     for _ in range(repeats):
         del result
-        gc.collect()
-        _reset_peak_rss()
-        before = _status_mb("VmRSS")
-        t0 = time.perf_counter()
-        result = store.get_historical_features(entity_df, REFS)
-        warm_s.append(time.perf_counter() - t0)
-        hwm = _status_mb("VmHWM") if can_reset else None
-        warm_increase.append(hwm - before if hwm is not None and before is not None else None)
+        result, took, grew = _retrieve(store, entity_df, can_reset)
+        seconds.append(took)
+        increases.append(grew)
     _close(store)
-    cold = {
-        "repeats": repeats,
-        "seconds": cold_s,
-        **_summary_s(cold_s),
-        "rows_in": len(entity_df),
-        "rows_out": len(result),
-        "peak_rss_mb": peak_mb,
-        "peak_rss_increase_mb": increase_mb,
-        "peak_reset_supported": can_reset,
-    }
-    warm = {
-        "repeats": repeats,
-        "seconds": warm_s,
-        **_summary_s(warm_s),
-        "peak_rss_increase_mb": warm_increase,
-    }
-    return cold, warm, result
+    phases["warm"] = _phase(seconds, increases)
+    phases["rows_in"] = len(entity_df)
+    phases["rows_out"] = len(result)
+    return phases, indexed, result
 
 
 def _time_materialize(
-    root: Path, settings: Any, feature_names: list[str], repeats: int, entities: int
+    root: Path,
+    settings: Any,
+    indexed: Any,
+    feature_names: list[str],
+    repeats: int,
+    entities: int,
 ) -> tuple[dict[str, Any], Any]:
-    """Each repeat: a brand-new database (registry + online table) over the same offline
-    snapshots, then the store's public materialization call, timed alone."""
-    seconds: list[float] = []
+    """Each repeat: a brand-new database (registry + online table), then the store's public
+    materialization call, timed alone. from_parquet: over fresh copies of the snapshots (as
+    Feast reads its source); indexed: over the copy retrieval already indexed."""
+    from feature_platform import FeatureStore
+
+    call = (
+        "FeatureStore.materialize_online"
+        if hasattr(FeatureStore, "materialize_online")
+        else "OnlineStore.materialize(fsv, OfflineStore.latest(fsv))"
+    )
+    phases: dict[str, Any] = {"call": call}
     store = None
-    call = ""
-    for i in range(repeats):
-        if store is not None:
-            _close(store)
-        fresh = dataclasses.replace(
-            settings,
-            home=root / f"mat{i}",
-            database_url=f"sqlite:///{root / f'mat{i}' / 'platform.db'}",
-        )
-        store = _store(fresh)
-        fsv = store.apply(bench_spec(feature_names))
-        gc.collect()
-        t0 = time.perf_counter()
-        if hasattr(store, "materialize_online"):
-            call = "FeatureStore.materialize_online"
-            changed = store.materialize_online(fsv)
-        else:  # an older store without the incremental public call
-            call = "OnlineStore.materialize(fsv, OfflineStore.latest(fsv))"
-            changed = store.online.materialize(fsv, store.offline.latest(fsv))
-        seconds.append(time.perf_counter() - t0)
-        if changed != entities:
-            raise RuntimeError(f"materialization wrote {changed} online rows, expected {entities}")
+    for state in ("from_parquet", "indexed"):
+        seconds: list[float] = []
+        for i in range(repeats):
+            if store is not None:
+                _close(store)
+            home = root / f"mat_{state}{i}"
+            offline = (
+                _fresh_offline(settings, root, f"mat_copy{i}")
+                if state == "from_parquet"
+                else indexed
+            )
+            fresh = dataclasses.replace(
+                offline, home=home, database_url=f"sqlite:///{home / 'platform.db'}"
+            )
+            store = _store(fresh)
+            fsv = store.apply(bench_spec(feature_names))
+            gc.collect()
+            t0 = time.perf_counter()
+            if call.startswith("FeatureStore"):
+                changed = store.materialize_online(fsv)
+            else:  # an older store without the incremental public call
+                changed = store.online.materialize(fsv, store.offline.latest(fsv))
+            seconds.append(time.perf_counter() - t0)
+            if changed != entities:
+                raise RuntimeError(
+                    f"materialization wrote {changed} online rows, expected {entities}"
+                )
+        phases[state] = {"repeats": repeats, "seconds": seconds, **_summary_s(seconds)}
     assert store is not None  # repeats >= 1 is checked by the caller
-    return {"repeats": repeats, "seconds": seconds, **_summary_s(seconds), "call": call}, store
+    return phases, store
 
 
 def _time_online(store: Any, key_sets: list[list[int]], reps: int, warmup: int) -> dict[str, Any]:
@@ -211,41 +256,34 @@ def _time_online(store: Any, key_sets: list[list[int]], reps: int, warmup: int) 
 
 
 def _time_scaling(
-    settings: Any, files: list[Path], repeats: int, can_reset: bool
+    settings: Any, root: Path, files: list[Path], repeats: int, can_reset: bool
 ) -> list[dict[str, Any]]:
-    """Retrieval cost per entity-frame size: cold (fresh store) and warm (cached index)."""
+    """Retrieval cost per entity-frame size, in the three states of `_time_retrieval`."""
     sizes = []
-    for path in files:
+    for n, path in enumerate(files):
         entity_df = pd.read_parquet(path)
-        store = _store(settings)
-        gc.collect()
-        _reset_peak_rss()
-        before = _status_mb("VmRSS")
-        t0 = time.perf_counter()
-        result = store.get_historical_features(entity_df, REFS)
-        cold = time.perf_counter() - t0
-        hwm = _status_mb("VmHWM") if can_reset else None
+        copy = _fresh_offline(settings, root, f"scaling{n}")
+        store = _store(copy)
+        result, from_parquet, grew = _retrieve(store, entity_df, can_reset)
+        _close(store)
+        del result
+        store = _store(copy)
+        result, indexed, _ = _retrieve(store, entity_df, can_reset)
         warm = []
         for _ in range(repeats):
             del result
-            gc.collect()
-            t0 = time.perf_counter()
-            result = store.get_historical_features(entity_df, REFS)
-            warm.append(time.perf_counter() - t0)
+            result, took, _ = _retrieve(store, entity_df, can_reset)
+            warm.append(took)
         _close(store)
+        del result
         rows = len(entity_df)
-        warm_median = float(np.median(warm))
-        sizes.append(
-            {
-                "rows": rows,
-                "cold_s": cold,
-                "warm_median_s": warm_median,
-                "cold_us_per_row": cold / rows * 1e6,
-                "warm_us_per_row": warm_median / rows * 1e6,
-                "peak_rss_increase_mb": hwm - before if hwm is not None and before else None,
-            }
-        )
-        del result, entity_df
+        figures = {"from_parquet": from_parquet, "indexed": indexed, "warm": float(np.median(warm))}
+        entry: dict[str, Any] = {"rows": rows, "peak_rss_increase_mb": grew}
+        for state, seconds in figures.items():
+            entry[f"{state}_s"] = seconds
+            entry[f"{state}_us_per_row"] = seconds / rows * 1e6
+        sizes.append(entry)
+        shutil.rmtree(copy.offline_dir, ignore_errors=True)
     return sizes
 
 
@@ -292,16 +330,17 @@ def run(
             "offline_snapshots": snapshots,
         },
     }
-    peak_before_retrieval = _process_peak_mb()
-    retrieval, retrieval_warm, frame = _time_retrieval(settings, entity_df, repeats)
-    peak_after_retrieval = _process_peak_mb()
-    frame.to_parquet(data / "ours_retrieval.parquet", index=False)
-    del frame
-    gc.collect()
-
     with tempfile.TemporaryDirectory(prefix="ours_bench_") as tmp:
+        root = Path(tmp)
+        peak_before_retrieval = _process_peak_mb()
+        retrieval, indexed, frame = _time_retrieval(settings, root, entity_df, repeats)
+        peak_after_retrieval = _process_peak_mb()
+        frame.to_parquet(data / "ours_retrieval.parquet", index=False)
+        del frame
+        gc.collect()
+
         materialize, store = _time_materialize(
-            Path(tmp), settings, feature_names, repeats, entities
+            root, settings, indexed, feature_names, repeats, entities
         )
         t0 = time.perf_counter()
         store.get_online_features(REFS, k_keys)  # builds the online cache
@@ -314,11 +353,19 @@ def run(
         values = store.get_online_features(REFS, k_keys)
         values.to_parquet(data / "ours_online.parquet", index=False)
         _close(store)
+        peak_end = _process_peak_mb()
+        if scaling:
+            doc["scaling"] = _time_scaling(
+                settings, root, scaling, repeats, retrieval["peak_reset_supported"]
+            )
 
-    increases = [v for v in retrieval["peak_rss_increase_mb"] if v is not None]
+    increases = [
+        retrieval[state]["peak_rss_increase_mb_max"]
+        for state in ("from_parquet", "indexed", "warm")
+        if retrieval[state]["peak_rss_increase_mb_max"] is not None
+    ]
     doc.update(
         retrieval=retrieval,
-        retrieval_warm=retrieval_warm,
         materialize=materialize,
         online=online,
         setup_seconds={"import_feature_platform": import_s},
@@ -326,14 +373,10 @@ def run(
             "rss_baseline_mb": baseline_mb,
             "peak_rss_mb_before_retrieval": peak_before_retrieval,
             "peak_rss_mb_after_retrieval": peak_after_retrieval,
-            "peak_rss_mb_end": _process_peak_mb(),
+            "peak_rss_mb_end": peak_end,
             "retrieval_peak_increase_mb_max": max(increases) if increases else None,
         },
     )
-    if scaling:
-        doc["scaling"] = _time_scaling(
-            settings, scaling, repeats, retrieval["peak_reset_supported"]
-        )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2), encoding="utf-8")
     return doc
