@@ -156,7 +156,9 @@ def import_answers(
     now = utcnow()
     with write_transaction(engine) as conn:
         accepted = already = 0
-        for row, submission in valid:
+        # Task id order: every transaction that waits for several task locks takes them in
+        # the same order, so concurrent imports cannot deadlock (Postgres).
+        for row, submission in sorted(valid, key=lambda pair: (pair[1].task_id, pair[0].line)):
             outcome = queue.submit_in(conn, submission, now=now)
             if outcome.status == ACCEPTED:
                 accepted += 1

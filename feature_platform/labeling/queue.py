@@ -603,8 +603,15 @@ class TaskQueue:
 
     def submit_many(self, submissions: Sequence[Submission]) -> list[SubmitOutcome]:
         """Record many answers in ONE transaction: each is accepted, recognised as already
-        recorded, or rejected with a reason; a crash midway stores none of them."""
-        return self._write(lambda conn: [self.submit_in(conn, s) for s in submissions])
+        recorded, or rejected with a reason; a crash midway stores none of them. Outcomes come
+        back in input order; rows are locked in task id order (no deadlock between batches)."""
+        order = sorted(range(len(submissions)), key=lambda i: (submissions[i].task_id, i))
+
+        def work(conn: sa.Connection) -> list[SubmitOutcome]:
+            outcomes = {i: self.submit_in(conn, submissions[i]) for i in order}
+            return [outcomes[i] for i in range(len(submissions))]
+
+        return self._write(work)
 
     def submit_in(
         self, conn: sa.Connection, submission: Submission, now: datetime | None = None

@@ -100,7 +100,6 @@ def fs(database_url: str, tmp_path: Path) -> FeatureStore:
     )
 
 
-@pytest.mark.slow
 def test_dawid_skene_snapshot_beats_majority_snapshot_through_the_queue(tmp_path: Path) -> None:
     fs = FeatureStore(Settings.under(tmp_path / "fp"))
     rng = np.random.default_rng(0)

@@ -68,7 +68,9 @@ def _lease_worker(url: str, annotators: list[str], barrier: Any, results: Any) -
 
 
 def _run(target: Any, args_per_process: list[tuple]) -> list[Any]:
-    context = multiprocessing.get_context("spawn")
+    # fork: children start without re-importing pandas & co. Each opens its own engine; they
+    # leave through os._exit, so connections inherited from pytest are never touched.
+    context = multiprocessing.get_context("fork")
     barrier = context.Barrier(len(args_per_process))
     results = context.Queue()
     processes = [
@@ -112,6 +114,7 @@ def test_concurrent_submissions_lose_nothing_and_count_nothing_twice(
     for n, attempt in enumerate(attempts):
         for copy in range(senders):
             plans[(n + copy * 3) % WRITERS].append(attempt)
+    fs.engine.dispose()  # no pooled connection crosses the fork
     started = time.perf_counter()
     reports = _run(_submit_worker, [(database_url, plan) for plan in plans])
     elapsed = time.perf_counter() - started
@@ -146,6 +149,7 @@ def test_concurrent_leasing_never_overfills_a_task(fs: FeatureStore, database_ur
     needed = 2
     tasks = fs.queue.create_batch("r1", _specs(40), CLASSES, answers_needed=needed)
     groups = [[f"ann-{p}-{k}" for k in range(2)] for p in range(6)]  # 12 annotators, 6 processes
+    fs.engine.dispose()
     reports = _run(_lease_worker, [(database_url, names) for names in groups])
 
     outcomes = [o for report in reports for o in report]
