@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -108,10 +109,11 @@ def _evaluate_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, name: s
 
 
 def run_demo(options: DemoOptions, home: Path, log=print) -> DemoReport:  # noqa: ANN001
-    """Start a fresh labeling program under `home` and run up to `options.rounds` rounds."""
+    """Start a fresh labeling program with every store embedded under `home` (emptied first,
+    so the web UI and the CLI see this program) and run up to `options.rounds` rounds."""
     if home.exists():
         shutil.rmtree(home)
-    settings = Settings.under(home / "platform")
+    settings = Settings.under(home)
     program = ProgramResource(
         feature_set=options.feature_set,
         strategy=options.strategy,
@@ -131,14 +133,16 @@ def run_demo(options: DemoOptions, home: Path, log=print) -> DemoReport:  # noqa
     annotators = _annotators(options)
 
     log("baseline: the same rounds with random selection (same seed, same annotators) ...")
-    baseline_store = FeatureStore(Settings.under(home / "baseline"))
-    digits.bootstrap(baseline_store)
-    baseline = run_loop(
-        baseline_store,
-        program.model_copy(update={"strategy": "random"}).program(),
-        _annotators(options),
-        options.rounds,
-    )
+    with tempfile.TemporaryDirectory() as scratch:
+        baseline_store = FeatureStore(Settings.under(scratch))
+        digits.bootstrap(baseline_store)
+        baseline = run_loop(
+            baseline_store,
+            program.model_copy(update={"strategy": "random"}).program(),
+            _annotators(options),
+            options.rounds,
+        )
+        baseline_store.engine.dispose()
     # Logged first, so every round's learning-curve picture can show it beside the strategy.
     tracker = build_resources(settings, program)["mlflow"].tracker()
     tracker.log_reference_curve("random", [(r.labels, r.accuracy) for r in baseline])

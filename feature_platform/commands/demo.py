@@ -24,7 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--answers-per-task", type=int, default=1)
     parser.add_argument("--feature-set", default="digits@training")
     parser.add_argument(
-        "--home", type=Path, default=None, help="demo data folder (default: $FP_HOME/demo)"
+        "--home",
+        type=Path,
+        default=None,
+        help="the embedded stores, emptied first (default: $FP_HOME, else ./.fp_data)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document only")
     parser.set_defaults(handler=run)
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         answers_per_task=args.answers_per_task,
         feature_set=args.feature_set,
     )
-    home = args.home or Settings.from_env().home / "demo"
+    home = args.home or Settings.from_env().home
 
     def log(message: str) -> None:
         print(message, file=sys.stderr if args.json else sys.stdout, flush=True)
@@ -65,6 +68,6 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(report))
         print(
             f"\nstores: {report.home}  |  web UI: make ui  |  MLflow: "
-            f"mlflow ui --backend-store-uri sqlite:///{report.home}/platform/mlflow.db"
+            f"mlflow ui --backend-store-uri sqlite:///{report.home}/mlflow.db"
         )
     return 0
