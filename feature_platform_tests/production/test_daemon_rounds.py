@@ -17,7 +17,7 @@ import os
 import sys
 import time
 import urllib.request
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -164,6 +164,18 @@ def check_code_location_over_graphql(port: int, defs: dg.Definitions) -> dict[st
     }
 
 
+def _failure(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
+    """Why a run failed, from its event log (for the report)."""
+    for record in reversed(instance.all_logs(run.run_id)):
+        if record.dagster_event and record.dagster_event.event_type_value in (
+            "RUN_FAILURE",
+            "ENGINE_EVENT",
+            "STEP_FAILURE",
+        ):
+            return f"{run.status.value}: {record.message[:300]}"
+    return run.status.value
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -224,21 +236,21 @@ def test_daemon_drives_rounds_on_postgres_and_survives_sigkill(
     def trained() -> set[str]:
         return set(instance.get_materialized_partitions(model.key))
 
-    wait_for(lambda: _runs(instance, "open_round"), 60, "the daemon to open round-001")
-    wait_for(lambda: _webserver_up(port), 90, f"dagster-webserver on 127.0.0.1:{port}")
+    wait_for(lambda: _runs(instance, "open_round"), 120, "the daemon to open round-001")
+    wait_for(lambda: _webserver_up(port), 120, f"dagster-webserver on 127.0.0.1:{port}")
     inventory = wait_for(
         lambda: check_code_location_over_graphql(port, defs), 30, "the GraphQL inventory"
     )
     wait_for(
         lambda: {"round-001", "round-002"} <= trained(),
-        150,
+        300,
         "two complete rounds (open, answered, retrained) under the daemon",
     )
     assert daemon.alive() and annotators.alive() and webserver.alive()
 
     # -- crash 1: SIGKILL right after round-003 opens ---------------------------------------
     opened = wait_for(
-        lambda: _runs(instance, "open_round", "round-003"), 60, "the daemon to open round-003"
+        lambda: _runs(instance, "open_round", "round-003"), 120, "the daemon to open round-003"
     )
     processes.crash(daemon)
     crash_open_status = instance.get_run_by_id(opened[0].run_id).status
@@ -251,7 +263,7 @@ def test_daemon_drives_rounds_on_postgres_and_survives_sigkill(
             for r in _runs(instance, "retrain", "round-003")
             if r.status == dg.DagsterRunStatus.STARTED
         ],
-        90,
+        180,
         "round-003's retrain run to start",
         interval=0.2,
     )[0]
@@ -264,7 +276,7 @@ def test_daemon_drives_rounds_on_postgres_and_survives_sigkill(
     assert _pid_alive(worker_pid), "killing the daemon killed the run it had launched"
     daemon = _start_daemon(processes, deployment)
 
-    wait_for(lambda: "round-003" in trained(), 90, "round-003's model after the restarts")
+    wait_for(lambda: "round-003" in trained(), 180, "round-003's model after the restarts")
     wait_for(
         lambda: f"label budget of {BATCH * ROUNDS} spent" in daemon.output(),
         60,
@@ -281,14 +293,25 @@ def test_daemon_drives_rounds_on_postgres_and_survives_sigkill(
     rounds = [f"round-00{n}" for n in range(1, ROUNDS + 1)]
     assert sorted(instance.get_dynamic_partitions(rounds_partitions.name)) == rounds
     runs = [r for job in SENSOR_JOBS for r in _runs(instance, job)]
-    assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), [
-        (r.job_name, r.tags.get("dagster/partition"), r.status) for r in runs
-    ]
     # Every round run was requested by its sensor, under the run key the sensor derives.
     for run in runs:
         assert run.tags.get("dagster/sensor_name") == SENSOR_JOBS[run.job_name], run.tags
-    run_keys = Counter(r.tags["dagster/run_key"] for r in runs)
-    assert run_keys == Counter({f"{k}:{r}": 1 for k in ("open", "retrain") for r in rounds})
+    attempts: dict[str, list] = defaultdict(list)
+    for run in runs:
+        attempts[run.tags["dagster/run_key"]].append(run)
+    assert set(attempts) == {f"{k}:{r}" for k in ("open", "retrain") for r in rounds}
+    retried = {}
+    for run_key, tries in attempts.items():
+        # The sensor's run and, only if it failed, Dagster's own re-executions of it
+        # (dagster.yaml: run_retries); exactly one of them succeeded.
+        originals = [r for r in tries if "dagster/parent_run_id" not in r.tags]
+        assert len(originals) == 1, f"{run_key}: the daemon launched {len(originals)} runs"
+        root = originals[0].run_id
+        assert all(r.tags.get("dagster/root_run_id", r.run_id) == root for r in tries), run_key
+        succeeded = [r for r in tries if r.status == dg.DagsterRunStatus.SUCCESS]
+        assert len(succeeded) == 1, [(r.run_id, r.status) for r in tries]
+        if len(tries) > 1:
+            retried[run_key] = [_failure(instance, r) for r in tries if r is not succeeded[0]]
     for round_ in rounds:
         events = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=model.key, asset_partitions=[round_]), limit=10
@@ -305,8 +328,10 @@ def test_daemon_drives_rounds_on_postgres_and_survives_sigkill(
     assert (per_task == ANSWERS_PER_TASK).all() and len(per_task) == len(tasks)
     assert answers["submission_id"].is_unique
 
-    snapshots = store.labels.snapshots()
-    assert Counter(snapshots["note"]) == Counter({r: 1 for r in rounds}), snapshots
+    snapshots = Counter(store.labels.snapshots()["note"])
+    for round_ in rounds:
+        # One freeze per round, unless a failed retrain attempt had frozen one already.
+        assert 1 <= snapshots[round_] <= len(attempts[f"retrain:{round_}"]), snapshots
     tracker = ModelTracker(
         deployment.settings.mlflow_tracking_uri, deployment.settings.mlflow_artifact_dir
     )
@@ -325,7 +350,7 @@ def test_daemon_drives_rounds_on_postgres_and_survives_sigkill(
         assert (snapshot.labels["n_answers"] == ANSWERS_PER_TASK).all()
         assert snapshot.answer_count == len(keys_so_far) * ANSWERS_PER_TASK
 
-        (open_run,) = _runs(instance, "open_round", round_)
+        open_run = min(attempts[f"open:{round_}"], key=lambda r: "dagster/parent_run_id" in r.tags)
         opened_at = instance.get_run_record_by_id(open_run.run_id).create_timestamp
         registered_at = datetime.fromtimestamp(version.creation_timestamp / 1000, UTC)
         last_label = answers.loc[answers["round"] == round_, "answered_at"].max()
@@ -350,6 +375,7 @@ def test_daemon_drives_rounds_on_postgres_and_survives_sigkill(
         "features_setup_s": round(features_ready - started, 1),
         "test_total_s": round(time.monotonic() - started, 1),
         "graphql": inventory,
+        "retried_runs": retried,
         "dedup_skips_logged": sum(
             p.output().count("already completed with run keys")
             for p in processes.started
