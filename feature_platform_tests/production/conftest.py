@@ -132,8 +132,26 @@ class Processes:
         except subprocess.TimeoutExpired:
             pass
 
+    def stop_all(self, timeout: float) -> None:
+        """SIGTERM every group at once, SIGKILL what is left after `timeout`, reap."""
+        for process in self.started:
+            self._signal_group(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self.leftovers() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for process in self.started:
+            self._signal_group(process.pid, signal.SIGKILL)
+        for process in self.started:
+            try:
+                process.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        deadline = time.monotonic() + 5
+        while self.leftovers() and time.monotonic() < deadline:
+            time.sleep(0.2)
+
     def leftovers(self) -> dict[str, list[int]]:
-        found = {p.name: _group_members(p.pid) for p in self.started}
+        found = {f"{p.name}[{p.pid}]": _group_members(p.pid) for p in self.started}
         return {name: pids for name, pids in found.items() if pids}
 
     @staticmethod
@@ -152,11 +170,7 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
     try:
         yield running
     finally:
-        for process in reversed(running.started):
-            running.stop(process, timeout=10)
-        deadline = time.monotonic() + 10
-        while running.leftovers() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        running.stop_all(timeout=10)
         left = running.leftovers()
         assert not left, f"processes outlived the test: {left}"
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 import urllib.request
@@ -164,6 +165,14 @@ def check_code_location_over_graphql(port: int, defs: dg.Definitions) -> dict[st
     }
 
 
+def _final_open_round_skip(daemon_log: str) -> str | None:
+    """The open_next_round sensor's reason to open nothing, once it no longer waits for a
+    retrain (i.e. the loop has stopped), from the daemon's log."""
+    reasons = re.findall(r"Sensor open_next_round skipped: (.*)", daemon_log)
+    final = [r for r in reasons if not r.startswith("waiting")]
+    return final[-1].strip() if final else None
+
+
 def _failure(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
     """Why a run failed, from its event log (for the report)."""
     for record in reversed(instance.all_logs(run.run_id)):
@@ -277,11 +286,12 @@ def test_daemon_drives_rounds_on_postgres_and_survives_sigkill(
     daemon = _start_daemon(processes, deployment)
 
     wait_for(lambda: "round-003" in trained(), 180, "round-003's model after the restarts")
-    wait_for(
-        lambda: f"label budget of {BATCH * ROUNDS} spent" in daemon.output(),
+    stop_reason = wait_for(
+        lambda: _final_open_round_skip(daemon.output()),
         60,
-        "the restarted daemon's sensor to stop at the label budget",
+        "the restarted daemon's round sensor to say why it opens no further round",
     )
+    assert "budget" in stop_reason, stop_reason
     wait_for(
         lambda: all(r.status in TERMINAL for r in instance.get_runs()),
         60,
@@ -374,6 +384,7 @@ def test_daemon_drives_rounds_on_postgres_and_survives_sigkill(
         "round_003_done_after_crash_2_s": round(finished - killed_at, 1),
         "features_setup_s": round(features_ready - started, 1),
         "test_total_s": round(time.monotonic() - started, 1),
+        "stop_reason": stop_reason,
         "graphql": inventory,
         "retried_runs": retried,
         "dedup_skips_logged": sum(
