@@ -68,7 +68,9 @@ def open_next_round(
                 tags={"reason": decision.reason},
             )
         ],
-        dynamic_partitions_requests=[rounds_partitions.build_add_request([decision.round])],
+        dynamic_partitions_requests=[]
+        if decision.round in existing
+        else [rounds_partitions.build_add_request([decision.round])],
     )
 
 

@@ -259,6 +259,10 @@ def next_round(
         return NextRound(round_key(1), "no round yet: opening the first (cold start)")
     latest = max(existing, key=round_number)
     if latest not in trained:
+        if not store.queue.tasks(round_key=latest):
+            # Added but not opened (e.g. a crash between adding the partition and launching
+            # its run): ask again; the run key makes a second request for a live run a no-op.
+            return NextRound(latest, f"{latest} has no tasks yet: (re)requesting its opening")
         return NextRound(None, f"waiting for {latest}'s retrain")
     return NextRound(
         round_key(round_number(latest) + 1),

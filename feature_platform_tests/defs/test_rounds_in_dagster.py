@@ -149,11 +149,17 @@ def test_sensors_open_rounds_retrain_and_stop_at_budget(setup) -> None:
         assert opened.run_requests[0].run_key == f"open:{key}"
         instance.add_dynamic_partitions(rounds_partitions.name, [key])
 
-        waiting = _sensor(defs, "open_next_round", instance)
-        assert isinstance(waiting, dg.SkipReason) and key in waiting.skip_message
+        # Added but not opened yet (the run is queued, or a crash lost it): the same run key
+        # is requested again, which the daemon turns into a no-op while the run exists.
+        again = _sensor(defs, "open_next_round", instance)
+        assert [r.run_key for r in again.run_requests] == [f"open:{key}"]
+        assert not again.dynamic_partitions_requests
 
         job = defs.resolve_job_def("open_round")
         assert job.execute_in_process(instance=instance, partition_key=key).success
+        waiting = _sensor(defs, "open_next_round", instance)
+        expected = f"waiting for {key}" if number < 3 else "label budget of 30 spent"
+        assert isinstance(waiting, dg.SkipReason) and expected in waiting.skip_message
         assert isinstance(_sensor(defs, "retrain_when_labels_in", instance), dg.SkipReason)
 
         annotators.answer(store.queue, key)
