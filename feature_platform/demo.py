@@ -33,6 +33,7 @@ class DemoOptions:
     strategy: str = "margin"
     batch_size: int = 20
     seed: int = 0
+    cold_start: str = "random"
     annotators: int = 3
     annotator_accuracy: float = 0.95
     answers_per_task: int = 1
@@ -121,6 +122,7 @@ def run_demo(options: DemoOptions, home: Path, log=print) -> DemoReport:  # noqa
         label_budget=options.rounds * options.batch_size,
         answers_per_task=options.answers_per_task,
         seed=options.seed,
+        cold_start=options.cold_start,
     )
     project_dagster_home()
     instance = dg.DagsterInstance.get()
@@ -199,14 +201,14 @@ def run_demo(options: DemoOptions, home: Path, log=print) -> DemoReport:  # noqa
 def format_table(report: DemoReport) -> str:
     base = {b["round"]: b for b in report.baseline}
     header = (
-        f"{'round':<10} {'labels':>6} {'accuracy':>9} {'strategy':<10} {'features':<10} "
+        f"{'round':<10} {'labels':>6} {'accuracy':>9} {'strategy':<15} {'features':<10} "
         f"{'random acc':>10}  mlflow run"
     )
     lines = [header, "-" * len(header)]
     for r in report.rounds:
         b = base.get(r.round)
         lines.append(
-            f"{r.round:<10} {r.labels:>6} {r.accuracy:>9.3f} {r.strategy:<10} "
+            f"{r.round:<10} {r.labels:>6} {r.accuracy:>9.3f} {r.strategy:<15} "
             f"{r.feature_version:<10} {b['accuracy'] if b else float('nan'):>10.3f}  "
             f"{r.mlflow_run_id}"
         )

@@ -19,6 +19,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--strategy", default="margin")
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--cold-start",
+        choices=["random", "kmeans"],
+        default="random",
+        help="how the first round picks before any model exists",
+    )
     parser.add_argument("--annotators", type=int, default=3)
     parser.add_argument("--annotator-accuracy", type=float, default=0.95)
     parser.add_argument("--answers-per-task", type=int, default=1)
@@ -51,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         strategy=args.strategy,
         batch_size=args.batch_size,
         seed=args.seed,
+        cold_start=args.cold_start,
         annotators=args.annotators,
         annotator_accuracy=args.annotator_accuracy,
         answers_per_task=args.answers_per_task,

@@ -69,6 +69,8 @@ class ProgramResource(dg.ConfigurableResource):
     label_budget: int = 200
     answers_per_task: int = 1
     seed: int = 0
+    # How the first round picks without a model: "random" or "kmeans" (needs features).
+    cold_start: str = "random"
     # Promotion: a challenger becomes champion unless it is this much less accurate.
     promotion_tolerance: float = 0.01
     # Stopping rules besides the budget (None switches a rule off).
@@ -87,6 +89,7 @@ class ProgramResource(dg.ConfigurableResource):
             label_budget=int(env("FP_LABEL_BUDGET", "200")),
             answers_per_task=int(env("FP_ANSWERS_PER_TASK", "1")),
             seed=int(env("FP_SEED", "0")),
+            cold_start=env("FP_COLD_START", "random"),
             promotion_tolerance=float(env("FP_PROMOTION_TOLERANCE", "0.01")),
             target_accuracy=float(env("FP_TARGET_ACCURACY")) if env("FP_TARGET_ACCURACY") else None,
         )
@@ -108,6 +111,7 @@ class ProgramResource(dg.ConfigurableResource):
             label_budget=self.label_budget,
             answers_per_task=self.answers_per_task,
             seed=self.seed,
+            strategy_options={"cold_start": self.cold_start},
         )
 
 
