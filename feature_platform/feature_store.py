@@ -385,7 +385,7 @@ class OnlineValues:
                 for part, matrix in zip(plan.parts, self._parts, strict=True)
             ]
             result = create_dataframe_from_blocks(
-                blocks, index=pd.RangeIndex(len(keys)), columns=plan.columns
+                blocks, index=_range_index(len(keys)), columns=plan.columns
             )
         else:
             result = pd.DataFrame({plan.entity: keys})
@@ -400,6 +400,17 @@ class OnlineValues:
 
 
 _FIRST = np.array([0])
+_RANGE_INDEXES: dict[int, pd.RangeIndex] = {}
+
+
+def _range_index(length: int) -> pd.RangeIndex:
+    """A shared RangeIndex per response length (indexes are immutable; saves ~2 us)."""
+    index = _RANGE_INDEXES.get(length)
+    if index is None:
+        if len(_RANGE_INDEXES) > 256:
+            _RANGE_INDEXES.clear()
+        index = _RANGE_INDEXES[length] = pd.RangeIndex(length)
+    return index
 
 
 def _key_array(keys: list) -> Any:

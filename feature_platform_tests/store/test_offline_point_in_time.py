@@ -317,3 +317,31 @@ def test_the_persisted_index_serves_a_new_process_and_never_a_stale_one(tmp_path
         array.write_bytes(b"garbage")
     damaged = OfflineStore(tmp_path, persist_index_min_bytes=0).point_in_time(frame, [(fsv, ["x"])])
     pd.testing.assert_frame_equal(newest, damaged)
+
+
+def test_long_histories_use_the_global_search_with_the_same_answers(tmp_path, monkeypatch) -> None:
+    from feature_platform.store import offline as offline_module
+
+    fsv = spec().as_version("active")
+    store = OfflineStore(tmp_path)
+    rng = np.random.default_rng(3)
+    for batch in range(6):
+        keys = rng.choice(40, size=25, replace=False)
+        at = [T0 + minutes(int(m)) for m in rng.integers(0, 30, size=25)]
+        frame = pd.DataFrame(
+            {"item_id": keys, EVENT_TIMESTAMP: at, "x": rng.random(25), "y": rng.random(25)}
+        )
+        store.write_snapshot(fsv, frame, created_at=T0 + minutes(batch))
+    frame = pd.DataFrame(
+        {
+            "item_id": rng.integers(0, 45, size=300),
+            EVENT_TIMESTAMP: [T0 + minutes(int(m)) for m in rng.integers(-2, 33, size=300)],
+        }
+    )
+    segmented = store.point_in_time(frame, [(fsv, ["x", "y"])], ttl=minutes(10))
+    monkeypatch.setattr(offline_module, "_SEGMENT_SEARCH_MAX", 0)
+    global_search = OfflineStore(tmp_path).point_in_time(
+        frame, [(fsv, ["x", "y"])], ttl=minutes(10)
+    )
+    pd.testing.assert_frame_equal(segmented, global_search)
+    assert segmented["x"].notna().sum() > 100  # a real comparison, not all-missing
