@@ -62,3 +62,7 @@ def build_feature_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
 
 feature_assets = [build_feature_asset(spec) for spec in digits.FEATURE_SETS]
 feature_asset_keys = [feature_asset_key(spec) for spec in digits.FEATURE_SETS]
+# Every day of every feature set version, for assets that read the whole store (the pool).
+all_feature_days = [
+    dg.AssetDep(key, partition_mapping=dg.AllPartitionMapping()) for key in feature_asset_keys
+]

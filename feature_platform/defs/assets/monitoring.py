@@ -3,7 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from feature_platform.defs.assets.features import feature_asset_keys
+from feature_platform.defs.assets.features import all_feature_days
 from feature_platform.defs.resources import MlflowResource, ProgramResource, StoreResource
 from feature_platform.learning import rounds
 from feature_platform.learning.tracking import CHAMPION
@@ -11,9 +11,7 @@ from feature_platform.quality.drift import DRIFT_COLUMNS
 
 
 @dg.asset(
-    deps=[
-        dg.AssetDep(key, partition_mapping=dg.AllPartitionMapping()) for key in feature_asset_keys
-    ],
+    deps=all_feature_days,
     group_name="monitoring",
     kinds={"scipy"},
     description="PSI and KS per feature: unlabeled pool vs the champion's training set.",

@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from feature_platform.defs.assets.features import feature_asset_keys
+from feature_platform.defs.assets.features import all_feature_days
 from feature_platform.defs.partitions import rounds_partitions
 from feature_platform.defs.resources import MlflowResource, ProgramResource, StoreResource
 from feature_platform.learning import plots, promotion, rounds, stopping
@@ -23,10 +23,7 @@ def _table(frame: pd.DataFrame, rows: int = 10) -> dg.MetadataValue:
 
 @dg.asset(
     partitions_def=rounds_partitions,
-    # Every day of every feature set version feeds the pool.
-    deps=[
-        dg.AssetDep(key, partition_mapping=dg.AllPartitionMapping()) for key in feature_asset_keys
-    ],
+    deps=all_feature_days,
     group_name="rounds",
     kinds={"parquet"},
     description="Unlabeled, arrived samples with the champion model's class probabilities.",
