@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from feature_platform.errors import FeaturePlatformError
 from feature_platform.learning.tracking import CHALLENGER, CHAMPION, ModelTracker, TrackedModel
 
@@ -121,7 +119,8 @@ def champion_metrics_on(
     """The current champion re-evaluated on the held-out split as of `as_of` (the challenger's
     label snapshot time), read from the champion's own feature set version, so both models are
     judged on the same samples. None when there is no champion."""
-    from feature_platform.learning.training import evaluate, feature_matrix, resolve_feature_set
+    from feature_platform.learning.rounds import holdout_split
+    from feature_platform.learning.training import evaluate, resolve_feature_set
 
     champion = tracker.by_alias(CHAMPION)
     if champion is None:
@@ -132,8 +131,5 @@ def champion_metrics_on(
             f"Champion {champion.label} has no feature_set_version tag; cannot re-score it."
         )
     fsv = resolve_feature_set(store, version)
-    frame = store.sources.read(program.holdout_source)
-    X = feature_matrix(store, fsv, frame[fsv.entity].astype(str).tolist(), as_of)  # noqa: N806
-    arrived = ~np.isnan(X).any(axis=1)  # samples not arrived by `as_of` cannot be scored
-    y = frame["label"].astype(str).to_numpy()[arrived]
-    return evaluate(tracker.load(champion), X[arrived], y)
+    _, X, y = holdout_split(store, program, fsv, as_of)  # noqa: N806
+    return evaluate(tracker.load(champion), X, y)

@@ -32,7 +32,7 @@ from feature_platform.learning.training import (
     train,
 )
 from feature_platform.store.db import utcnow
-from feature_platform.store.feature_set import EVENT_TIMESTAMP
+from feature_platform.store.feature_set import EVENT_TIMESTAMP, FeatureSetVersion
 
 ROUND_PREFIX = "round-"
 
@@ -188,13 +188,22 @@ def budget_left(store: FeatureStore, program: Program) -> int:
     return program.label_budget - len(store.queue.sample_keys())
 
 
+def holdout_split(
+    store: FeatureStore, program: Program, fsv: FeatureSetVersion, as_of: datetime
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Keys, features (from `fsv`, as of `as_of`) and true labels of the held-out split.
+    Samples that had not arrived by `as_of` have no features and are left out."""
+    frame = store.sources.read(program.holdout_source)
+    keys = frame[fsv.entity].astype(str).to_numpy()
+    X = feature_matrix(store, fsv, keys.tolist(), as_of)  # noqa: N806
+    arrived = ~np.isnan(X).any(axis=1)
+    return keys[arrived].tolist(), X[arrived], frame["label"].astype(str).to_numpy()[arrived]
+
+
 def holdout(store: FeatureStore, program: Program, training_set: TrainingSet, as_of: datetime):
     """The held-out split's features (same version as training) and true labels."""
-    frame = store.sources.read(program.holdout_source)
-    keys = frame[training_set.entity].astype(str).tolist()
-    X = feature_matrix(store, training_set.feature_set, keys, as_of)  # noqa: N806
-    arrived = ~np.isnan(X).any(axis=1)  # samples not yet arrived at `as_of` cannot be scored
-    return X[arrived], frame["label"].astype(str).to_numpy()[arrived]
+    _, X, y = holdout_split(store, program, training_set.feature_set, as_of)  # noqa: N806
+    return X, y
 
 
 def freeze_training_set(

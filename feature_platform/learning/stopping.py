@@ -217,16 +217,14 @@ def stop_set_predictions(
     """The model's predictions on the stop set: the held-out split's samples that have arrived
     by `as_of` (fixed, never labeled for training; their labels are not used here), read from
     `feature_set` (the explicit version the model was trained on)."""
-    from feature_platform.learning.training import feature_matrix, resolve_feature_set
+    from feature_platform.learning.rounds import holdout_split
+    from feature_platform.learning.training import resolve_feature_set
 
-    fsv = resolve_feature_set(store, feature_set)
-    keys = store.sources.read(program.holdout_source)[fsv.entity].astype(str).tolist()
-    X = feature_matrix(store, fsv, keys, as_of)  # noqa: N806
-    arrived = ~np.isnan(X).any(axis=1)
-    if not arrived.any():
+    keys, X, _ = holdout_split(store, program, resolve_feature_set(store, feature_set), as_of)  # noqa: N806
+    if not keys:
         return {}
-    predicted = np.asarray(model.predict(X[arrived])).astype(str)
-    return dict(zip(np.asarray(keys)[arrived].tolist(), predicted.tolist(), strict=True))
+    predicted = np.asarray(model.predict(X)).astype(str)
+    return dict(zip(keys, predicted.tolist(), strict=True))
 
 
 def log_stop_set_predictions(
