@@ -47,7 +47,7 @@ except ImportError:  # pragma: no cover - older pandas
     create_dataframe_from_blocks = None
 
 TIMESTAMP_DTYPE = "datetime64[ns, UTC]"
-INDEX_FORMAT = 1  # bump when `_Prepared`'s arrays change meaning
+INDEX_FORMAT = 2  # bump when `_Prepared`'s arrays change meaning
 _NO_ROW = -1
 
 
@@ -108,7 +108,7 @@ class _Prepared:
     search_key: np.ndarray  # code * (len(ts_unique) + 1) + rank of event time, ascending
     order: np.ndarray  # sorted position -> row in file order
     numeric: list[str]
-    columns: np.ndarray  # (numeric features, rows + 1) float64; the last column is all NaN
+    values: np.ndarray  # (rows + 1, numeric features) float64, row-major; last row all NaN
     others: dict[str, Any]  # non-numeric feature -> array in file order
     _text_index: pd.Index | None = None
     _segments: tuple | None = None
@@ -119,14 +119,8 @@ class _Prepared:
             counts = np.bincount(self.codes, minlength=len(self.uniques))
             starts = np.zeros(len(counts) + 1, dtype=np.int64)
             np.cumsum(counts, out=starts[1:])
-            ranks = self.search_key - self.codes * (len(self.ts_unique) + 1)
-            self._segments = (starts, int(counts.max(initial=0)), ranks)
-        return self._segments[0], self._segments[1]
-
-    def ranks(self) -> np.ndarray:
-        """Rank of each sorted row's event time among the distinct event times (1-based)."""
-        self.segments()
-        return self._segments[2]
+            self._segments = (starts, int(counts.max(initial=0)))
+        return self._segments
 
     def last_rows(self) -> np.ndarray:
         """Position of each entity's newest row (latest event time, then latest write)."""
@@ -140,7 +134,7 @@ class _Prepared:
 
     def source_rows(self, rows: np.ndarray) -> np.ndarray:
         """File-order rows for sorted positions `rows`; -1 becomes the all-missing row."""
-        missing = self.columns.shape[1] - 1
+        missing = self.values.shape[0] - 1
         if len(self.order) == 0:
             return np.full(len(rows), missing, dtype=np.int64)
         return np.where(rows >= 0, self.order[np.clip(rows, 0, None)], missing)
@@ -150,13 +144,13 @@ class _Prepared:
         order: float64 when all are numeric, else an object matrix."""
         source = self.source_rows(rows)
         if len(self.numeric) == len(fsv.features):
-            return np.ascontiguousarray(np.take(self.columns, source, axis=1, mode="clip").T)
+            return np.take(self.values, source, axis=0, mode="clip")
         out = np.empty((len(rows), len(fsv.features)), dtype=object)
         for j, feature in enumerate(fsv.feature_names):
             if feature in self.others:
                 out[:, j] = np.asarray(self.others[feature].take(source), dtype=object)
             else:
-                out[:, j] = self.columns[self.numeric.index(feature), source]
+                out[:, j] = self.values[source, self.numeric.index(feature)]
         return out
 
     def text_index(self) -> pd.Index:
@@ -418,11 +412,11 @@ class OfflineStore:
             return np.full(len(codes), _NO_ROW, dtype=np.int64)
         # Rank of each row time among stored event times: stored time <= row time exactly
         # when its rank <= the row's rank, so (code, rank) pairs compare like (key, time).
-        rank = np.searchsorted(prepared.ts_unique, left_ns, side="right")
         starts, longest = prepared.segments()
         if longest <= _SEGMENT_SEARCH_MAX:
-            found = _segment_search(prepared, starts, codes, rank)
+            found = _segment_search(prepared, starts, codes, left_ns)
         else:
+            rank = np.searchsorted(prepared.ts_unique, left_ns, side="right")
             span = len(prepared.ts_unique) + 1
             wanted = np.where(codes >= 0, codes, 0) * span + rank
             found = np.searchsorted(prepared.search_key, wanted, side="right") - 1
@@ -444,11 +438,11 @@ class OfflineStore:
             positions = [prepared.numeric.index(f) for f in numeric]
             # `source` is always in bounds: 'clip' skips numpy's per-index bounds check.
             if positions == list(range(len(prepared.numeric))):
-                block = np.take(prepared.columns, source, axis=1, mode="clip")
+                # Whole rows (each contiguous) gathered at once; the frame's block is
+                # their transpose, no copy.
+                block = np.take(prepared.values, source, axis=0, mode="clip").T
             else:
-                block = np.empty((len(positions), len(source)), dtype=np.float64)
-                for out, position in zip(block, positions, strict=True):
-                    np.take(prepared.columns[position], source, out=out, mode="clip")
+                block = prepared.values[np.ix_(source, positions)].T
             frame = _frame_from_block(block, numeric)
         others = {
             f: pd.Series(
@@ -515,7 +509,7 @@ class OfflineStore:
         threshold = self.persist_index_min_bytes
         if threshold is None or not prepared.files or prepared.others:
             return  # off, nothing stored, or text features (numpy files hold numbers only)
-        if prepared.columns.nbytes < threshold:
+        if prepared.values.nbytes < threshold:
             return
         final = self._index_dir(fsv, prepared.files)
         if final.exists():
@@ -523,7 +517,7 @@ class OfflineStore:
         tmp = final.parent / f".tmp-{uuid.uuid4().hex[:8]}"
         try:
             tmp.mkdir(parents=True)
-            for name in self._INDEX_ARRAYS + ("columns",):
+            for name in self._INDEX_ARRAYS + ("values",):
                 np.save(tmp / f"{name}.npy", getattr(prepared, name))
             uniques = prepared.uniques.to_numpy()
             np.save(
@@ -561,7 +555,7 @@ class OfflineStore:
                 return None
             arrays = {
                 name: np.load(directory / f"{name}.npy", mmap_mode="r", allow_pickle=False)
-                for name in self._INDEX_ARRAYS + ("columns",)
+                for name in self._INDEX_ARRAYS + ("values",)
             }
             uniques = np.load(directory / "uniques.npy", allow_pickle=False)
         except (OSError, ValueError, KeyError):
@@ -596,7 +590,7 @@ class OfflineStore:
                 search_key=np.zeros(0, dtype=np.int64),
                 order=np.zeros(0, dtype=np.int64),
                 numeric=numeric,
-                columns=np.full((len(numeric), 1), np.nan),
+                values=np.full((1, len(numeric)), np.nan),
                 others={
                     f: pd.array([], dtype=fsv.features[f])
                     for f in fsv.feature_names
@@ -618,10 +612,10 @@ class OfflineStore:
         codes, event_ns, created_ns = codes[order], event_ns[order], created_ns[order]
         ts_unique = np.unique(event_ns)
         rank = np.searchsorted(ts_unique, event_ns, side="right")
-        columns = np.empty((len(numeric), len(codes) + 1), dtype=np.float64)
+        values = np.empty((len(codes) + 1, len(numeric)), dtype=np.float64)
         for j, feature in enumerate(numeric):
-            columns[j, :-1] = table.column(feature).to_numpy(zero_copy_only=False)
-        columns[:, -1] = np.nan
+            values[:-1, j] = table.column(feature).to_numpy(zero_copy_only=False)
+        values[-1] = np.nan
         others = {
             f: table.column(f).to_pandas().array for f in fsv.feature_names if f not in numeric
         }
@@ -636,7 +630,7 @@ class OfflineStore:
             search_key=codes * (len(ts_unique) + 1) + rank,
             order=order,
             numeric=numeric,
-            columns=columns,
+            values=values,
             others=others,
         )
 
@@ -645,23 +639,23 @@ _SEGMENT_SEARCH_MAX = 4096  # longer histories: one global binary search is as f
 
 
 def _segment_search(
-    prepared: _Prepared, starts: np.ndarray, codes: np.ndarray, rank: np.ndarray
+    prepared: _Prepared, starts: np.ndarray, codes: np.ndarray, left_ns: np.ndarray
 ) -> np.ndarray:
-    """Last sorted position within each row's entity segment whose event rank is <= the
-    row's rank (-1 if none): a vectorized binary search over the short per-entity ranges
-    instead of the whole array (fewer steps, and each step stays within one entity)."""
-    ranks = prepared.ranks()
+    """Last sorted position within each row's entity segment whose event time is at or
+    before the row's time (-1 if none): a vectorized binary search over the short
+    per-entity ranges instead of the whole array (fewer steps, each within one entity)."""
+    event_ns = prepared.event_ns
     present = codes >= 0
     safe_codes = np.where(present, codes, 0)
     first = starts[safe_codes]
     lo, hi = first.copy(), np.where(present, starts[safe_codes + 1], first)
-    last = len(ranks) - 1
+    last = len(event_ns) - 1
     while True:
         active = lo < hi
         if not active.any():
             break
         mid = (lo + hi) >> 1
-        right = active & (ranks[np.minimum(mid, last)] <= rank)
+        right = active & (event_ns[np.minimum(mid, last)] <= left_ns)
         lo = np.where(right, mid + 1, lo)
         hi = np.where(active & ~right, mid, hi)
     return np.where(present & (lo > first), lo - 1, -1)

@@ -306,7 +306,7 @@ def test_the_persisted_index_serves_a_new_process_and_never_a_stale_one(tmp_path
     fresh = OfflineStore(tmp_path, persist_index_min_bytes=0)
     again = fresh.point_in_time(frame, [(fsv, ["x"])])
     pd.testing.assert_frame_equal(first, again)
-    assert isinstance(fresh.prepared(fsv).columns, np.memmap)  # read back, not rebuilt
+    assert isinstance(fresh.prepared(fsv).values, np.memmap)  # read back, not rebuilt
     # A new snapshot changes the file list: the old index is ignored, then replaced.
     writer.write_snapshot(fsv, rows([3], 100.0, at=T0 + minutes(1)), created_at=T0 + minutes(1))
     newest = OfflineStore(tmp_path, persist_index_min_bytes=0).point_in_time(frame, [(fsv, ["x"])])
