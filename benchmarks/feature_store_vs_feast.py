@@ -1,7 +1,7 @@
 """feature_platform's feature store against Feast, on identical generated data, in one run.
 
     .venv/bin/python benchmarks/feature_store_vs_feast.py [--entities 10000 --history 10
-        --features 50 --rows 100000 --keys 100] [--repeats 3] [--scaling]
+        --features 50 --rows 100000 --keys 100] [--repeats 5] [--scaling]
         [--offline-store both|duckdb|file] [--feast-venv .feast-venv]   (or: make bench-feast)
 
 1. Generates seeded data: `history` snapshots per entity (int64 ids, UTC event times, float64
@@ -16,9 +16,9 @@
    `get_historical_features(entity_df, ["bench@v1:*"])` and `FeatureStore.materialize_online`
    (into a fresh database), each from freshly written Parquet snapshots (a copy of them in a
    new FeatureStore, so the call reads and sorts the Parquet, as Feast reads its source on
-   every call: these are the ratios) and again once the store has indexed them (a new
-   store, i.e. a later process) and warm (the same store); and warm `get_online_features`
-   of K keys and of 1 key.
+   every call: these are the ratios), again once the store has indexed them (a new store,
+   i.e. a later process) and, for retrieval, warm (the same store again); and warm
+   `get_online_features` of K keys and of 1 key.
 3. Feast 0.67 in its own venv (`feast_env.py`, built on first use) via `feast_runner.py`:
    local provider, SQLite online store, over the same Parquet file.
 4. Both retrieval results are checked against a plain `pandas.merge_asof` reference (latest
@@ -30,7 +30,8 @@ Which Feast offline store the ratio uses: Feast's default "file" (dask) store do
 the reference answer (it drops rows with no earlier value, collapses repeated entity rows and
 may pick the earlier-created row on tied event times); its "duckdb" store over the same file
 does. By default both are run and the ratios use duckdb, the one returning the same values
-as ours; the file store's ratios are reported beside them. The JSON names the store used.
+as ours (and, on this machine, the faster of the two: the stricter baseline); the file
+store's ratios are reported beside them. The JSON names the store used.
 
 The last line printed is one JSON document: params, ours, feast, ratio (Feast's time divided
 by ours), matches_reference, memory, targets, and scaling with --scaling.
@@ -425,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--features", type=int, default=50, help="float64 features f0..")
     p.add_argument("--rows", type=int, default=100_000, help="entity frame rows to retrieve")
     p.add_argument("--keys", type=int, default=100, help="keys per batched online lookup")
-    p.add_argument("--repeats", type=int, default=3, help="retrieval/materialize repeats")
+    p.add_argument("--repeats", type=int, default=5, help="retrieval/materialize repeats")
     p.add_argument("--k-reps", type=int, default=1000, help="timed online lookups of K keys")
     p.add_argument("--one-reps", type=int, default=2000, help="timed online lookups of 1 key")
     p.add_argument("--warmup", type=int, default=20, help="untimed online lookups first")
