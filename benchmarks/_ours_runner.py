@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import gc
 import json
+import os
 import platform
 import shutil
 import sys
@@ -113,6 +114,15 @@ def _fresh_offline(settings: Any, root: Path, name: str) -> Any:
     return dataclasses.replace(settings, offline_dir=root / name)
 
 
+def _fresh_copies(settings: Any, root: Path, prefix: str, count: int) -> list[Any]:
+    """`count` fresh copies, made before anything is timed and flushed to disk, so no timed
+    read competes with the writeback of a copy made just before it (Feast's source file
+    was likewise written long before its runner reads it)."""
+    copies = [_fresh_offline(settings, root, f"{prefix}{i}") for i in range(count)]
+    os.sync()
+    return copies
+
+
 def _retrieve(
     store: Any, entity_df: pd.DataFrame, can_reset: bool
 ) -> tuple[pd.DataFrame, float, float | None]:
@@ -154,6 +164,7 @@ def _time_retrieval(
     can_reset = _reset_peak_rss()
     phases: dict[str, Any] = {"peak_reset_supported": can_reset}
     result = pd.DataFrame()
+    copies = _fresh_copies(settings, root, "copy", repeats)
     indexed = settings
     for state in ("from_parquet", "indexed"):
         seconds: list[float] = []
@@ -161,7 +172,7 @@ def _time_retrieval(
         for i in range(repeats):
             del result
             if state == "from_parquet":
-                indexed = _fresh_offline(settings, root, f"copy{i}")
+                indexed = copies[i]
             store = _store(indexed)
             result, took, grew = _retrieve(store, entity_df, can_reset)
             _close(store)
@@ -202,6 +213,7 @@ def _time_materialize(
         else "OnlineStore.materialize(fsv, OfflineStore.latest(fsv))"
     )
     phases: dict[str, Any] = {"call": call}
+    copies = _fresh_copies(settings, root, "mat_copy", repeats)
     store = None
     for state in ("from_parquet", "indexed"):
         seconds: list[float] = []
@@ -209,11 +221,7 @@ def _time_materialize(
             if store is not None:
                 _close(store)
             home = root / f"mat_{state}{i}"
-            offline = (
-                _fresh_offline(settings, root, f"mat_copy{i}")
-                if state == "from_parquet"
-                else indexed
-            )
+            offline = copies[i] if state == "from_parquet" else indexed
             fresh = dataclasses.replace(
                 offline, home=home, database_url=f"sqlite:///{home / 'platform.db'}"
             )
@@ -262,7 +270,7 @@ def _time_scaling(
     sizes = []
     for n, path in enumerate(files):
         entity_df = pd.read_parquet(path)
-        copy = _fresh_offline(settings, root, f"scaling{n}")
+        copy = _fresh_copies(settings, root, f"scaling{n}_", 1)[0]
         store = _store(copy)
         result, from_parquet, grew = _retrieve(store, entity_df, can_reset)
         _close(store)
