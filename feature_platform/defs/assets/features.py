@@ -52,7 +52,9 @@ def build_feature_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
                 "snapshot": dg.MetadataValue.path(str(result.snapshot.path)),
                 "fingerprint": fsv.fingerprint,
                 "aliases": ", ".join(sorted(aliases)) or "-",
-                "lineage": dg.MetadataValue.json(fsv.lineage()),
+                "definition": dg.MetadataValue.json(fsv.lineage()),
+                # Sources -> this version -> training sets and models built from it.
+                "lineage": dg.MetadataValue.md(fs.registry.lineage(fsv.id).to_markdown()),
             },
             data_version=dg.DataVersion(f"{fsv.fingerprint}-{result.snapshot.path.stem}"),
         )
