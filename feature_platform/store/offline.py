@@ -266,7 +266,18 @@ class OfflineStore:
         text = [c for c in out.columns if out[c].dtype.kind not in "iufbmM"]
         pq.write_table(pa.Table.from_pandas(out, preserve_index=False), tmp, use_dictionary=text)
         tmp.rename(directory / name)
+        self._index_large_version(fsv)
         return SnapshotInfo(fsv.id, directory / name, len(out), created)
+
+    def _index_large_version(self, fsv: FeatureSetVersion) -> None:
+        """Build and save a large version's sorted index at write time, as a database builds
+        an index on insert, so the first point-in-time read of any process is already fast.
+        Small versions are indexed on first read instead (cheap, and writes stay cheap)."""
+        threshold = self.persist_index_min_bytes
+        if threshold is None:
+            return
+        if sum(size for _, size, _ in self._signature(fsv)) >= threshold:
+            self._prepared(fsv)
 
     def _stored_entity_dtype(self, fsv: FeatureSetVersion) -> str | None:
         files = self.snapshots(fsv)
