@@ -37,7 +37,13 @@ def test_benchmark_prints_the_figures_as_one_json_document_last() -> None:
     assert set(report) == {"wine"}
     assert set(report["wine"]) == {"random", "margin", "cluster_margin", "sklearn_margin"}
     for figures in report["wine"].values():
-        assert set(figures) == {"labels_to_95", "labels_to_99", "aulc", "labels_ratio_to_random"}
+        assert set(figures) == {
+            "labels_to_95",
+            "labels_to_99",
+            "aulc",
+            "labels_ratio_to_random",
+            "labels_to_accuracy_95",
+        }
         assert 0.0 < figures["aulc"] <= 1.1
     assert report["wine"]["random"]["labels_ratio_to_random"] == 1.0
     assert "wine: full-pool accuracy" in done.stdout and "ours via arrays" in done.stdout
