@@ -1,4 +1,4 @@
-"""Where everything is stored: one URL or path each, from the environment, with embedded defaults."""
+"""Where everything is stored: one URL or path each, from the environment, or embedded."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ def postgres_url() -> Iterator[str]:
     """
     if not _postgres_reachable():
         if os.environ.get("FP_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"FP_REQUIRE_POSTGRES=1 but Postgres is unreachable at {POSTGRES_ADMIN_URL}")
+            pytest.fail(f"FP_REQUIRE_POSTGRES=1 but no Postgres answers at {POSTGRES_ADMIN_URL}")
         pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
     name = f"fp_test_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")

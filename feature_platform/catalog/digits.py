@@ -37,8 +37,8 @@ def load_raw(holdout_fraction: float = 0.2, split_seed: int = 0) -> pd.DataFrame
     offsets = np.sort(rng.uniform(0, ARRIVAL_DAYS * 86400, size=n))
     arrival_order = rng.permutation(n)
     arrived = np.empty(n, dtype="datetime64[ns]")
-    arrived[arrival_order] = (
-        np.datetime64(ARRIVALS_FROM.replace(tzinfo=None)) + offsets.astype("timedelta64[s]")
+    arrived[arrival_order] = np.datetime64(ARRIVALS_FROM.replace(tzinfo=None)) + offsets.astype(
+        "timedelta64[s]"
     )
     _, holdout_idx = train_test_split(
         np.arange(n), test_size=holdout_fraction, random_state=split_seed, stratify=digits.target
