@@ -38,6 +38,9 @@ def candidate_pool(
     champion = tracker.by_alias(CHAMPION)
     model = tracker.load(champion) if champion else None
     pool = rounds.candidate_pool(store.get(), program.program(), model)
+    # The batch names the model that actually scored the pool, even if the champion moves
+    # between the two steps.
+    pool["scored_by"] = champion.label if champion else ""
     context.add_output_metadata(
         {
             "pool_size": len(pool),
@@ -58,16 +61,15 @@ def labeling_batch(
     context: dg.AssetExecutionContext,
     candidate_pool: pd.DataFrame,
     store: StoreResource,
-    mlflow: MlflowResource,
     program: ProgramResource,
 ) -> pd.DataFrame:
-    champion = mlflow.tracker().by_alias(CHAMPION)
+    scored_by = candidate_pool["scored_by"].iloc[0] if len(candidate_pool) else ""
     tasks = rounds.open_batch(
         store.get(),
         program.program(),
         context.partition_key,
         candidate_pool,
-        model_version=champion.label if champion else None,
+        model_version=scored_by or None,
     )
     batch = pd.DataFrame(
         {
