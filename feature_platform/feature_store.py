@@ -11,6 +11,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas._libs.internals import BlockPlacement
+from pandas.api.internals import create_dataframe_from_blocks
+from pandas.core.internals import BlockManager
+from pandas.core.internals.blocks import NumpyBlock
 
 from feature_platform.errors import SchemaMismatchError, UnknownFeatureError, closest
 from feature_platform.labeling.label_store import LabelStore
@@ -30,11 +34,6 @@ from feature_platform.store.online import OnlineStore
 from feature_platform.store.refs import parse_feature_set, parse_reference
 from feature_platform.store.registry import Registry, Usage
 from feature_platform.store.sources import SourceStore
-
-try:  # public since pandas 3 (what pyarrow uses): builds a frame from arrays without copies
-    from pandas.api.internals import create_dataframe_from_blocks
-except ImportError:  # pragma: no cover - older pandas
-    create_dataframe_from_blocks = None
 
 _STRING_KEYS = pd.StringDtype("python", na_value=np.nan)
 
@@ -62,7 +61,8 @@ class ResolvedFeatures:
 class _OnlinePart:
     fsv: FeatureSetVersion
     positions: list[int] | None  # feature positions in the version; None: all, in order
-    placement: np.ndarray  # output column positions
+    placement: BlockPlacement  # output column positions
+    names: tuple[str, ...]  # output column names
     numeric: bool
 
 
@@ -76,6 +76,7 @@ class _Plan:
     entity: str | None = None
     parts: list[_OnlinePart] = field(default_factory=list)
     columns: pd.Index | None = None
+    feature_sets: tuple[str, ...] = ()
 
 
 class FeatureStore:
@@ -259,15 +260,15 @@ class FeatureStore:
                 _OnlinePart(
                     fsv,
                     None if positions == list(range(len(fsv.features))) else positions,
-                    np.arange(offset, offset + len(names)),
+                    BlockPlacement(np.arange(offset, offset + len(names))),
+                    tuple(columns[(fsv.id, n)] for n in names),
                     all(is_numeric_dtype(d) for d in fsv.features.values()),
                 )
             )
             offset += len(names)
-        output = pd.Index(
-            [entity, *(columns[(f.id, n)] for f, ns in resolved.requests for n in ns)]
-        )
-        return _Plan(token, resolved, deprecated, entity, parts, output)
+        output = pd.Index([entity, *(name for part in parts for name in part.names)])
+        served = tuple(resolved.feature_sets)
+        return _Plan(token, resolved, deprecated, entity, parts, output, served)
 
     def get_historical_features(
         self,
@@ -356,7 +357,7 @@ class OnlineValues:
     @property
     def feature_sets(self) -> list[str]:
         """The explicit versions served (aliases resolved)."""
-        return self._plan.resolved.feature_sets
+        return list(self._plan.feature_sets)
 
     @property
     def matrix(self) -> np.ndarray:
@@ -366,40 +367,48 @@ class OnlineValues:
             return self._parts[0]
         return np.hstack(self._parts) if self._parts else np.empty((len(self.keys), 0))
 
-    def to_dict(self) -> dict[str, Any]:
-        """{entity: keys, feature: array of values}, in request order."""
-        out: dict[str, Any] = {self.entity: self.keys}
+    def to_dict(self) -> dict[str, list]:
+        """{entity: keys, feature: list of values}, in request order (JSON-ready, like
+        Feast's `OnlineResponse.to_dict()`; an unknown key's numeric values are NaN)."""
+        out: dict[str, list] = {self.entity: list(self.keys)}
         for part, matrix in zip(self._plan.parts, self._parts, strict=True):
-            for column, place in zip(matrix.T, part.placement, strict=True):
-                out[self._plan.columns[place]] = column
+            out.update(zip(part.names, matrix.T.tolist(), strict=True))
         return out
 
     def to_frame(self) -> pd.DataFrame:
         plan, keys = self._plan, self.keys
         key_array = _key_array(keys)
-        numeric = all(part.numeric for part in plan.parts)
-        if create_dataframe_from_blocks is not None and key_array is not None and numeric:
-            blocks: list[tuple[Any, np.ndarray]] = [(key_array, _FIRST)]
+        index = _range_index(len(keys))
+        if isinstance(key_array, np.ndarray) and all(part.numeric for part in plan.parts):
+            blocks = [NumpyBlock(key_array, ndim=2, placement=_FIRST)]
             blocks += [
-                (matrix.T, part.placement)
+                NumpyBlock(matrix.T, ndim=2, placement=part.placement)
                 for part, matrix in zip(plan.parts, self._parts, strict=True)
             ]
-            result = create_dataframe_from_blocks(
-                blocks, index=_range_index(len(keys)), columns=plan.columns
-            )
+            # The plan built these placements once, complete and in range: skip pandas'
+            # per-call integrity check (a third of a one-key response). Internal pandas API,
+            # pinned in pyproject; the online tests compare the frame with pd.DataFrame's.
+            manager = BlockManager(tuple(blocks), [plan.columns, index], verify_integrity=False)
+            result = pd.DataFrame._from_mgr(manager, manager.axes)
+        elif key_array is not None and all(part.numeric for part in plan.parts):
+            blocks = [(key_array, _FIRST.as_array)]
+            blocks += [
+                (matrix.T, part.placement.as_array)
+                for part, matrix in zip(plan.parts, self._parts, strict=True)
+            ]
+            result = create_dataframe_from_blocks(blocks, index=index, columns=plan.columns)
         else:
             result = pd.DataFrame({plan.entity: keys})
             requests = plan.resolved.requests
             for (fsv, names), part, matrix in zip(requests, plan.parts, self._parts, strict=True):
-                for name, column, place in zip(names, matrix.T, part.placement, strict=True):
-                    dtype = output_dtype(fsv.features[name])
-                    result[plan.columns[place]] = pd.Series(column, dtype=dtype).array
+                for name, values, column in zip(names, matrix.T, part.names, strict=True):
+                    result[column] = pd.Series(values, dtype=output_dtype(fsv.features[name])).array
             result = result[plan.columns]
         result.attrs["feature_sets"] = self.feature_sets
         return result
 
 
-_FIRST = np.array([0])
+_FIRST = BlockPlacement(np.array([0]))
 _RANGE_INDEXES: dict[int, pd.RangeIndex] = {}
 
 

@@ -199,10 +199,19 @@ def test_online_values_give_the_matrix_a_model_scores(fs) -> None:
         got.matrix, [[-2.0, 2.0, 9.0], [-1.0, 1.0, np.nan], [np.nan, np.nan, np.nan]]
     )
     as_dict = got.to_dict()
-    assert as_dict["item_id"] == [2, 1, 3] and as_dict["z"][0] == 9.0
+    assert list(as_dict) == ["item_id", "y", "x", "z"]
+    assert as_dict["item_id"] == [2, 1, 3]
+    assert all(type(v) is list for v in as_dict.values())  # JSON-ready, like Feast's to_dict
+    np.testing.assert_array_equal(as_dict["y"], [-2.0, -1.0, np.nan])  # NaN: unknown key
+    np.testing.assert_array_equal(as_dict["z"], [9.0, np.nan, np.nan])
     frame = got.to_frame()
-    assert list(frame.columns) == ["item_id", "y", "x", "z"]
-    np.testing.assert_array_equal(frame[["y", "x", "z"]].to_numpy(), got.matrix)
+    expected = pd.DataFrame({"item_id": [2, 1, 3], "y": [-2.0, -1.0, np.nan]})
+    expected["x"], expected["z"] = [2.0, 1.0, np.nan], [9.0, np.nan, np.nan]
+    pd.testing.assert_frame_equal(frame, expected)
+    assert frame.attrs["feature_sets"] == ["items@v1", "items@v2"]
+    frame.loc[0, "x"] = 100.0  # a frame of its own: writing to it changes nothing served
+    assert fs.get_online_features(["items@v1:x"], [2])["x"].tolist() == [2.0]
+    assert pd.concat([frame, frame]).shape == (6, 4)
 
 
 def test_keys_with_tabs_newlines_and_backslashes_round_trip(tmp_path, database_url) -> None:
