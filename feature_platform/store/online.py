@@ -9,7 +9,7 @@
   Each write bumps the version's generation and the store-wide change counter.
 - Lookups are served from an in-process cache per version: a matrix of values plus a dict
   from key to row. The cache is keyed by the resolved version id and tagged with that
-  version's generation; before every lookup the change counter is read (one indexed row),
+  version's generation; before every lookup the change counter is checked (`changes.py`),
   and a changed generation drops the cache. So a moved alias (another version id) or a new
   materialization (another generation) can never serve a stale value. Versions small
   enough are loaded whole on first use; larger ones fill per key, negative answers included.
