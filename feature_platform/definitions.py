@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from feature_platform.defs.assets.features import feature_assets
+from feature_platform.defs.assets.features import feature_assets, training_features
 from feature_platform.defs.assets.monitoring import pool_drift
 from feature_platform.defs.assets.reports import round_report
 from feature_platform.defs.assets.rounds import round_assets
@@ -33,7 +33,14 @@ def build_definitions(
     settings: Settings | None = None, program: ProgramResource | None = None
 ) -> dg.Definitions:
     return dg.Definitions(
-        assets=[digits_source, *feature_assets, *round_assets, pool_drift, round_report],
+        assets=[
+            digits_source,
+            *feature_assets,
+            training_features,
+            *round_assets,
+            pool_drift,
+            round_report,
+        ],
         asset_checks=asset_checks,
         jobs=jobs,
         sensors=sensors,

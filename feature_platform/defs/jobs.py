@@ -1,5 +1,6 @@
 import dagster as dg
 
+from feature_platform.defs.assets.features import TRAINING_FEATURES
 from feature_platform.defs.assets.monitoring import pool_drift
 from feature_platform.defs.assets.reports import round_report
 from feature_platform.defs.assets.rounds import candidate_pool, labeling_batch, model, training_set
@@ -8,7 +9,8 @@ from feature_platform.defs.partitions import arrival_days, rounds_partitions
 
 refresh_features_job = dg.define_asset_job(
     "refresh_features",
-    selection=dg.AssetSelection.groups("sources", "features"),
+    selection=dg.AssetSelection.groups("sources", "features")
+    - dg.AssetSelection.assets(TRAINING_FEATURES),
     partitions_def=arrival_days,
     description="Reload raw sources and recompute every feature set version.",
 )
@@ -35,8 +37,15 @@ monitor_drift_job = dg.define_asset_job(
     description="Compare the unlabeled pool with the champion's training set.",
 )
 
+observe_training_features_job = dg.define_asset_job(
+    "observe_training_features",
+    selection=dg.AssetSelection.assets(TRAINING_FEATURES),
+    description="Record which feature set version rounds now train on (after an alias move).",
+)
+
 jobs = [
     refresh_features_job,
+    observe_training_features_job,
     open_round_job,
     retrain_job,
     monitor_drift_job,

@@ -7,11 +7,17 @@ import dagster as dg
 
 from feature_platform.defs.assets.monitoring import pool_drift
 from feature_platform.defs.assets.rounds import model
-from feature_platform.defs.jobs import open_round_job, retrain_job
+from feature_platform.defs.jobs import (
+    observe_training_features_job,
+    open_round_job,
+    retrain_job,
+)
 from feature_platform.defs.ops import rescore_open_tasks_job
 from feature_platform.defs.partitions import rounds_partitions
 from feature_platform.defs.resources import MlflowResource, ProgramResource, StoreResource
+from feature_platform.errors import FeaturePlatformError
 from feature_platform.learning import rounds, stopping
+from feature_platform.store.refs import parse_feature_set
 
 # How often the daemon evaluates the round sensors; tests and demos shorten it.
 INTERVAL_SECONDS = int(os.environ.get("FP_SENSOR_INTERVAL_SECONDS", "30"))
@@ -105,4 +111,32 @@ def rescore_on_drift(context: dg.SensorEvaluationContext):
     )
 
 
-sensors = [retrain_when_labels_in, open_next_round, requeue_expired_leases, rescore_on_drift]
+@dg.sensor(
+    job=observe_training_features_job,
+    minimum_interval_seconds=INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Observes the training feature version when the program's alias moves, so "
+    "rounds built on the previous version show as stale.",
+)
+def training_features_changed(
+    context: dg.SensorEvaluationContext, store: StoreResource, program: ProgramResource
+):
+    try:
+        name, selector = parse_feature_set(program.feature_set)
+        fsv = store.get().registry.resolve(name, selector, warn=False)
+    except FeaturePlatformError as error:
+        return dg.SkipReason(str(error))
+    version = f"{fsv.id}:{fsv.fingerprint}"
+    if version == context.cursor:
+        return dg.SkipReason(f"{program.feature_set} still resolves to {fsv.id}")
+    context.update_cursor(version)
+    return dg.RunRequest(run_key=f"observe:{version}", tags={"feature_set_version": fsv.id})
+
+
+sensors = [
+    training_features_changed,
+    retrain_when_labels_in,
+    open_next_round,
+    requeue_expired_leases,
+    rescore_on_drift,
+]

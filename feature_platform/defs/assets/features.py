@@ -5,8 +5,9 @@ import dagster as dg
 from feature_platform.catalog import digits
 from feature_platform.defs.assets.sources import RAW
 from feature_platform.defs.partitions import arrival_days
-from feature_platform.defs.resources import StoreResource
+from feature_platform.defs.resources import ProgramResource, StoreResource
 from feature_platform.store.feature_set import FeatureSetSpec
+from feature_platform.store.refs import parse_feature_set
 
 
 def feature_asset_key(spec: FeatureSetSpec) -> dg.AssetKey:
@@ -68,3 +69,30 @@ feature_asset_keys = [feature_asset_key(spec) for spec in digits.FEATURE_SETS]
 all_feature_days = [
     dg.AssetDep(key, partition_mapping=dg.AllPartitionMapping()) for key in feature_asset_keys
 ]
+
+
+TRAINING_FEATURES = dg.AssetKey(["features", "training_version"])
+
+
+@dg.observable_source_asset(
+    key=TRAINING_FEATURES,
+    group_name="features",
+    description=(
+        "The feature set version rounds train on: the program's alias resolved in the "
+        "registry. Its data version is that version's fingerprint, so moving the alias to a "
+        "new version marks every round built on the old one stale (one click recomputes)."
+    ),
+)
+def training_features(store: StoreResource, program: ProgramResource) -> dg.ObserveResult:
+    fs = store.get()
+    name, selector = parse_feature_set(program.feature_set)
+    fsv = fs.registry.resolve(name, selector, warn=False)
+    return dg.ObserveResult(
+        data_version=dg.DataVersion(f"{fsv.id}:{fsv.fingerprint}"),
+        metadata={
+            "reference": program.feature_set,
+            "feature_set_version": fsv.id,
+            "fingerprint": fsv.fingerprint,
+            "status": fsv.status,
+        },
+    )

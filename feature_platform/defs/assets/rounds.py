@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from feature_platform.defs.assets.features import all_feature_days
+from feature_platform.defs.assets.features import TRAINING_FEATURES, all_feature_days
 from feature_platform.defs.partitions import rounds_partitions
 from feature_platform.defs.resources import MlflowResource, ProgramResource, StoreResource
 from feature_platform.learning import plots, promotion, rounds, stopping
@@ -23,7 +23,9 @@ def _table(frame: pd.DataFrame, rows: int = 10) -> dg.MetadataValue:
 
 @dg.asset(
     partitions_def=rounds_partitions,
-    deps=all_feature_days,
+    # The days give lineage; the training version gives staleness (Dagster does not follow
+    # data versions across an all-partitions edge from daily partitions).
+    deps=[*all_feature_days, TRAINING_FEATURES],
     group_name="rounds",
     kinds={"parquet"},
     description="Unlabeled, arrived samples with the champion model's class probabilities.",
