@@ -6,6 +6,7 @@ import functools
 import hashlib
 import inspect
 import json
+import sysconfig
 import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,20 +28,67 @@ def _digest(payload: Any) -> str:
 
 
 def code_fingerprint(fn: Callable[..., Any]) -> str:
-    """Fingerprint of a function's source, so a changed transform is noticed.
+    """Fingerprint of a function's code, so a changed transform is noticed.
 
-    A `functools.partial` covers its function and bound arguments; code without source (a
-    lambda typed into a REPL, a compiled function) falls back to its bytecode and constants.
-    Only the transform's own code is covered, not the helpers it calls."""
+    Covers the function's source and, recursively, the project code it reaches through
+    global names: helper functions (not installed libraries, whose pinned versions are
+    their fingerprint) and plain constants (numbers, strings, lists of them...). A
+    `functools.partial` covers its function and bound arguments; code without source (a
+    lambda typed into a REPL, a compiled function) falls back to its bytecode and constants."""
+    return _digest(_code_parts(fn, set()))
+
+
+_LIBRARY_ROOTS = tuple(
+    {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+)
+_PLAIN = (bool, int, float, complex, str, bytes, type(None))
+
+
+def _code_parts(fn: Any, seen: set[int]) -> list[Any]:
     if isinstance(fn, functools.partial):
-        return _digest([code_fingerprint(fn.func), repr(fn.args), repr(sorted(fn.keywords))])
+        return [_code_parts(fn.func, seen), repr(fn.args), repr(sorted(fn.keywords))]
+    seen.add(id(fn))
+    code = getattr(fn, "__code__", None)
     try:
-        return _digest(textwrap.dedent(inspect.getsource(fn)))
+        parts: list[Any] = [textwrap.dedent(inspect.getsource(fn))]
     except (OSError, TypeError):
-        code = getattr(fn, "__code__", None)
         if code is None:
-            return _digest(f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', fn)}")
-        return _digest([code.co_code.hex(), repr(code.co_consts), list(code.co_names)])
+            return [f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', fn)}"]
+        parts = [code.co_code.hex(), repr(code.co_consts), list(code.co_names)]
+    namespace = getattr(fn, "__globals__", {})
+    for name in sorted(_global_names(code)) if code is not None else ():
+        if name not in namespace:  # a builtin or an attribute name
+            continue
+        value = namespace[name]
+        if inspect.isfunction(value) and id(value) not in seen and _is_project_code(value):
+            parts.append([name, _code_parts(value, seen)])
+        elif _is_plain(value):
+            parts.append([name, repr(value)])
+    return parts
+
+
+def _global_names(code: Any) -> set[str]:
+    """Names a code object (and the functions and comprehensions nested in it) may look up."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if inspect.iscode(const):
+            names |= _global_names(const)
+    return names
+
+
+def _is_project_code(fn: Any) -> bool:
+    path = inspect.getsourcefile(fn) or ""
+    return bool(path) and not path.startswith(_LIBRARY_ROOTS)
+
+
+def _is_plain(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, _PLAIN):
+        return True
+    if depth < 3 and isinstance(value, (tuple, list, frozenset, set)) and len(value) <= 10_000:
+        return all(_is_plain(v, depth + 1) for v in value)
+    if depth < 3 and isinstance(value, dict) and len(value) <= 10_000:
+        return all(_is_plain(k, depth + 1) and _is_plain(v, depth + 1) for k, v in value.items())
+    return False
 
 
 @functools.lru_cache(maxsize=256)

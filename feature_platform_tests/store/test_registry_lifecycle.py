@@ -35,6 +35,17 @@ def _tripled(frame: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:
     return frame.assign(x=frame["x"] * 3)
 
 
+OFFSET = 1.0
+
+
+def _shift(values: pd.Series) -> pd.Series:
+    return values + OFFSET
+
+
+def _shifted(frame: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:
+    return frame.assign(x=_shift(frame["x"]))
+
+
 # -- immutability ---------------------------------------------------------------------------
 def test_reregistering_the_same_definition_is_a_no_op(fs) -> None:
     first = fs.apply(spec())
@@ -297,3 +308,19 @@ def test_a_version_changing_its_transform_in_another_module_is_detected(fs) -> N
     fs.apply(spec(transform=doubled))
     with pytest.raises(FeatureVersionConflictError, match="transform code"):
         fs.apply(spec(transform=_tripled))
+
+
+def test_a_changed_helper_or_constant_of_a_transform_is_detected(fs, monkeypatch) -> None:
+    fs.apply(spec(transform=_shifted))
+    fs.apply(spec(transform=_shifted))  # unchanged: a no-op
+    with monkeypatch.context() as patched:
+        patched.setitem(globals(), "OFFSET", 2.0)  # a constant the helper reads
+        with pytest.raises(FeatureVersionConflictError, match="transform code"):
+            fs.apply(spec(transform=_shifted))
+    with monkeypatch.context() as patched:
+        patched.setitem(globals(), "_shift", _tripled)  # the helper itself
+        with pytest.raises(FeatureVersionConflictError, match="transform code"):
+            fs.apply(spec(transform=_shifted))
+    assert fs.registry.get("items", "v1").transform_fingerprint == (
+        spec(transform=_shifted).transform_fingerprint
+    )
