@@ -17,7 +17,6 @@ from feature_platform.defs.partitions import rounds_partitions
 from feature_platform.defs.resources import MlflowResource, ProgramResource, StoreResource
 from feature_platform.errors import FeaturePlatformError
 from feature_platform.learning import rounds, stopping
-from feature_platform.store.refs import parse_feature_set
 
 # How often the daemon evaluates the round sensors; tests and demos shorten it.
 INTERVAL_SECONDS = int(os.environ.get("FP_SENSOR_INTERVAL_SECONDS", "30"))
@@ -122,8 +121,7 @@ def training_features_changed(
     context: dg.SensorEvaluationContext, store: StoreResource, program: ProgramResource
 ):
     try:
-        name, selector = parse_feature_set(program.feature_set)
-        fsv = store.get().registry.resolve(name, selector, warn=False)
+        fsv = store.get().resolve_feature_set(program.feature_set)
     except FeaturePlatformError as error:
         return dg.SkipReason(str(error))
     version = f"{fsv.id}:{fsv.fingerprint}"

@@ -7,7 +7,6 @@ from feature_platform.defs.assets.sources import RAW
 from feature_platform.defs.partitions import arrival_days
 from feature_platform.defs.resources import ProgramResource, StoreResource
 from feature_platform.store.feature_set import FeatureSetSpec
-from feature_platform.store.refs import parse_feature_set
 
 
 def feature_asset_key(spec: FeatureSetSpec) -> dg.AssetKey:
@@ -84,9 +83,7 @@ TRAINING_FEATURES = dg.AssetKey(["features", "training_version"])
     ),
 )
 def training_features(store: StoreResource, program: ProgramResource) -> dg.ObserveResult:
-    fs = store.get()
-    name, selector = parse_feature_set(program.feature_set)
-    fsv = fs.registry.resolve(name, selector, warn=False)
+    fsv = store.get().resolve_feature_set(program.feature_set)
     return dg.ObserveResult(
         data_version=dg.DataVersion(f"{fsv.id}:{fsv.fingerprint}"),
         metadata={
