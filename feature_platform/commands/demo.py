@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from feature_platform.demo import DemoOptions, format_table, run_demo
+    from feature_platform.defs.demo import DemoOptions, format_table, run_demo
     from feature_platform.learning.strategies import STRATEGIES
     from feature_platform.settings import Settings
 

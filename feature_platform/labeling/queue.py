@@ -813,16 +813,22 @@ class TaskQueue:
         return self._write(work)
 
     @staticmethod
-    def _slots(
-        conn: sa.Connection, task_id: str, annotator: str, now: datetime
-    ) -> tuple[int, int, bool]:
-        """(answers, live leases, whether `annotator` already answered or holds it)."""
+    def _counts(conn: sa.Connection, task_id: str, now: datetime) -> tuple[int, int]:
+        """(answers, live leases) of a task."""
         answered = conn.execute(
             sa.select(sa.func.count()).where(answers.c.task_id == task_id)
         ).scalar_one()
         live = conn.execute(
             sa.select(sa.func.count()).where(leases.c.task_id == task_id, leases.c.expires_at > now)
         ).scalar_one()
+        return int(answered), int(live)
+
+    @staticmethod
+    def _slots(
+        conn: sa.Connection, task_id: str, annotator: str, now: datetime
+    ) -> tuple[int, int, bool]:
+        """(answers, live leases, whether `annotator` already answered or holds it)."""
+        answered, live = TaskQueue._counts(conn, task_id, now)
         mine = conn.execute(
             sa.select(sa.func.count()).where(
                 sa.or_(
@@ -833,7 +839,7 @@ class TaskQueue:
                 )
             )
         ).scalar_one()
-        return int(answered), int(live), bool(mine)
+        return answered, live, bool(mine)
 
     @staticmethod
     def _refresh_state(conn: sa.Connection, task_id: str, now: datetime) -> None:
@@ -843,12 +849,7 @@ class TaskQueue:
         ).one()
         if state == RESOLVED:
             return
-        answered = conn.execute(
-            sa.select(sa.func.count()).where(answers.c.task_id == task_id)
-        ).scalar_one()
-        live = conn.execute(
-            sa.select(sa.func.count()).where(leases.c.task_id == task_id, leases.c.expires_at > now)
-        ).scalar_one()
+        answered, live = TaskQueue._counts(conn, task_id, now)
         if answered >= needed:
             new = ANSWERED
         elif answered + live >= needed:
