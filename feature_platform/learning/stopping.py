@@ -238,39 +238,47 @@ def log_stop_set_predictions(
 
 
 def history_from_tracker(tracker: ModelTracker) -> list[RoundRecord]:
-    """One record per registered model version that carries a `round` tag, oldest round first:
-    labels and accuracy from its run's metrics, stop-set predictions from its artifact."""
-    records = []
+    """One record per round that has a registered model version (its latest, when a round
+    was retrained), oldest round first: labels and accuracy from its run's metrics,
+    stop-set predictions from its artifact."""
+    latest: dict[str, Any] = {}
     for version in tracker.client.search_model_versions(f"name='{tracker.model_name}'"):
         round_name = version.tags.get("round")
-        if not round_name:
-            continue
-        run = tracker.run(version.run_id)
-        metrics = run.data.metrics
+        if round_name and (
+            round_name not in latest or int(version.version) > int(latest[round_name].version)
+        ):
+            latest[round_name] = version
+    records = []
+    for round_name in sorted(latest, key=lambda n: (len(n), n)):
+        run_id = latest[round_name].run_id
+        metrics = tracker.run(run_id).data.metrics
         records.append(
-            (
-                round_name,
-                int(version.version),
-                RoundRecord(
-                    round=round_name,
-                    labels=int(metrics.get("labels", 0)),
-                    accuracy=metrics.get("accuracy"),
-                    stop_set_predictions=_read_predictions(tracker, version.run_id),
-                ),
+            RoundRecord(
+                round=round_name,
+                labels=int(metrics.get("labels", 0)),
+                accuracy=metrics.get("accuracy"),
+                stop_set_predictions=_read_predictions(tracker, run_id),
             )
         )
-    # A round retrained twice keeps its latest version.
-    latest: dict[str, tuple[int, RoundRecord]] = {}
-    for round_name, number, record in records:
-        if round_name not in latest or number > latest[round_name][0]:
-            latest[round_name] = (number, record)
-    return [latest[name][1] for name in sorted(latest, key=lambda n: (len(n), n))]
+    return records
+
+
+# A logged artifact never changes, and sensors ask for every round's on every tick: keep the
+# ones found (not the misses: an artifact may still be on its way).
+_PREDICTIONS: dict[tuple[str, str], dict[str, str]] = {}
 
 
 def _read_predictions(tracker: ModelTracker, run_id: str) -> dict[str, str] | None:
+    key = (tracker.tracking_uri, run_id)
+    if key in _PREDICTIONS:
+        return _PREDICTIONS[key]
     names = {a.path for a in tracker.client.list_artifacts(run_id)}
     if STOP_SET_ARTIFACT not in names:
         return None
     with tempfile.TemporaryDirectory() as folder:
         local = tracker.client.download_artifacts(run_id, STOP_SET_ARTIFACT, folder)
-        return json.loads(Path(local).read_text())
+        predictions = json.loads(Path(local).read_text())
+    if len(_PREDICTIONS) > 10_000:
+        _PREDICTIONS.clear()
+    _PREDICTIONS[key] = predictions
+    return predictions
