@@ -33,6 +33,7 @@ from feature_platform.errors import (
     UnknownFeatureSetError,
     closest,
 )
+from feature_platform.names import check_name
 from feature_platform.store.changes import change_feed
 from feature_platform.store.db import as_utc, create_tables, metadata, utcnow, write_transaction
 from feature_platform.store.feature_set import FeatureSetSpec, FeatureSetVersion
@@ -50,7 +51,6 @@ TRANSITIONS = {
 # Consumers whose use of a version blocks its deprecation (a training set does not: it is a
 # frozen artefact; a registered model may still be serving).
 BLOCKING_CONSUMERS = ("model",)
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 
 feature_set_versions = sa.Table(
@@ -169,14 +169,6 @@ class Dependents:
         return "; ".join(parts) or "nothing"
 
 
-def _check_name(value: str, what: str) -> None:
-    if not isinstance(value, str) or not NAME_PATTERN.match(value):
-        raise FeaturePlatformError(
-            f"Invalid {what} {value!r}: use letters, digits, '_', '.' or '-' (no '@', ':' "
-            f"or spaces), starting with a letter or digit."
-        )
-
-
 def _looks_like_version(alias: str) -> bool:
     return alias.startswith("v") and alias[1:].isdigit()
 
@@ -281,8 +273,8 @@ class Registry:
     def register(self, spec: FeatureSetSpec, status: str = "draft") -> FeatureSetVersion:
         """Register `spec`. Re-registering the identical definition is a no-op; a changed
         definition under an existing version is refused with the difference spelled out."""
-        _check_name(spec.name, "feature set name")
-        _check_name(spec.version, "version")
+        check_name(spec.name, "feature set name")
+        check_name(spec.version, "version")
         if status not in ("draft", "active"):
             raise LifecycleError(f"A new version starts as 'draft' or 'active', not {status!r}.")
         if not spec.features:
@@ -433,7 +425,7 @@ class Registry:
         """Point `name@alias` at `version` in one transaction, recording the move.
 
         Returns the recorded move, or None when the alias already points there."""
-        _check_name(alias, "alias")
+        check_name(alias, "alias")
         versions, _ = self._load(name)
         if alias in versions or _looks_like_version(alias):
             raise FeaturePlatformError(
