@@ -136,10 +136,10 @@ def select(
             why = "nothing labeled yet to measure distances from"
             return _cold_start(keys, batch_size, rng, seed, why, options, features)
         if proba is not None:
-            proba = _probabilities(proba, len(keys), classes)
+            proba = _probabilities(proba, keys, classes)
         return _kcenter(keys, features, labeled_features, batch_size, proba, classes)
 
-    proba = _probabilities(proba, len(keys), classes)
+    proba = _probabilities(proba, keys, classes)
     if strategy == "committee":
         _require(strategy, features=features)
         if committee is None:
@@ -219,16 +219,51 @@ def _matrix(name: str, values: np.ndarray | None, rows: int | None) -> np.ndarra
     return matrix
 
 
-def _probabilities(proba: np.ndarray | None, rows: int, classes: Sequence[str]) -> np.ndarray:
+# float32 models and softmax rounding give row sums like 0.9999999: still distributions.
+PROBA_TOLERANCE = 1e-3
+
+
+def _probabilities(
+    proba: np.ndarray | None, keys: Sequence[str], classes: Sequence[str]
+) -> np.ndarray:
+    """`proba` as a float matrix, refused unless every row is a probability distribution over
+    `classes`: the scores below silently rank garbage otherwise."""
+    rows = len(keys)
     matrix = np.asarray(proba, dtype="float64")
     if matrix.shape != (rows, len(classes)):
         raise FeaturePlatformError(
-            f"proba has shape {matrix.shape}; expected ({rows}, {len(classes)})."
+            f"proba has shape {matrix.shape}; expected ({rows}, {len(classes)}): one row per "
+            f"unlabeled sample, one column per program class."
         )
-    if np.isnan(matrix).any():
-        bad = sorted(set(np.where(np.isnan(matrix))[0].tolist()))[:5]
-        raise FeaturePlatformError(f"proba has missing values (NaN) in rows {bad}.")
-    return matrix
+
+    def first(bad: np.ndarray) -> int | None:
+        hit = np.flatnonzero(bad)
+        return int(hit[0]) if len(hit) else None
+
+    where = "proba row {i} (sample {key!r})"
+    i = first(~np.isfinite(matrix).all(axis=1))
+    if i is not None:
+        raise FeaturePlatformError(
+            f"{where.format(i=i, key=str(keys[i]))} has a missing or infinite value "
+            f"({matrix[i].tolist()}); the model's probabilities must all be numbers."
+        )
+    i = first((matrix < -PROBA_TOLERANCE).any(axis=1))
+    if i is not None:
+        j = int(np.argmin(matrix[i]))
+        raise FeaturePlatformError(
+            f"{where.format(i=i, key=str(keys[i]))} has a negative probability "
+            f"({matrix[i, j]:g} for class {str(classes[j])!r}); each row must be a probability "
+            f"distribution over {list(classes)}."
+        )
+    sums = matrix.sum(axis=1)
+    i = first(np.abs(sums - 1.0) > PROBA_TOLERANCE)
+    if i is not None:
+        raise FeaturePlatformError(
+            f"{where.format(i=i, key=str(keys[i]))} sums to {sums[i]:g}, not 1; each row must "
+            f"be a probability distribution over {list(classes)} (scores or logits need a "
+            f"softmax first)."
+        )
+    return np.clip(matrix, 0.0, 1.0)
 
 
 def _require(strategy: str, **inputs: Any) -> None:
@@ -467,22 +502,36 @@ def _cluster_margin(
 ) -> list[Pick]:
     scores = uncertainty("margin", proba)
     candidates = _top(scores, min(len(keys), options.candidate_factor * batch_size))
+    weights = scores[candidates]
+    # A model certain on every candidate (margin 1, doubt 0 everywhere: e.g. unscaled features
+    # in the 1e5s) leaves nothing to weight by; k-means refuses all-zero weights, and doubt
+    # cannot rank them anyway, so the batch is chosen for diversity alone, over the whole pool.
+    certain = not (weights > 0).any()
+    if certain:
+        candidates, weights = np.arange(len(keys)), None
     # k-means weighted by doubt pulls centroids towards the most uncertain candidates; taking
     # the candidate nearest each centroid gives one typical, uncertain sample per region.
-    chosen, sizes = _nearest_to_centroids(
-        features, candidates, batch_size, seed, weights=scores[candidates]
-    )
+    chosen, sizes = _nearest_to_centroids(features, candidates, batch_size, seed, weights=weights)
     chosen.sort(key=lambda i: (-scores[i], i))
     picks = []
     for rank, i in enumerate(chosen):
         top = _top_classes(proba, classes, i)
         (c1, p1), (c2, p2) = top[0], top[1]
-        reason = (
-            f"cluster-margin: the model hesitates between {c1} ({p1:.2f}) and {c2} ({p2:.2f}), "
-            f"a margin of {p1 - p2:.2f}; the most typical of a group of {sizes[i]} similar "
-            f"samples among the {len(candidates)} least certain, so the batch holds no "
-            f"near-duplicates; pick {rank + 1} of {len(chosen)}"
-        )
+        if certain:
+            reason = (
+                f"cluster-margin on diversity alone: every candidate has a margin of 1.00 (the "
+                f"model is certain of all {len(keys)} unlabeled samples, e.g. {c1} at {p1:.2f}), "
+                f"so doubt cannot rank them; the most typical of a group of {sizes[i]} similar "
+                f"samples (k-means into {len(chosen)} groups over the whole pool); "
+                f"pick {rank + 1} of {len(chosen)}"
+            )
+        else:
+            reason = (
+                f"cluster-margin: the model hesitates between {c1} ({p1:.2f}) and {c2} "
+                f"({p2:.2f}), a margin of {p1 - p2:.2f}; the most typical of a group of "
+                f"{sizes[i]} similar samples among the {len(candidates)} least certain, so the "
+                f"batch holds no near-duplicates; pick {rank + 1} of {len(chosen)}"
+            )
         picks.append(Pick(str(keys[i]), float(scores[i]), reason, top, "cluster_margin"))
     return picks
 

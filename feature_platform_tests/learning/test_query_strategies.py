@@ -293,3 +293,76 @@ def test_kcenter_runs_through_the_round_steps(digits_store) -> None:
     labeled = set(digits_store.labels.latest().labels["sample_key"])
     assert all(t.strategy == "kcenter" and t.sample_key not in labeled for t in second)
     assert all("farthest from every labeled" in t.reason for t in second)
+
+
+# -- issue 14: inputs and models seen on unseen data --------------------------------------
+
+
+@pytest.mark.parametrize("strategy", ["margin", "entropy", "least_confidence", "cluster_margin"])
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        (
+            lambda p: np.vstack([p[:2], [[0.7, 0.5, -0.2]], p[3:]]),
+            r"proba row 2 \(sample 'k2'\) has a negative probability \(-0.2",
+        ),
+        (
+            lambda p: np.vstack([p[:3], [[0.5, 0.3, 0.1]], p[4:]]),
+            r"proba row 3 \(sample 'k3'\) sums to 0.9",
+        ),
+        (lambda p: p * 2, r"proba row 0 \(sample 'k0'\) sums to 2"),
+        (
+            lambda p: np.vstack([p[:1], [[np.inf, 0.0, 0.0]], p[2:]]),
+            r"proba row 1 \(sample 'k1'\) has a missing or infinite value",
+        ),
+        (
+            lambda p: np.vstack([p[:4], [[np.nan, 0.5, 0.5]]]),
+            r"proba row 4 \(sample 'k4'\) has a missing or infinite value",
+        ),
+        (lambda p: p[:, :2], r"proba has shape \(5, 2\); expected \(5, 3\)"),
+        (lambda p: p.ravel(), r"proba has shape \(15,\); expected \(5, 3\)"),
+    ],
+)
+def test_proba_that_is_not_a_distribution_is_refused(strategy, broken, message) -> None:
+    features = np.arange(10, dtype=float).reshape(5, 2)
+    with pytest.raises(FeaturePlatformError, match=message):
+        select(strategy, KEYS, broken(PROBA), CLASSES, 2, features=features)
+
+
+def test_proba_rounding_noise_is_accepted() -> None:
+    # float32 models and softmax rounding give sums like 0.9999999; they are distributions.
+    noisy = PROBA.astype("float32") * np.float32(1.0 + 3e-7)
+    assert keys_of(select("margin", KEYS, noisy, CLASSES, 2)) == ["k2", "k1"]
+
+
+def test_cluster_margin_falls_back_to_diversity_when_every_margin_is_zero() -> None:
+    """A model certain on every candidate (e.g. the default logistic regression on unscaled
+    features around 1e5) gives every margin score exactly 0, and k-means refused the all-zero
+    weights (ValueError: Sample weights must contain at least one non-zero number)."""
+    rng = np.random.default_rng(0)
+    groups = np.repeat([0, 1, 2], 30)
+    centres = np.array([[1e5, 2e5], [3e5, 1e5], [2e5, 4e5]])
+    features = centres[groups] + rng.normal(0, 1e4, size=(90, 2))
+    proba = np.eye(3)[groups]  # certain everywhere: probabilities 1 and 0
+    keys = [f"p{i}" for i in range(90)]
+    picks = select("cluster_margin", keys, proba, CLASSES, 6, seed=3, features=features)
+    assert len({p.key for p in picks}) == 6
+    assert all("every candidate has a margin of 1.00" in p.reason for p in picks)
+    assert all("diversity alone" in p.reason for p in picks)
+    assert all(p.strategy == "cluster_margin" for p in picks)
+    # Diversity alone still spreads the batch: the picks cover all three groups.
+    assert {int(groups[int(p.key[1:])]) for p in picks} == {0, 1, 2}
+    again = select("cluster_margin", keys, proba, CLASSES, 6, seed=3, features=features)
+    assert keys_of(again) == keys_of(picks)
+
+
+def test_cluster_margin_with_some_zero_margins_keeps_weighting_by_doubt() -> None:
+    """Only an all-zero weight vector needs the fallback; a few certain candidates do not."""
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(40, 2))
+    proba = np.eye(3)[np.arange(40) % 3] * 0.6 + 0.4 / 3
+    proba[:5] = np.eye(3)[np.arange(5) % 3]  # five certain samples
+    keys = [f"q{i}" for i in range(40)]
+    picks = select("cluster_margin", keys, proba, CLASSES, 4, seed=0, features=features)
+    assert len(picks) == 4
+    assert not any("diversity alone" in p.reason for p in picks)
