@@ -54,7 +54,13 @@ from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-from sklearn.datasets import load_breast_cancer, load_digits, load_wine, make_classification  # noqa: E402
+from sklearn.datasets import (  # noqa: E402
+    load_breast_cancer,
+    load_digits,
+    load_iris,
+    load_wine,
+    make_classification,
+)
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
@@ -63,7 +69,14 @@ from feature_platform.learning import strategies  # noqa: E402
 from feature_platform.learning.training import DEFAULT_MODEL_PARAMS, class_probabilities  # noqa: E402
 
 REFERENCE = "sklearn_margin"
+# scikit-activeml 1.0.1's QueryByCommittee (KL divergence to the consensus, a bagged committee
+# of the same classifier): a peer reference for `committee`, run only when skactiveml is
+# importable (it is not a dependency: install it in a separate environment to compare).
+QBC = "skactiveml_qbc"
+REFERENCES = (REFERENCE, QBC)
 DATASETS = ("digits", "breast_cancer", "wine", "hard")
+# Data sets the strategies and stopping rules were never tuned on (issue 14).
+UNSEEN = ("iris", "imbalanced", "noisy")
 
 
 @dataclass(frozen=True)
@@ -79,6 +92,9 @@ SETUPS = {
     "breast_cancer": Setup(batch=5, budget=100),
     "wine": Setup(batch=3, budget=45),
     "hard": Setup(batch=40, budget=1200),
+    "iris": Setup(batch=5, budget=60),
+    "imbalanced": Setup(batch=20, budget=800),
+    "noisy": Setup(batch=20, budget=800),
 }
 
 
@@ -103,8 +119,41 @@ def load(dataset: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
             flip_y=0.02,
             random_state=0,
         )
+    elif dataset == "iris":
+        X, y = load_iris(return_X_y=True)  # noqa: N806
+    elif dataset == "imbalanced":
+        # 5 classes from 55 % down to 4 %: the rare classes decide the accuracy left to gain.
+        X, y = make_classification(  # noqa: N806
+            n_samples=3000,
+            n_features=20,
+            n_informative=10,
+            n_redundant=2,
+            n_classes=5,
+            n_clusters_per_class=1,
+            weights=[0.55, 0.22, 0.12, 0.07, 0.04],
+            class_sep=1.0,
+            random_state=1,
+        )
+    elif dataset == "noisy":
+        # 4 separable classes, then exactly 10 % of the labels flipped to another class (pool
+        # and held-out alike: the best reachable accuracy is about 0.9).
+        X, y = make_classification(  # noqa: N806
+            n_samples=3000,
+            n_features=20,
+            n_informative=8,
+            n_redundant=2,
+            n_classes=4,
+            n_clusters_per_class=1,
+            class_sep=1.5,
+            flip_y=0.0,
+            random_state=2,
+        )
+        flip = np.random.default_rng(2).choice(len(y), size=len(y) // 10, replace=False)
+        y = y.copy()
+        y[flip] = (y[flip] + np.random.default_rng(3).integers(1, 4, size=len(flip))) % 4
     else:
-        raise SystemExit(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
+        known = ", ".join((*DATASETS, *UNSEEN))
+        raise SystemExit(f"unknown dataset {dataset!r}; known: {known}")
     test_size = SETUPS[dataset].test_size
     X_pool, X_test, y_pool, y_test = train_test_split(  # noqa: N806
         X, y.astype(str), test_size=test_size, random_state=seed, stratify=y
@@ -126,7 +175,7 @@ def full_pool_accuracy(dataset: str, seed: int) -> float:
 
 def options_for(strategy: str, args: argparse.Namespace) -> dict:
     settings = {"candidate_factor": args.candidate_factor, "committee_size": args.committee_size}
-    if strategy != "random":
+    if strategy != "random":  # (QBC takes it too: its first batch is our cold start's)
         settings["cold_start"] = args.cold_start
     return settings
 
@@ -184,6 +233,51 @@ def run_sklearn_margin(dataset: str, seed: int, setup: Setup) -> list:
         labeled += list(unlabeled[np.argsort(margins, kind="stable")[: setup.batch]])
 
 
+def run_skactiveml_qbc(dataset: str, seed: int, setup: Setup, options: dict) -> list:
+    """Peer reference: scikit-activeml's QueryByCommittee (default KL divergence) with a bagged
+    committee of `committee_size` copies of the same classifier. Its first batch is our cold
+    start's (same options and seed), so the curves differ only in the committee's picks."""
+    from skactiveml.classifier import SklearnClassifier
+    from skactiveml.pool import QueryByCommittee
+    from sklearn.ensemble import BaggingClassifier
+
+    X_pool, y_pool, X_test, y_test = load(dataset, seed)  # noqa: N806
+    classes = sorted(set(y_pool))
+    codes = np.searchsorted(classes, y_pool).astype(float)
+    keys = [str(i) for i in range(len(y_pool))]
+    first = strategies.select(
+        "margin",
+        keys,
+        None,
+        classes,
+        setup.batch,
+        seed=seed * 1000 + 1,
+        features=X_pool,
+        options=strategies.StrategyOptions(**options),
+    )
+    labeled = [int(p.key) for p in first]
+    while len(set(y_pool[labeled])) < 2:  # the classifier needs two classes: one more
+        labeled.append(int(np.setdiff1d(np.arange(len(y_pool)), labeled)[0]))
+    query = QueryByCommittee(random_state=seed)
+    curve = []
+    while True:
+        model = classifier(seed).fit(X_pool[labeled], y_pool[labeled])
+        curve.append((len(labeled), float(model.score(X_test, y_test))))
+        if len(labeled) >= setup.budget:
+            return curve
+        known = np.full(len(y_pool), np.nan)
+        known[labeled] = codes[labeled]
+        ensemble = SklearnClassifier(
+            BaggingClassifier(
+                classifier(seed), n_estimators=options["committee_size"], random_state=seed
+            ),
+            classes=np.arange(len(classes)),
+            random_state=seed,
+        )
+        batch = min(setup.batch, setup.budget - len(labeled))
+        labeled += [int(i) for i in query.query(X_pool, known, ensemble, batch_size=batch)]
+
+
 def run_digits_loop(strategy: str, seed: int, setup: Setup, options: dict) -> list:
     """The real platform path on digits: FeatureStore + queue + simulated annotator."""
     from feature_platform import FeatureStore, Settings
@@ -218,6 +312,8 @@ def run_one(dataset: str, strategy: str, seed: int, setup: Setup, options: dict,
     started = time.perf_counter()
     if strategy == REFERENCE:
         curve = run_sklearn_margin(dataset, seed, setup)
+    elif strategy == QBC:
+        curve = run_skactiveml_qbc(dataset, seed, setup, options)
     elif dataset == "digits" and path == "loop":
         curve = run_digits_loop(strategy, seed, setup, options)
     else:
@@ -253,6 +349,41 @@ def summarize(curves: list[list], fulls: list[float]) -> dict:
         "aulc": round(aulc, 4),
         "curve": [[int(n), round(float(r), 4)] for n, r in zip(labels, relative, strict=True)],
     }
+
+
+def seed_aulc(curve: list, full: float) -> float:
+    """One seed's area under its learning curve (accuracy / full-pool accuracy) per label."""
+    labels = np.array([n for n, _ in curve], dtype=float)
+    relative = np.array([acc / full for _, acc in curve])
+    span = labels[-1] - labels[0]
+    return float(np.trapezoid(relative, labels) / span) if span > 0 else float(relative[0])
+
+
+def paired_aulc(
+    curves: dict, full: dict, datasets: list[str], chosen: list[str], seeds: list[int]
+) -> dict[tuple[str, str, str], tuple[float, float, str]]:
+    """Per data set, each of our strategies against each reference run (and committee against
+    margin): mean per-seed AULC difference, its standard error, and wins as 'k/n'."""
+    references = [r for r in (*REFERENCES, "margin") if r in chosen]
+    result = {}
+    for dataset in datasets:
+        for a in chosen:
+            if a in ("random", *REFERENCES):
+                continue
+            for b in references:
+                if b == a or (b == "margin" and a != "committee"):
+                    continue
+                diffs = np.array(
+                    [
+                        seed_aulc(curves[(dataset, a)][s], full[(dataset, s)])
+                        - seed_aulc(curves[(dataset, b)][s], full[(dataset, s)])
+                        for s in seeds
+                    ]
+                )
+                error = float(diffs.std(ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else 0.0
+                wins = f"{int((diffs > 0).sum())}/{len(diffs)}"
+                result[(dataset, a, b)] = (float(diffs.mean()), error, wins)
+    return result
 
 
 def targets_line(digits: dict, chosen: list[str]) -> str:
@@ -297,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     datasets = [d for d in args.datasets.split(",") if d]
     chosen = [s for s in args.strategies.split(",") if s]
     for name in chosen:
-        if name not in (*strategies.STRATEGIES, REFERENCE):
+        if name not in (*strategies.STRATEGIES, *REFERENCES):
             parser.error(f"unknown strategy {name!r}")
     if "random" not in chosen:
         chosen.insert(0, "random")  # every ratio is to random
@@ -382,6 +513,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {strategy:<16} {shown[0]:>7} {shown[1]:>7} {shown[2]:>7} {shown[3]:>7} "
                 f"{shown[4]:>11}"
             )
+    paired = paired_aulc(curves, full, datasets, chosen, seeds)
+    if paired:
+        print(
+            f"\npaired AULC per seed (same splits, same first batch for {QBC}): mean "
+            f"difference A - B, its standard error, and A's wins over {len(seeds)} seeds"
+        )
+        for (dataset, a, b), (mean, error, wins) in paired.items():
+            print(f"  {dataset:<13} {a:<15} vs {b:<15} {mean:+.4f} ± {error:.4f}  {wins}")
     if "digits" in report:
         print(targets_line(report["digits"], chosen))
     if args.curves_out:
