@@ -180,8 +180,16 @@ def options_for(strategy: str, args: argparse.Namespace) -> dict:
     return settings
 
 
-def run_arrays(dataset: str, strategy: str, seed: int, setup: Setup, options: dict) -> list:
-    """Our strategies on in-memory arrays: select -> label -> retrain -> score."""
+def run_arrays(
+    dataset: str,
+    strategy: str,
+    seed: int,
+    setup: Setup,
+    options: dict,
+    predictions: list | None = None,
+) -> list:
+    """Our strategies on in-memory arrays: select -> label -> retrain -> score. When given,
+    `predictions` receives each round's predictions on the held-out split (the stop set)."""
     X_pool, y_pool, X_test, y_test = load(dataset, seed)  # noqa: N806
     classes = sorted(set(y_pool))
     labeled: list[int] = []
@@ -207,10 +215,16 @@ def run_arrays(dataset: str, strategy: str, seed: int, setup: Setup, options: di
         labeled += [int(p.key) for p in picks]
         seen = set(y_pool[labeled])
         if len(seen) < 2:  # no classifier from one class: it predicts that class; keep labeling
-            curve.append((len(labeled), float(np.mean(y_test == seen.pop()))))
+            only = seen.pop()
+            curve.append((len(labeled), float(np.mean(y_test == only))))
+            if predictions is not None:
+                predictions.append(np.full(len(y_test), only))
             continue
         model = classifier(seed).fit(X_pool[labeled], y_pool[labeled])
-        curve.append((len(labeled), float(model.score(X_test, y_test))))
+        predicted = model.predict(X_test)
+        curve.append((len(labeled), float(np.mean(predicted == y_test))))
+        if predictions is not None:
+            predictions.append(predicted)
     return curve
 
 
@@ -310,6 +324,7 @@ def run_digits_loop(strategy: str, seed: int, setup: Setup, options: dict) -> li
 
 def run_one(dataset: str, strategy: str, seed: int, setup: Setup, options: dict, path: str):
     started = time.perf_counter()
+    fires: dict[str, int | None] = {}
     if strategy == REFERENCE:
         curve = run_sklearn_margin(dataset, seed, setup)
     elif strategy == QBC:
@@ -317,8 +332,87 @@ def run_one(dataset: str, strategy: str, seed: int, setup: Setup, options: dict,
     elif dataset == "digits" and path == "loop":
         curve = run_digits_loop(strategy, seed, setup, options)
     else:
-        curve = run_arrays(dataset, strategy, seed, setup, options)
-    return dataset, strategy, seed, curve, time.perf_counter() - started
+        predictions: list = []
+        curve = run_arrays(dataset, strategy, seed, setup, options, predictions)
+        fires = stopping_fires(curve, predictions)
+    return dataset, strategy, seed, curve, time.perf_counter() - started, fires
+
+
+# -- stopping rules against the actual plateau --------------------------------------------
+
+PLATEAU_TOLERANCE = 0.01
+STOP_RULES = ("stabilizing_predictions", "plateau")
+
+
+def plateau_point(curve: np.ndarray, labels: np.ndarray) -> tuple[int, float, float]:
+    """Where accuracy actually plateaued, on a seed-averaged accuracy curve a(n): with `final`
+    the mean of a over the last 3 rounds (what the budget buys), the first label count n with
+    a(m) >= final - PLATEAU_TOLERANCE for every m >= n. Returns (n, a(n), final)."""
+    final = float(np.mean(curve[-3:]))
+    below = np.flatnonzero(np.asarray(curve) < final - PLATEAU_TOLERANCE)
+    first = min(0 if not len(below) else int(below[-1]) + 1, len(curve) - 1)
+    return int(labels[first]), float(curve[first]), final
+
+
+def stopping_fires(curve: list, predictions: list) -> dict[str, int | None]:
+    """The label count at which each default stopping rule (learning/stopping.py, the real
+    functions, fed one round more at a time) first fires, None if never within the budget.
+    The stop set is the held-out split, as in the platform; plateau is checked with its
+    calibrated window even though it is off by default."""
+    from feature_platform.learning import stopping
+
+    rules = stopping.StoppingRules()
+    history: list = []
+    fires: dict[str, int | None] = dict.fromkeys(STOP_RULES)
+    for round_number, ((labels, accuracy), predicted) in enumerate(
+        zip(curve, predictions, strict=True), start=1
+    ):
+        history.append(
+            stopping.RoundRecord(
+                f"round-{round_number:03d}",
+                labels,
+                accuracy,
+                {str(i): str(p) for i, p in enumerate(predicted)},
+            )
+        )
+        checks = {
+            "stabilizing_predictions": lambda: stopping.stabilizing_predictions_rule(
+                history, rules.kappa_threshold, window_labels=rules.kappa_window_labels
+            ),
+            "plateau": lambda: stopping.plateau_rule(
+                history, None, rules.plateau_min_delta, window_labels=stopping.PLATEAU_LABELS
+            ),
+        }
+        for name, check in checks.items():
+            if fires[name] is None and check()[0]:
+                fires[name] = labels
+        if all(v is not None for v in fires.values()):
+            break
+    return fires
+
+
+def stopping_summary(runs: list[tuple[list, dict]]) -> dict:
+    """Per rule: median label count where it fired over seeds (the budget for seeds where it
+    never did), mean accuracy there, how many seeds never fired; and the actual plateau."""
+    labels = np.array([n for n, _ in runs[0][0]])
+    mean_curve = np.mean([[a for _, a in curve] for curve, _ in runs], axis=0)
+    plateau, at_plateau, final = plateau_point(mean_curve, labels)
+    result: dict = {"plateau_labels": plateau, "accuracy_at_plateau": round(at_plateau, 4)}
+    result["final_accuracy"] = round(final, 4)
+    for rule in STOP_RULES:
+        at, accuracy, never = [], [], 0
+        for curve, fires in runs:
+            fired = fires.get(rule)
+            never += fired is None
+            n = fired if fired is not None else curve[-1][0]
+            at.append(n)
+            accuracy.append(dict(curve)[n])
+        result[rule] = {
+            "median_labels": int(np.median(at)),
+            "accuracy": round(float(np.mean(accuracy)), 4),
+            "never_fired": never,
+        }
+    return result
 
 
 ABSOLUTE_TARGET = 0.95
@@ -349,6 +443,47 @@ def summarize(curves: list[list], fulls: list[float]) -> dict:
         "aulc": round(aulc, 4),
         "curve": [[int(n), round(float(r), 4)] for n, r in zip(labels, relative, strict=True)],
     }
+
+
+def print_stopping(
+    report: dict, curves: dict, stops: dict, datasets: list, chosen: list, seeds: list
+) -> None:
+    """When each default stopping rule fires against when accuracy actually plateaued."""
+    from feature_platform.learning import stopping
+
+    rules = stopping.StoppingRules()
+    rows = [(d, s) for d in datasets for s in chosen if (d, s) in stops]
+    if not rows:
+        return
+    print(
+        f"\nstopping rules vs the actual plateau ({len(seeds)} seeds; arrays runs only). Plateau: "
+        f"the first label count from which the seed-mean held-out accuracy stays within "
+        f"{PLATEAU_TOLERANCE} of its final level (mean of the last 3 rounds). Rules (defaults): "
+        f"stabilizing = every model of the last {rules.kappa_window_labels} labels agrees with "
+        f"the latest at kappa >= {rules.kappa_threshold} on the held-out split; plateau (off by "
+        f"default) = mean accuracy over the last {stopping.PLATEAU_LABELS} labels < "
+        f"{rules.plateau_min_delta} above the {stopping.PLATEAU_LABELS} before. Each: median "
+        f"label count where it fired, mean accuracy there, *k = k seeds never fired."
+    )
+    print(
+        f"  {'data set':<13} {'strategy':<16} {'plateau':>7} {'acc':>6} {'final':>6} | "
+        f"{'stabilizing':>16} | {'plateau rule':>16}"
+    )
+    for dataset, strategy in rows:
+        summary = stopping_summary(
+            [(curves[(dataset, strategy)][s], stops[(dataset, strategy)][s]) for s in seeds]
+        )
+        report[dataset][strategy]["stopping"] = summary
+        shown = []
+        for rule in STOP_RULES:
+            figures = summary[rule]
+            never = f"*{figures['never_fired']}" if figures["never_fired"] else ""
+            shown.append(f"{figures['median_labels']:>6}{never:<3} {figures['accuracy']:.3f}")
+        print(
+            f"  {dataset:<13} {strategy:<16} {summary['plateau_labels']:>7} "
+            f"{summary['accuracy_at_plateau']:6.3f} {summary['final_accuracy']:6.3f} | "
+            + " | ".join(f"{s:>16}" for s in shown)
+        )
 
 
 def seed_aulc(curve: list, full: float) -> float:
@@ -450,6 +585,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     curves: dict[tuple[str, str], dict[int, list]] = {}
+    stops: dict[tuple[str, str], dict[int, dict]] = {}
     with ProcessPoolExecutor(max_workers=args.workers) as executor:
         fulls = {
             (d, seed): executor.submit(full_pool_accuracy, d, seed)
@@ -461,8 +597,10 @@ def main(argv: list[str] | None = None) -> int:
             for d, s, seed in jobs
         ]
         for done, future in enumerate(as_completed(futures), start=1):
-            dataset, strategy, seed, curve, seconds = future.result()
+            dataset, strategy, seed, curve, seconds, fires = future.result()
             curves.setdefault((dataset, strategy), {})[seed] = curve
+            if fires:
+                stops.setdefault((dataset, strategy), {})[seed] = fires
             elapsed = time.perf_counter() - started
             log(
                 f"[{done}/{len(jobs)}] {dataset:<13} {strategy:<16} seed {seed}: "
@@ -513,6 +651,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {strategy:<16} {shown[0]:>7} {shown[1]:>7} {shown[2]:>7} {shown[3]:>7} "
                 f"{shown[4]:>11}"
             )
+    print_stopping(report, curves, stops, datasets, chosen, seeds)
     paired = paired_aulc(curves, full, datasets, chosen, seeds)
     if paired:
         print(
