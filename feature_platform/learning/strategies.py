@@ -5,10 +5,10 @@ One entry point, `select(strategy, keys, proba, classes, batch_size, seed, ...)`
 - `random`: uniform draw (the control every other strategy is measured against).
 - `least_confidence`, `margin`, `entropy`: score each sample by the current model's class
   probabilities (higher = ask first) and take the top `batch_size`.
-- `committee`: query by committee. A committee of the same model class is trained on
-  stratified bootstrap resamples of the labeled set; samples on whose label the members'
-  votes disagree most (vote entropy) come first, ties broken by the entropy of the members'
-  averaged probabilities.
+- `committee`: query by committee (query by bagging). A committee of the same model class is
+  trained on stratified bootstrap resamples of the labeled set; samples whose averaged
+  (consensus) probabilities have the smallest margin come first, ties broken by how much the
+  members disagree (mean KL divergence from the consensus).
 - `cluster_margin`: diversity-aware margin ("margin over k-means clusters", after Zhdanov,
   Diverse mini-batch active learning, 2019). Take the `candidate_factor * batch_size` samples
   with the smallest margin, cluster them with k-means in the pool's feature space into
@@ -443,9 +443,20 @@ def _committee(
     committee: Sequence[Any],
     batch_size: int,
 ) -> list[Pick]:
+    """Query by bagging: ask first where the committee's averaged probabilities (the
+    consensus) have the smallest margin; among equals, where the members disagree most (mean
+    KL divergence of each member from the consensus).
+
+    Measured against the earlier vote-entropy ranking and scikit-activeml's KL-divergence QBC
+    (benchmarks/label_efficiency.py, 10 seeds on iris, wine, breast_cancer, an imbalanced and
+    a noisy set, digits): with a few bagged linear models, votes are nearly always unanimous or
+    split the same way, so vote entropy ranks by coarse ties, and KL alone favours samples the
+    members are each sure of in opposite directions, often outliers; both trailed plain
+    margin. The consensus margin keeps the members' disagreement (it flattens the average)
+    and the bootstrap's view of the labels' uncertainty."""
     index = {str(c): j for j, c in enumerate(classes)}
     votes = np.zeros((len(keys), len(classes)))
-    consensus = np.zeros((len(keys), len(classes)))
+    members = []
     for member in committee:
         predicted = np.asarray(member.predict(features)).astype(str)
         unknown = sorted(set(predicted) - set(index))
@@ -455,31 +466,36 @@ def _committee(
                 f"{list(classes)}."
             )
         votes[np.arange(len(keys)), [index[p] for p in predicted]] += 1
-        member_proba = member.predict_proba(features)
+        member_proba = np.zeros((len(keys), len(classes)))
         for j, cls in enumerate(member.classes_):
-            consensus[:, index[str(cls)]] += member_proba[:, j] / len(committee)
-    share = votes / len(committee)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        vote_entropy = -np.nansum(np.where(share > 0, share * np.log(share), 0.0), axis=1)
-    vote_entropy /= np.log(min(len(committee), len(classes)))
-    soft = uncertainty("entropy", consensus)
-    order = _top(vote_entropy, batch_size, soft)
+            member_proba[:, index[str(cls)]] = member.predict_proba(features)[:, j]
+        members.append(member_proba)
+    consensus = np.mean(members, axis=0)
+    doubt = uncertainty("margin", consensus)
+    eps = 1e-12
+    disagreement = np.mean(
+        [(m * (np.log(m + eps) - np.log(consensus + eps))).sum(axis=1) for m in members], axis=0
+    )
+    order = _top(doubt, batch_size, disagreement)
     picks = []
     for rank, i in enumerate(order):
+        top = _top_classes(consensus, classes, i)
+        (c1, p1), (c2, p2) = top[0], top[1]
         split = ", ".join(
             f"{int(votes[i, j])} say {classes[j]}"
             for j in np.argsort(-votes[i], kind="stable")
             if votes[i, j] > 0
         )
         reason = (
-            f"committee: {len(committee)} models trained on resamples of the labels disagree "
-            f"({split}; vote entropy {vote_entropy[i]:.2f}); rank {rank + 1} of {len(keys)} "
+            f"committee: {len(committee)} models trained on resamples of the labels together "
+            f"hesitate between {c1} ({p1:.2f}) and {c2} ({p2:.2f}), a margin of {p1 - p2:.2f} "
+            f"({split}; disagreement {disagreement[i]:.2f}); rank {rank + 1} of {len(keys)} "
             f"unlabeled samples"
         )
         picks.append(
             Pick(
                 str(keys[i]),
-                float(vote_entropy[i]),
+                float(doubt[i]),
                 reason,
                 _top_classes(proba, classes, i),
                 "committee",

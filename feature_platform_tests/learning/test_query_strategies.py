@@ -61,7 +61,7 @@ def test_entropy_and_margin_disagree_where_they_should() -> None:
     assert keys_of(select("entropy", ["two", "three"], proba, CLASSES, 1)) == ["three"]
 
 
-def test_committee_vote_entropy_with_given_members() -> None:
+def test_committee_with_given_members() -> None:
     class Member:
         classes_ = np.array(CLASSES)
 
@@ -91,7 +91,7 @@ def test_committee_vote_entropy_with_given_members() -> None:
         committee=committee,
     )
     assert keys_of(picks) == ["three_way", "two_one", "two_one_later"]
-    assert picks[0].score == pytest.approx(1.0)  # log(3)/log(3)
+    assert picks[0].score == pytest.approx(1.0)  # consensus (1/3, 1/3, 1/3): margin 0
     assert "1 say a, 1 say b, 1 say c" in picks[0].reason
     assert "2 say a, 1 say b" in picks[1].reason
 
@@ -366,3 +366,61 @@ def test_cluster_margin_with_some_zero_margins_keeps_weighting_by_doubt() -> Non
     picks = select("cluster_margin", keys, proba, CLASSES, 4, seed=0, features=features)
     assert len(picks) == 4
     assert not any("diversity alone" in p.reason for p in picks)
+
+
+class SoftMember:
+    """A fitted committee member with fixed probabilities per sample."""
+
+    classes_ = np.array(["a", "b"])
+
+    def __init__(self, proba: list[list[float]]) -> None:
+        self.proba = np.array(proba)
+
+    def predict(self, X):  # noqa: N803
+        return self.classes_[self.proba.argmax(axis=1)]
+
+    def predict_proba(self, X):  # noqa: N803
+        return self.proba
+
+
+def test_committee_asks_first_where_the_committee_as_a_whole_is_least_sure() -> None:
+    """Issue 14: ranking by vote entropy trailed scikit-activeml's QBC and plain margin.
+    'torn': every member says a at 0.52 (unanimous votes, yet a coin flip for all of them);
+    'split': 3 members sure of a, 2 sure of b (vote entropy high, consensus 0.62 / 0.38);
+    'sure': everyone says a at 0.95. The consensus margin puts 'torn' first."""
+    keys = ["sure", "split", "torn"]
+    committee = [SoftMember([[0.95, 0.05], [0.9, 0.1], [0.52, 0.48]]) for _ in range(3)] + [
+        SoftMember([[0.95, 0.05], [0.1, 0.9], [0.52, 0.48]]) for _ in range(2)
+    ]
+    picks = select(
+        "committee",
+        keys,
+        np.full((3, 2), 0.5),
+        ["a", "b"],
+        3,
+        features=np.zeros((3, 1)),
+        committee=committee,
+    )
+    assert keys_of(picks) == ["torn", "split", "sure"]
+    assert picks[0].score == pytest.approx(0.96)  # 1 - margin 0.04
+    assert "hesitate between a (0.52) and b (0.48), a margin of 0.04" in picks[0].reason
+    assert "3 say a, 2 say b" in picks[1].reason and "disagreement" in picks[1].reason
+
+
+def test_committee_breaks_equal_margins_by_disagreement() -> None:
+    """Same consensus (0.5 / 0.5) twice: the sample the members disagree on comes first."""
+    keys = ["agreeing", "disagreeing"]
+    committee = [
+        SoftMember([[0.5, 0.5], [0.9, 0.1]]),
+        SoftMember([[0.5, 0.5], [0.1, 0.9]]),
+    ]
+    picks = select(
+        "committee",
+        keys,
+        np.full((2, 2), 0.5),
+        ["a", "b"],
+        2,
+        features=np.zeros((2, 1)),
+        committee=committee,
+    )
+    assert keys_of(picks) == ["disagreeing", "agreeing"]
