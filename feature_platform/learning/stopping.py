@@ -170,8 +170,8 @@ def _kappa(a: np.ndarray, b: np.ndarray) -> float:
     k = int(codes.max()) + 1
     observed = float(np.mean(x == y))
     expected = float(np.dot(np.bincount(x, minlength=k), np.bincount(y, minlength=k))) / len(a) ** 2
-    if expected >= 1.0:
-        return 0.0  # both constant (different): sklearn gives nan; "no agreement beyond chance"
+    if expected >= 1.0:  # one constant class on both sides (agreement() answers that first)
+        return 1.0
     return (observed - expected) / (1.0 - expected)
 
 
