@@ -271,3 +271,22 @@ def test_snapshot_records_which_aggregation_ran_and_why(tmp_path: Path) -> None:
         "majority",
         "",
     )
+
+
+def test_annotator_seen_only_on_single_answers_gets_the_teams_pooled_accuracy() -> None:
+    redundant, truth = simulated_answers(100, k=3, seed=21)
+    rng = np.random.default_rng(22)
+    solo = [
+        (f"z{i}", "newcomer", DIGITS[rng.integers(10)], START + pd.Timedelta(hours=1, seconds=i))
+        for i in range(50)
+    ]
+    answers = pd.concat(
+        [redundant, pd.DataFrame(solo, columns=redundant.columns)], ignore_index=True
+    )
+    fit = fit_dawid_skene(answers)
+    assert "1 annotator(s) with no answer on a shared sample (newcomer)" in fit.reason
+    # With no evidence against them, the newcomer's single answers stand.
+    labels = fit.labels.set_index("sample_key")["label"]
+    assert all(labels[key] == label for key, _, label, _ in solo)
+    team = fit.annotator_accuracy()  # pooled: close to the team's average, not to 1 or 0
+    assert team["newcomer"] == pytest.approx(team.drop("newcomer").mean(), abs=0.1)
