@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from feature_platform.errors import FeaturePlatformError
 from feature_platform.feature_store import FeatureStore
+from feature_platform.governance.identity import system_actor
 from feature_platform.learning.rounds import Program
 from feature_platform.learning.stopping import StoppingRules
 from feature_platform.learning.tracking import ModelTracker
@@ -26,8 +27,9 @@ from feature_platform.settings import Settings
 
 @functools.cache
 def _store(settings: Settings) -> FeatureStore:
-    # One store (engine, caches) per process and location, shared by every step and sensor.
-    return FeatureStore(settings)
+    # One store (engine, caches) per process and location, shared by every step and sensor;
+    # Dagster's assets and sensors act as the platform's system identity (audited as such).
+    return FeatureStore(settings, actor=system_actor())
 
 
 def store_for(settings: Settings) -> FeatureStore:

@@ -7,6 +7,9 @@ people (overlap), so it counts as leased only while answers plus live leases fil
 
 API (every write is one transaction; people are named by their registered name)
 -------------------------------------------------------------------------------
+Only registered, active people whose role may `label` (annotator, reviewer, lead, admin; see
+`governance.roles`) may lease, submit, revise, skip or mark unsure: anyone else is refused
+(PermissionDeniedError; code `not_allowed` in a SubmitOutcome).
 - `create_batch(round, specs, classes, answers_needed, ...)`: one task per sample (idempotent).
 - `lease(person, limit, lease_seconds)`: hand out open tasks. **A live lease reserves its slot**:
   until it expires nobody else can fill it (a submission from someone else, an import included,
@@ -61,6 +64,11 @@ import pandas as pd
 import sqlalchemy as sa
 
 from feature_platform.errors import InvalidAnswerError, UnknownTaskError
+from feature_platform.governance.roles import (
+    AnnotatorRegistry,
+    PermissionDeniedError,
+    labeling_problem,
+)
 from feature_platform.store.db import as_utc, create_tables, metadata, utcnow, write_transaction
 
 PENDING, LEASED, ANSWERED, RESOLVED = "pending", "leased", "answered", "resolved"
@@ -238,8 +246,8 @@ ACCEPTED, ALREADY_RECORDED, REJECTED = "accepted", "already_recorded", "rejected
 class SubmitOutcome:
     """What became of one submission: accepted (a new answer, or a revision of the person's
     answer: then `answer.revises` is set), already_recorded (an identical retry) or rejected,
-    with `code` (unknown_task, invalid_label, conflict, task_complete, slot_reserved,
-    invalid_time, nothing_to_revise, grace_expired) and a sentence saying why."""
+    with `code` (not_allowed, unknown_task, invalid_label, conflict, task_complete,
+    slot_reserved, invalid_time, nothing_to_revise, grace_expired) and a sentence saying why."""
 
     submission: Submission
     status: str
@@ -320,8 +328,10 @@ def _is_retryable(exc: sa.exc.DBAPIError) -> bool:
 
 
 class TaskQueue:
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, registry: AnnotatorRegistry | None = None) -> None:
         self.engine = engine
+        # Only registered, active people with a labeling role may lease, answer, revise, skip.
+        self.registry = registry or AnnotatorRegistry(engine)
         create_tables(engine, tasks, leases, answers, passes, task_events)
 
     def _write(self, work: Callable[[sa.Connection], T], attempts: int = 3) -> T:
@@ -616,6 +626,7 @@ class TaskQueue:
         expires = now + timedelta(seconds=lease_seconds)
 
         def work(conn: sa.Connection) -> list[Task]:
+            _require_labeler(conn, annotator, "lease tasks")
             self._expire(conn, now)
             query = (
                 sa.select(tasks.c.id)
@@ -809,6 +820,9 @@ class TaskQueue:
             return rejected(
                 "invalid_time", f"time_spent_s must be a number >= 0, got {sub.time_spent_s!r}."
             )
+        problem = _labeler_problem(conn, sub.annotator)
+        if problem is not None:
+            return rejected("not_allowed", f"{problem}; nothing recorded.")
         mine = conn.execute(
             sa.select(answers)
             .where(answers.c.task_id == task.id, answers.c.annotator == sub.annotator)
@@ -971,6 +985,7 @@ class TaskQueue:
         now = now or utcnow()
 
         def work(conn: sa.Connection) -> Pass:
+            _require_labeler(conn, annotator, f"mark tasks {outcome}")
             row = conn.execute(
                 sa.select(tasks.c.id).where(tasks.c.id == task_id).with_for_update()
             ).first()
@@ -1163,8 +1178,29 @@ class TaskQueue:
             log_event(conn, task_id, "state", now, None, **{"from": state, "to": new})
 
 
+def _labeler_problem(conn: sa.Connection, name: str) -> str | None:
+    """Why `name` may not label, cached for the current transaction (an import checks the
+    same few people for thousands of rows)."""
+    transaction = conn.get_transaction()
+    cached = conn.info.get("fp_labelers")
+    if cached is None or cached[0] is not transaction:
+        cached = conn.info["fp_labelers"] = (transaction, {})
+    known: dict[str, str | None] = cached[1]
+    if name not in known:
+        known[name] = labeling_problem(conn, name)
+    return known[name]
+
+
+def _require_labeler(conn: sa.Connection, name: str, doing: str) -> None:
+    problem = _labeler_problem(conn, name)
+    if problem is not None:
+        raise PermissionDeniedError(f"{problem}: may not {doing}.")
+
+
 def _raise_or_answer(outcome: SubmitOutcome) -> Answer:
     if outcome.status == REJECTED:
+        if outcome.code == "not_allowed":
+            raise PermissionDeniedError(outcome.reason)
         if outcome.code == "unknown_task":
             raise UnknownTaskError(outcome.reason)
         raise InvalidAnswerError(outcome.reason)
