@@ -23,6 +23,7 @@ from feature_platform.defs.partitions import all_arrival_days_tags, rounds_parti
 from feature_platform.defs.resources import MlflowResource, ProgramResource, store_for
 from feature_platform.errors import FeaturePlatformError
 from feature_platform.feature_store import FeatureStore
+from feature_platform.governance.identity import system_actor
 from feature_platform.labeling.simulated import SimulatedAnnotators
 from feature_platform.learning.loop import run_loop
 from feature_platform.settings import Settings
@@ -196,7 +197,7 @@ def run_demo(options: DemoOptions, home: Path, log=print) -> DemoReport:  # noqa
 
     log("baseline: the same rounds with random selection (same seed, same annotators) ...")
     with tempfile.TemporaryDirectory() as scratch:
-        baseline_store = FeatureStore(Settings.under(scratch))
+        baseline_store = FeatureStore(Settings.under(scratch), actor=system_actor())
         digits.bootstrap(baseline_store)
         baseline = run_loop(
             baseline_store,
