@@ -69,6 +69,7 @@ from feature_platform.governance.roles import (
     PermissionDeniedError,
     labeling_problem,
 )
+from feature_platform.names import check_name
 from feature_platform.store.db import as_utc, create_tables, metadata, utcnow, write_transaction
 
 PENDING, LEASED, ANSWERED, RESOLVED = "pending", "leased", "answered", "resolved"
@@ -364,6 +365,7 @@ class TaskQueue:
         `overlap_fraction` of the tasks (chosen by hash, see `overlap_selected`) wants
         `overlap_answers` (e.g. 10 % of tasks answered by 3 people to measure agreement).
         """
+        check_name(round_key, "round")  # becomes a partition key and folder names
         if answers_needed < 1:
             raise ValueError("answers_needed must be at least 1.")
         if not 0.0 <= overlap_fraction <= 1.0:
