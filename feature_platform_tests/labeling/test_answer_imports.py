@@ -27,7 +27,8 @@ def fs(database_url: str, tmp_path: Path) -> FeatureStore:
     registry = AnnotatorRegistry(store.engine)
     for name in ("ann", "bob", "gone"):
         registry.add(name, "annotator")
-    registry.add("eve", "engineer")
+    registry.add("eve", "viewer")
+    registry.add("ops", "lead")  # runs imports
     registry.deactivate("gone")
     specs = [TaskSpec(f"s{i}", "margin", 0.5, "test", "pets@v1", "m1") for i in range(3)]
     store.queue.create_batch("r1", specs, CLASSES, answers_needed=2)
@@ -75,7 +76,7 @@ def test_jsonl_import_takes_valid_rows_and_reports_each_bad_one(fs: FeatureStore
     assert rejected[5].startswith("duplicate of line 1")
     assert "unknown annotator: 'mallory'" in rejected[6]
     assert "'gone' may not label (deactivated)" in rejected[7]
-    assert "'eve' may not label (role 'engineer')" in rejected[8]
+    assert "'eve' may not label (role 'viewer')" in rejected[8]
     assert "no task for sample 's9' in 'r1'" in rejected[10]
     assert "time_spent_s 'soon' is not a number" in rejected[11]
     assert "answered_at 'yesterday'" in rejected[12]
@@ -102,13 +103,13 @@ def test_conflicting_and_surplus_answers_are_rejected_against_stored_ones(
 ) -> None:
     t0, _, _ = ids(fs)
     fs.queue.submit(t0, "ann", "cat")
-    fs.queue.submit(t0, "bob", "dog")
+    fs.queue.submit(t0, "bob", "dog", submission_id="web-1")
     registry = AnnotatorRegistry(fs.engine)
     registry.add("cid", "annotator")
     text = jsonl(
         [
             {"task_id": t0, "annotator": "ann", "label": "cat"},  # already recorded
-            {"task_id": t0, "annotator": "bob", "label": "cat"},  # changes a stored answer
+            {"task_id": t0, "annotator": "bob", "label": "cat"},  # another id, another label
             {"task_id": t0, "annotator": "cid", "label": "cat"},  # task already full
         ]
     )
