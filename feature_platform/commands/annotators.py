@@ -19,6 +19,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.set_defaults(handler=run_add)
     listing = commands.add_parser("list", help="everyone registered")
     listing.set_defaults(handler=run_list)
+    password = commands.add_parser(
+        "set-password",
+        help="set a person's web sign-in password (asked at a prompt, or one line on stdin)",
+    )
+    password.add_argument("name")
+    password.add_argument("--actor", default=None, help="who sets it (audit log)")
+    password.set_defaults(handler=run_set_password)
 
 
 def _registry():  # noqa: ANN202
@@ -45,4 +52,24 @@ def run_list(args: argparse.Namespace) -> int:
     for person in people:
         state = "" if person.active else " (deactivated)"
         print(f"{person.name}: {person.role}{state} {person.identities or ''}".rstrip())
+    return 0
+
+
+def run_set_password(args: argparse.Namespace) -> int:
+    """The password never comes from argv (it would show in `ps` and shell history)."""
+    import getpass
+    import sys
+
+    from feature_platform.governance.credentials import Credentials
+
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            print("error: the two passwords differ; nothing changed", file=sys.stderr)
+            return 2
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    actor = args.actor or os.environ.get("FP_ACTOR") or os.environ.get("USER") or "cli"
+    Credentials(_registry().engine).set_password(args.name, password, actor=actor)
+    print(f"password set for {args.name}")
     return 0

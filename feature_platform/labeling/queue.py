@@ -812,6 +812,52 @@ class TaskQueue:
 
         return self._write(work)
 
+    def renew(
+        self, task_id: str, annotator: str, lease_seconds: float = 900, now: datetime | None = None
+    ) -> Lease | None:
+        """Push a live lease's expiry to `now + lease_seconds` (a person still at work on it).
+        None when `annotator` holds no live lease on the task (it expired or was answered)."""
+        now = now or utcnow()
+        expires = now + timedelta(seconds=lease_seconds)
+
+        def work(conn: sa.Connection) -> Lease | None:
+            _lock(conn, [task_id])
+            mine = (leases.c.task_id == task_id) & (leases.c.annotator == annotator)
+            row = conn.execute(sa.select(leases).where(mine, leases.c.expires_at > now)).first()
+            if row is None:
+                return None
+            conn.execute(leases.update().where(mine).values(expires_at=expires))
+            log_event(
+                conn, task_id, "lease_renewed", now, annotator, expires_at=expires.isoformat()
+            )
+            return Lease(task_id, annotator, as_utc(row.leased_at), expires)
+
+        return self._write(work)
+
+    def release(
+        self,
+        task_id: str,
+        annotator: str,
+        *,
+        event: str = "released",
+        now: datetime | None = None,
+        **detail: Any,
+    ) -> bool:
+        """Give a lease back before it expires (signed out, skipped), so the task is offered
+        again at once; `event` and `detail` go into its history. False if none was held."""
+        now = now or utcnow()
+
+        def work(conn: sa.Connection) -> bool:
+            _lock(conn, [task_id])
+            mine = (leases.c.task_id == task_id) & (leases.c.annotator == annotator)
+            if conn.execute(leases.delete().where(mine)).rowcount == 0:
+                return False
+            log_event(conn, task_id, event, now, annotator, **detail)
+            self._refresh_state(conn, task_id, now)
+            return True
+
+        return self._write(work)
+
     @staticmethod
     def _counts(conn: sa.Connection, task_id: str, now: datetime) -> tuple[int, int]:
         """(answers, live leases) of a task."""
