@@ -553,7 +553,7 @@ def review(request: Request) -> Response:
                 ],
                 "guesses": render.top_guesses(task),
                 "why": render.why_in_words(task),
-                "keys": _label_keys(lookup_program(task=task).classes),
+                "label_keys": _label_keys(lookup_program(task=task).classes),
                 "has_image": render.sample_image(task) is not None,
             }
         )
@@ -675,10 +675,10 @@ def dashboard(request: Request) -> Response:
         else pd.DataFrame()
     )
     lead_row = _records(lead[lead["round"] == selected]) if len(lead) else []
-    status = metrics.queue_status(queue, selected)
+    health = metrics.queue_status(queue, selected)
     round_answers = queue.answers(selected) if selected else pd.DataFrame()
     agreement = annotator_agreement(round_answers) if len(round_answers) else pd.DataFrame()
-    oldest = status.oldest_lease
+    oldest = health.oldest_lease
     return _page(
         request,
         "dashboard.html",
@@ -689,7 +689,7 @@ def dashboard(request: Request) -> Response:
         trained_rounds=sorted(models),
         labeling=row,
         lead=lead_row[0] if lead_row else None,
-        status=status,
+        health=health,
         oldest_age_s=(utcnow() - oldest.leased_at).total_seconds() if oldest else None,
         agreement=_records(agreement),
         drift=_drift_status(state, program),

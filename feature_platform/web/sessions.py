@@ -142,12 +142,14 @@ def csrf_ok(expected: str, given: str | None) -> bool:
 
 
 class LoginLimiter:
-    """At most `attempts` failed sign-ins per `window` seconds, per client address and per
-    name, so neither one address guessing many names nor many addresses guessing one name
-    gets far. In-process: one server process (uvicorn's default) sees every attempt."""
+    """At most `attempts` failed sign-ins per `window` seconds per name, and `per_address`
+    times as many per client address (several people may share one), so neither one address
+    guessing many names nor many addresses guessing one name gets far. In-process: one
+    server process (uvicorn's default) sees every attempt."""
 
-    def __init__(self, attempts: int = 5, window: float = 300.0) -> None:
+    def __init__(self, attempts: int = 5, window: float = 300.0, per_address: int = 4) -> None:
         self.attempts, self.window = attempts, window
+        self.limits = {"ip": attempts * per_address, "name": attempts}
         self._failures: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
@@ -163,8 +165,8 @@ class LoginLimiter:
         with self._lock:
             waits = [
                 self.window - (now - found[0])
-                for key in (f"ip:{client}", f"name:{name}")
-                if len(found := self._recent(key, now)) >= self.attempts
+                for kind, key in (("ip", f"ip:{client}"), ("name", f"name:{name}"))
+                if len(found := self._recent(key, now)) >= self.limits[kind]
             ]
         return max(waits, default=0.0)
 
