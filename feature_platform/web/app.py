@@ -346,7 +346,29 @@ def annotate(request: Request) -> Response:
     held = queue.leases(annotator=person.name)
     if not held and queue.lease(person.name, 1, state.config.lease_seconds):
         held = queue.leases(annotator=person.name)
-    context = _nav(person, session) | {"last": _my_last_answer(state, person.name)}
+    last = _my_last_answer(state, person.name)
+    context = _nav(person, session) | {"last": last}
+    correcting = request.query_params.get("revise")
+    if correcting is not None:
+        if last is None or last["task_id"] != correcting:
+            raise HTTPException(409, "The grace period to change that answer is over.")
+        task = _task_or_404(state, correcting)
+        program = lookup_program(task=task)
+        return _page(
+            request,
+            "annotate.html",
+            task=task,
+            program=program,
+            lease=None,
+            revising=last,
+            sample=render.sample_view(task, program),
+            guesses=render.top_guesses(task),
+            why=render.why_in_words(task),
+            progress=_progress(state, task.round, person.name),
+            skip_reasons=SKIP_REASONS,
+            keys=_label_keys(program.classes),
+            **context,
+        )
     if not held:
         rounds = queue.rounds()
         return _page(
@@ -364,6 +386,7 @@ def annotate(request: Request) -> Response:
         task=task,
         program=program,
         lease=lease,
+        revising=None,
         sample=render.sample_view(task, program),
         guesses=render.top_guesses(task),
         why=render.why_in_words(task),
@@ -394,6 +417,9 @@ _STATUS_FOR = {
     "invalid_time": 422,
     "conflict": 409,
     "task_complete": 409,
+    "slot_reserved": 409,
+    "nothing_to_revise": 409,
+    "grace_expired": 409,
 }
 
 
@@ -470,35 +496,80 @@ def answer(request: Request, form: dict[str, str]) -> Response:
     return RedirectResponse("/annotate", status_code=303)
 
 
-def _give_back(request: Request, form: dict[str, str], event: str) -> Response:
-    """Skip or unsure: the lease goes back with the reason in the task's history."""
+def _pass(request: Request, form: dict[str, str], outcome: str) -> Response:
+    """Skip (with a reason) or unsure: the queue records the pass with the person, releases
+    their lease and never offers them the task again."""
     state = _state(request)
     _, person = _checked(request, form, "label")
     task = _task_or_404(state, _field(form, "task_id", 64))
     reason = form.get("reason", "").strip()
     if len(reason) > MAX_REASON:
         raise HTTPException(400, f"The reason is longer than {MAX_REASON} characters.")
-    if event == "skipped" and not reason:
+    if outcome == "skip" and not reason:
         raise HTTPException(400, "A skip needs a reason.")
-    if not state.store.queue.release(task.id, person.name, event=event, reason=reason):
+    if not any(lease.task_id == task.id for lease in state.store.queue.leases(person.name)):
         raise HTTPException(409, "This task is not leased to you; nothing changed.")
-    state.audit.record(person.name, f"label.{event}", f"task:{task.id}", {"reason": reason})
+    try:
+        if outcome == "skip":
+            state.store.queue.skip(task.id, person.name, reason)
+        else:
+            state.store.queue.unsure(task.id, person.name, reason)
+    except InvalidAnswerError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    state.audit.record(person.name, f"label.{outcome}", f"task:{task.id}", {"reason": reason})
     return RedirectResponse("/annotate", status_code=303)
 
 
 def skip(request: Request, form: dict[str, str]) -> Response:
-    return _give_back(request, form, "skipped")
+    return _pass(request, form, "skip")
 
 
 def unsure(request: Request, form: dict[str, str]) -> Response:
-    return _give_back(request, form, "unsure")
+    return _pass(request, form, "unsure")
 
 
 def undo(request: Request, form: dict[str, str]) -> Response:
-    _checked(request, form, "label")
-    raise HTTPException(
-        409, "Undo needs answer revisions in the queue, which this version does not have yet."
+    """`z`: take back the last answer within the grace period: the task comes back on screen
+    and the new answer is recorded as a revision of the old one (kept, never overwritten)."""
+    state = _state(request)
+    _, person = _checked(request, form, "label")
+    task = _task_or_404(state, _field(form, "task_id", 64))
+    last = _my_last_answer(state, person.name)
+    if last is None or last["task_id"] != task.id:
+        raise HTTPException(
+            409, "Only your last answer can be undone, within its grace period; nothing changed."
+        )
+    return RedirectResponse(f"/annotate?revise={quote(task.id)}", status_code=303)
+
+
+def revise(request: Request, form: dict[str, str]) -> Response:
+    state = _state(request)
+    _, person = _checked(request, form, "label")
+    task = _task_or_404(state, _field(form, "task_id", 64))
+    label = _field(form, "label")
+    if label not in task.classes:
+        raise HTTPException(
+            422, f"{label!r} is not one of this task's labels {task.classes}; nothing recorded."
+        )
+    try:
+        answer = state.store.queue.revise(
+            task.id,
+            person.name,
+            label,
+            reason="undone in the web app",
+            within=timedelta(seconds=state.config.undo_seconds),
+        )
+    except UnknownTaskError as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except InvalidAnswerError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    state.audit.record(
+        person.name,
+        "label.revise",
+        f"task:{task.id}",
+        {"label": label, "answer_id": answer.id, "revises": answer.revises, "via": "web"},
     )
+    return RedirectResponse("/annotate", status_code=303)
 
 
 def renew(request: Request, form: dict[str, str]) -> Response:
@@ -516,6 +587,7 @@ def sample_png(request: Request) -> Response:
     _, person = _signed_in(request)
     task = _task_or_404(state, request.path_params["task_id"])
     holds = any(lease.task_id == task.id for lease in state.store.queue.leases(person.name))
+    holds = holds or bool(state.store.queue.answer_history(task.id, person.name))
     if not (holds or person.may("adjudicate") or person.may("publish")):
         raise HTTPException(403, "Only the person working on a task (or a reviewer) sees it.")
     image = render.sample_image(task)
@@ -821,6 +893,7 @@ def create_app(
         Route("/annotate/skip", _post(skip), methods=["POST"]),
         Route("/annotate/unsure", _post(unsure), methods=["POST"]),
         Route("/annotate/undo", _post(undo), methods=["POST"]),
+        Route("/annotate/revise", _post(revise), methods=["POST"]),
         Route("/annotate/renew", _post(renew), methods=["POST"]),
         Route("/sample/{task_id}.png", _get(sample_png)),
         Route("/review", _get(review)),
