@@ -301,10 +301,11 @@ def logout(request: Request, form: dict[str, str]) -> Response:
 
 def home(request: Request) -> Response:
     _, person = _signed_in(request)
-    if person.may("label"):
-        return RedirectResponse("/annotate", status_code=303)
+    # Reviewers land on their conflicts: opening /annotate leases a task (reserving its slot).
     if person.may("adjudicate"):
         return RedirectResponse("/review", status_code=303)
+    if person.may("label"):
+        return RedirectResponse("/annotate", status_code=303)
     return RedirectResponse("/dashboard", status_code=303)
 
 

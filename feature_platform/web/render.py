@@ -77,6 +77,7 @@ def percent(p: float) -> str:
     return f"{round(100 * p)} %"
 
 
+_COLD = re.compile(r"cold start \(([^)]*)\)")
 _CLUSTER = re.compile(r"(?:group of|typical of) (\d+) similar")
 _COMMITTEE = re.compile(r"committee: (\d+) models .*?\(([^;]*);")
 
@@ -86,9 +87,12 @@ def why_in_words(task: Task) -> list[str]:
     model's top classes and the selection's reason)."""
     sentences = []
     top = top_guesses(task, 2)
-    if task.strategy == "cold_start" or not top:
-        if task.strategy == "cold_start":
-            sentences.append("There is no trained model yet: this sample starts the labels off.")
+    if task.strategy == "cold_start":
+        cold = _COLD.search(task.reason)
+        why = cold.group(1) if cold else "no model yet"
+        sentences.append(f"Cold start ({why}): this sample helps the first model get going.")
+    elif not top:
+        pass
     elif task.strategy in ("margin", "cluster_margin", "entropy") and len(top) == 2:
         (c1, p1), (c2, p2) = top
         sentences.append(
