@@ -24,7 +24,6 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -316,13 +315,19 @@ def _progress(state: State, task_round: str, me: str) -> dict[str, Any]:
     counts = state.store.queue.counts(task_round)
     total = sum(counts.values())
     done = counts[ANSWERED] + counts[RESOLVED]
-    mine = state.store.queue.answers(task_round)
+    # A count, not the answers frame: this runs on every page an annotator opens.
+    with state.store.engine.connect() as conn:
+        mine = conn.execute(
+            sa.select(sa.func.count(sa.distinct(answers.c.task_id)))
+            .select_from(answers.join(tasks, tasks.c.id == answers.c.task_id))
+            .where(tasks.c.round == task_round, answers.c.annotator == me)
+        ).scalar_one()
     return {
         "round": task_round,
         "total": total,
         "done": done,
         "percent": round(100 * done / total) if total else 0,
-        "mine": int((mine["annotator"] == me).sum()) if len(mine) else 0,
+        "mine": int(mine),
     }
 
 
@@ -852,16 +857,36 @@ def publish(request: Request, form: dict[str, str]) -> Response:
 # -- the app -------------------------------------------------------------------------------
 
 
-async def _security_headers(request: Request, call_next):  # noqa: ANN001, ANN202
-    response = await call_next(request)
-    response.headers["Content-Security-Policy"] = (
-        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
-    )
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "same-origin"
-    if response.media_type == "text/html":
-        response.headers["Cache-Control"] = "no-store"
-    return response
+class SecurityHeaders:
+    """Headers on every response: no inline script or style, no framing, no sniffing, and
+    pages never cached (they hold CSRF tokens). Plain ASGI: no per-request task group."""
+
+    HEADERS = [
+        (
+            b"content-security-policy",
+            b"default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
+        ),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"same-origin"),
+    ]
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", [])) + self.HEADERS
+                if any(k == b"content-type" and v.startswith(b"text/html") for k, v in headers):
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def create_app(
@@ -909,7 +934,7 @@ def create_app(
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(BaseHTTPMiddleware, dispatch=_security_headers)],
+        middleware=[Middleware(SecurityHeaders)],
         exception_handlers={SignInRequired: sign_in_required, HTTPException: http_error},
     )
     app.state.web = state
