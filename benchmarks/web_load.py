@@ -16,6 +16,8 @@ Then the stores are checked: answers stored vs accepted (303) submissions, dupli
 
 Reference, in the same run: the same lease + submit calls made directly on `TaskQueue` from
 `clients` threads (no HTTP, no sessions, no templates); the ratio says what the web layer costs.
+`web_1_client` is one client alone (2 x answers tasks, overlap 1): a request's own time, with
+nobody queued in front of it.
 The last line printed is one JSON document with every figure.
 """
 
@@ -273,7 +275,13 @@ def main() -> None:
     args = parser.parse_args()
     results: dict[str, dict] = {}
     for backend in args.backends.split(","):
-        for kind, runner in (("web", run_web), ("direct_queue", run_direct)):
+        runs = (
+            ("web", run_web, args.clients, args.answers, args.overlap),
+            # One client alone: the time a request takes when nobody waits in front of it.
+            ("web_1_client", run_web, 1, 2 * args.answers, 1),
+            ("direct_queue", run_direct, args.clients, args.answers, args.overlap),
+        )
+        for kind, runner, clients, answers, overlap in runs:
             with tempfile.TemporaryDirectory() as home:
                 drop = None
                 url = None
@@ -282,7 +290,7 @@ def main() -> None:
                 try:
                     print(f"{backend} / {kind} ...", file=sys.stderr, flush=True)
                     results.setdefault(backend, {})[kind] = runner(
-                        _settings(Path(home), url), args.clients, args.answers, args.overlap
+                        _settings(Path(home), url), clients, answers, overlap
                     )
                 finally:
                     if drop is not None:
@@ -301,7 +309,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for backend, by_kind in results.items():
-        for kind in ("web", "direct_queue"):
+        for kind in ("web", "web_1_client", "direct_queue"):
             r = by_kind[kind]
             print(
                 f"{backend:<9} {kind:<13} {r['next_task']['p50_ms']:>9} "

@@ -8,11 +8,13 @@ the server, whatever the page showed). Answers go through the queue's own submis
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -103,6 +105,13 @@ class State:
         )
         self.templates.filters["pct"] = render.percent
         self._drift: dict[str, str] = {}
+        # SQLite takes one writer at a time and makes the others sleep in growing steps (its
+        # busy handler); the busiest writes of this process queue on a lock instead.
+        sqlite = self.store.engine.dialect.name == "sqlite"
+        self._write_lock = threading.Lock() if sqlite else None
+
+    def writing(self) -> contextlib.AbstractContextManager:
+        return self._write_lock if self._write_lock is not None else contextlib.nullcontext()
 
     def tracker(self, program: WebProgram):  # noqa: ANN201
         from feature_platform.learning.tracking import ModelTracker
@@ -271,7 +280,8 @@ def login(request: Request, form: dict[str, str]) -> Response:
     cookie, _ = state.sessions.start(name)
     state.audit.record(name, "web.login", client)
     target = form.get("next", "")
-    if not target.startswith("/") or target.startswith("//"):
+    # Only a path on this site: "//host" and "/\\host" would leave it.
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
         target = "/"
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
@@ -350,7 +360,11 @@ def annotate(request: Request) -> Response:
     session, person = _require(request, "label")
     queue = state.store.queue
     held = queue.leases(annotator=person.name)
-    if not held and queue.lease(person.name, 1, state.config.lease_seconds):
+    leased = []
+    if not held:
+        with state.writing():
+            leased = queue.lease(person.name, 1, state.config.lease_seconds)
+    if not held and leased:
         held = queue.leases(annotator=person.name)
     last = _my_last_answer(state, person.name)
     context = _nav(person, session) | {"last": last}
@@ -433,8 +447,8 @@ def submit_answer(state: State, task_id: str, annotator: str, label: str) -> int
     """Record one answer from the web through the queue's own submission, in one transaction
     with its check that `annotator` still holds a live lease on the task and its audit entry.
     Returns the answer id; raises HTTPException (4xx) recording nothing otherwise."""
-    now = utcnow()
-    with write_transaction(state.store.engine) as conn:
+    with state.writing(), write_transaction(state.store.engine) as conn:
+        now = utcnow()
         found = conn.execute(
             sa.select(tasks.c.id).where(tasks.c.id == task_id).with_for_update()
         ).first()
@@ -939,7 +953,3 @@ def create_app(
     )
     app.state.web = state
     return app
-
-
-def now_iso(value: datetime) -> str:
-    return value.isoformat()

@@ -425,3 +425,11 @@ def test_answer_flow_on_postgres(tmp_path, postgres_url: str) -> None:  # noqa: 
     assert client.post("/annotate/answer", data=form).status_code == 409
     assert _answers(web) == 1
     web.state.store.engine.dispose()
+
+
+def test_sign_in_returns_only_to_a_page_of_this_site(web: Web) -> None:
+    for target, expected in [("/review", "/review"), ("//evil.example", "/"), ("/\\evil", "/")]:
+        client = web.client()
+        token = client.get("/login").text.split('name="csrf" value="')[1].split('"')[0]
+        form = {"csrf": token, "name": "rev", "password": PASSWORD, "next": target}
+        assert client.post("/login", data=form).headers["location"] == expected
