@@ -26,24 +26,31 @@ class WebProgram:
         return tuple(self.program.classes)
 
 
-DIGITS = WebProgram(
-    name="digits",
-    title="Handwritten digits",
-    program=Program(
-        feature_set=os.environ.get("FP_FEATURE_SET", "digits@training"),
-        answers_per_task=int(os.environ.get("FP_ANSWERS_PER_TASK", "1")),
-    ),
-    instructions=(
-        "Which digit is written? Answer with the digit keys 0-9. If you cannot tell, press u "
-        "(unsure); if the image is not a digit at all, press s and say why."
-    ),
-    modality=IMAGE_8X8,
-    model_name="digits-classifier",
-)
+def _digits() -> WebProgram:
+    # The same FP_* settings (and defaults) the code location's ProgramResource.from_env reads.
+    env = os.environ.get
+    return WebProgram(
+        name="digits",
+        title="Handwritten digits",
+        program=Program(
+            feature_set=env("FP_FEATURE_SET", "digits@training"),
+            strategy=env("FP_STRATEGY", "margin"),
+            batch_size=int(env("FP_BATCH_SIZE", "20")),
+            label_budget=int(env("FP_LABEL_BUDGET", "200")),
+            answers_per_task=int(env("FP_ANSWERS_PER_TASK", "1")),
+            seed=int(env("FP_SEED", "0")),
+        ),
+        instructions=(
+            "Which digit is written? Answer with the digit keys 0-9. If you cannot tell, press "
+            "u (unsure); if the image is not a digit at all, press s and say why."
+        ),
+        modality=IMAGE_8X8,
+        model_name="digits-classifier",
+    )
 
 
 def programs() -> list[WebProgram]:
-    return [DIGITS]
+    return [_digits()]
 
 
 def lookup_program(name: str | None = None, task: Task | None = None) -> WebProgram:
@@ -51,4 +58,4 @@ def lookup_program(name: str | None = None, task: Task | None = None) -> WebProg
     known = {p.name: p for p in programs()}
     if name is not None and name in known:
         return known[name]
-    return DIGITS
+    return known["digits"]

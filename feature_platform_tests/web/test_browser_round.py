@@ -64,8 +64,8 @@ class Loop:
     """The round sensors and jobs, evaluated and executed the way the daemon would."""
 
     def __init__(self, settings: Settings) -> None:
-        program = ProgramResource(batch_size=BATCH, label_budget=3 * BATCH, answers_per_task=2)
-        self.defs = build_definitions(settings, program)
+        # From the same FP_* variables the web app reads the program's settings from.
+        self.defs = build_definitions(settings, ProgramResource.from_env())
         self.instance = dg.DagsterInstance.ephemeral()
         self.store = StoreResource.from_settings(settings).get()
 
@@ -137,10 +137,17 @@ def _sample_key(page) -> str:  # noqa: ANN001
     return re.search(r"sample (\d+)", page.inner_text(".meta")).group(1)
 
 
-def test_people_label_a_round_in_the_browser_and_the_loop_retrains(tmp_path: Path) -> None:
+def test_people_label_a_round_in_the_browser_and_the_loop_retrains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     chromium = _chromium()
     from playwright.sync_api import sync_playwright
 
+    program = {"FP_BATCH_SIZE": BATCH, "FP_LABEL_BUDGET": 3 * BATCH, "FP_ANSWERS_PER_TASK": 2}
+    for variable, value in program.items():
+        monkeypatch.setenv(variable, str(value))
+    for variable in ("FP_STRATEGY", "FP_SEED", "FP_FEATURE_SET", "FP_COLD_START"):
+        monkeypatch.delenv(variable, raising=False)
     settings = Settings.under(tmp_path / "fp")
     loop = Loop(settings)
     loop.run("refresh_features", tags=all_arrival_days_tags())
@@ -219,6 +226,7 @@ def test_people_label_a_round_in_the_browser_and_the_loop_retrains(tmp_path: Pat
             lead.goto(f"{base}/dashboard")
             assert "round-002: no model trained yet" in lead.inner_text("#round-model")
             lead.goto(f"{base}/lead")
+            assert "answers_per_task\t2" in lead.inner_text("section.card")
             lead.screenshot(path=str(SCREENSHOTS / "lead.png"), full_page=True)
 
             # The next round appears for the annotators, scored by the new model.
