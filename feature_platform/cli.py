@@ -13,6 +13,7 @@ import sys
 
 from feature_platform import commands
 from feature_platform.errors import FeaturePlatformError
+from feature_platform.governance.identity import acting_as, configured_actor
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.handler(args) or 0)
+        # The command line acts as FP_USER (default: the OS user), never as a flag's value.
+        with acting_as(configured_actor()):
+            return int(args.handler(args) or 0)
     except FeaturePlatformError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

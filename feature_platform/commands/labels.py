@@ -4,14 +4,9 @@ adjudicate, measure agreement, freeze a label snapshot."""
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 FORMATS = ("label-studio", "jsonl", "csv")
-
-
-def _actor() -> str:
-    return os.environ.get("FP_ACTOR") or os.environ.get("USER") or "cli"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +22,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     imp.add_argument("file", type=Path)
     imp.add_argument("--format", choices=FORMATS, required=True)
-    imp.add_argument("--actor", default=None, help="who runs the import (audit log)")
     imp.set_defaults(handler=run_import)
 
     quarantine = commands.add_parser("quarantine", help="rejected import rows kept for review")
@@ -43,7 +37,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     adjudicate.add_argument("task_id")
     adjudicate.add_argument("label")
-    adjudicate.add_argument("--reviewer", required=True)
     adjudicate.add_argument("--reason", default="")
     adjudicate.set_defaults(handler=run_adjudicate)
 
@@ -95,14 +88,15 @@ def run_import(args: argparse.Namespace) -> int:
         rows,
         source=str(args.file),
         format=args.format,
-        actor=args.actor or _actor(),
     )
     print(
         f"{args.file} ({args.format}), import {report.import_id}: accepted {report.accepted}, "
         f"already recorded {report.already_recorded}, rejected {len(report.rejected)}"
     )
+    from feature_platform.names import printable
+
     for row in report.rejected:
-        print(f"  line {row.line}: {row.reason}")
+        print(f"  line {row.line}: {printable(row.reason)}")
     if report.rejected:
         print(
             f"rejected rows are kept for review: feature-platform labels quarantine "
@@ -116,14 +110,16 @@ def run_import(args: argparse.Namespace) -> int:
 
 def run_quarantine(args: argparse.Namespace) -> int:
     from feature_platform.labeling.imports import quarantined
+    from feature_platform.names import printable
 
     frame = quarantined(_store().engine, args.import_id)
     if frame.empty:
         print("no quarantined rows")
         return 0
+    # Rejected rows are untrusted text: control characters are shown escaped, never sent raw.
     for row in frame.itertuples(index=False):
-        print(f"{row.import_id} {row.source} line {row.line}: {row.reason}")
-        print(f"    {row.raw[:300]}")
+        print(printable(f"{row.import_id} {row.source} line {row.line}: {row.reason}"))
+        print(f"    {printable(row.raw[:300])}")
     return 0
 
 
@@ -132,14 +128,19 @@ def run_conflicts(args: argparse.Namespace) -> int:
     if conflicts.empty:
         print("no undecided conflicts")
         return 0
+    from feature_platform.names import printable
+
     for row in conflicts.itertuples(index=False):
-        print(f"{row.task_id} {row.round} sample {row.sample_key}: votes {row.votes}")
+        print(printable(f"{row.task_id} {row.round} sample {row.sample_key}: votes {row.votes}"))
     return 0
 
 
 def run_adjudicate(args: argparse.Namespace) -> int:
+    from feature_platform.governance.identity import current_actor
+
+    # The reviewer is whoever runs the command (FP_USER / the OS user), never a flag.
     decision = _store().labels.adjudications.decide(
-        args.task_id, args.label, args.reviewer, args.reason
+        args.task_id, args.label, current_actor().name, args.reason
     )
     print(
         f"decision {decision.id}: sample {decision.sample_key} is {decision.label!r} "
