@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 from feature_platform.catalog import digits  # noqa: E402
 from feature_platform.feature_store import FeatureStore  # noqa: E402
 from feature_platform.governance.credentials import Credentials  # noqa: E402
+from feature_platform.governance.identity import SYSTEM  # noqa: E402
 from feature_platform.governance.roles import AnnotatorRegistry  # noqa: E402
 from feature_platform.labeling.queue import TaskSpec  # noqa: E402
 from feature_platform.settings import Settings  # noqa: E402
@@ -73,9 +74,9 @@ def _prepare(settings: Settings, clients: int, answers: int, overlap: int) -> Fe
     store = FeatureStore(settings)
     registry = AnnotatorRegistry(store.engine)
     credentials = Credentials(store.engine, registry)
-    for i in range(clients):
-        registry.add(f"a{i:03d}", "annotator")
-        credentials.set_password(f"a{i:03d}", PASSWORD)
+    for i in range(clients):  # registered by the platform's own (admin) identity
+        registry.add(f"a{i:03d}", "annotator", actor=SYSTEM)
+        credentials.set_password(f"a{i:03d}", PASSWORD, actor=SYSTEM)
     n_tasks = clients * answers // overlap
     specs = [
         TaskSpec(

@@ -17,7 +17,8 @@ import sqlalchemy as sa
 
 from feature_platform.errors import FeaturePlatformError
 from feature_platform.governance.audit import AuditLog
-from feature_platform.governance.roles import AnnotatorRegistry
+from feature_platform.governance.identity import Actor, as_actor
+from feature_platform.governance.roles import AnnotatorRegistry, PermissionDeniedError
 from feature_platform.store.db import create_tables, metadata, utcnow
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P, KEY_BYTES, SALT_BYTES = 2**14, 8, 1, 32, 16
@@ -59,10 +60,25 @@ class Credentials:
         create_tables(engine, credentials)
 
     def set_password(
-        self, name: str, password: str, *, actor: str = "system", now: datetime | None = None
+        self,
+        name: str,
+        password: str,
+        *,
+        actor: Actor | str | None = None,
+        now: datetime | None = None,
     ) -> None:
-        """Store a new hash for a registered person (replacing any previous one), audited."""
+        """Store a new hash for a registered person (replacing any previous one), audited.
+        `actor` (default: the current actor) is the person themselves or may manage people."""
         self.registry.get(name)  # raises UnknownAnnotatorError with a hint
+        acting = as_actor(actor)
+        if acting.name != name or acting.is_system:
+            try:
+                self.registry.require(acting, "manage_people")
+            except PermissionDeniedError as exc:
+                raise PermissionDeniedError(
+                    f"{acting.name!r} may not set {name!r}'s password: only they or an admin "
+                    f"may. ({exc})"
+                ) from exc
         if len(password) < MIN_PASSWORD_LENGTH:
             raise WeakPasswordError(
                 f"The password for {name!r} is too short: at least {MIN_PASSWORD_LENGTH} "
@@ -85,7 +101,7 @@ class Credentials:
             )
             if updated.rowcount == 0:
                 conn.execute(credentials.insert().values(name=name, **values))
-            self.audit.record(actor, "person.set_password", name, conn=conn, now=now)
+            self.audit.record(acting, "person.set_password", name, conn=conn, now=now)
 
     def has_password(self, name: str) -> bool:
         with self.engine.connect() as conn:

@@ -34,6 +34,7 @@ from starlette.staticfiles import StaticFiles
 from feature_platform.errors import FeaturePlatformError, InvalidAnswerError, UnknownTaskError
 from feature_platform.feature_store import FeatureStore
 from feature_platform.governance.credentials import Credentials
+from feature_platform.governance.identity import Actor, acting_as
 from feature_platform.governance.roles import AnnotatorRegistry, PermissionDeniedError, Person
 from feature_platform.labeling import metrics
 from feature_platform.labeling.adjudication import Adjudications
@@ -132,9 +133,17 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def _session(request: Request) -> Session | None:
+    """The request's live session, looked up once per request."""
+    if "session" not in request.scope.setdefault("fp", {}):
+        cookie = request.cookies.get(COOKIE)
+        request.scope["fp"]["session"] = _state(request).sessions.resolve(cookie)
+    return request.scope["fp"]["session"]
+
+
 def _signed_in(request: Request) -> tuple[Session, Person]:
     state = _state(request)
-    session = state.sessions.resolve(request.cookies.get(COOKIE))
+    session = _session(request)
     if session is None:
         raise SignInRequired()
     person = state.registry.find(session.name)
@@ -199,19 +208,29 @@ def _page(request: Request, template: str, status: int = 200, **context: Any) ->
     return HTMLResponse(html, status_code=status)
 
 
+def _as_signed_in(handler: Callable[..., Response], request: Request, *args: Any) -> Response:
+    """Run a handler as the person the session names (`governance.acting_as`), so every core
+    write checks and audits that person; without a session, as nobody in particular."""
+    session = _session(request)
+    if session is None:
+        return handler(request, *args)
+    with acting_as(session.name, via="session"):
+        return handler(request, *args)
+
+
 def _post(handler: Callable[[Request, dict[str, str]], Response]):  # noqa: ANN202
     """A POST endpoint: read the form here (async), do the work in a worker thread."""
 
     async def endpoint(request: Request) -> Response:
         form = await _read_form(request)
-        return await run_in_threadpool(handler, request, form)
+        return await run_in_threadpool(_as_signed_in, handler, request, form)
 
     return endpoint
 
 
 def _get(handler: Callable[[Request], Response]):  # noqa: ANN202
     async def endpoint(request: Request) -> Response:
-        return await run_in_threadpool(handler, request)
+        return await run_in_threadpool(_as_signed_in, handler, request)
 
     return endpoint
 
@@ -278,7 +297,7 @@ def login(request: Request, form: dict[str, str]) -> Response:
         return login_page(request, "Wrong name or password.", 401)
     state.limiter.succeeded(client, name)
     cookie, _ = state.sessions.start(name)
-    state.audit.record(name, "web.login", client)
+    state.audit.record(Actor(name, "session"), "web.login", client)
     target = form.get("next", "")
     # Only a path on this site: "//host" and "/\\host" would leave it.
     if not target.startswith("/") or target.startswith("//") or "\\" in target:
@@ -302,7 +321,9 @@ def logout(request: Request, form: dict[str, str]) -> Response:
     for lease in state.store.queue.leases(annotator=person.name):
         returned += state.store.queue.release(lease.task_id, person.name, event="signed_out")
     state.sessions.end(session)
-    state.audit.record(person.name, "web.logout", "", {"leases_returned": returned})
+    state.audit.record(
+        Actor(person.name, "session"), "web.logout", "", {"leases_returned": returned}
+    )
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE)
     return response
@@ -310,7 +331,10 @@ def logout(request: Request, form: dict[str, str]) -> Response:
 
 def home(request: Request) -> Response:
     _, person = _signed_in(request)
-    # Reviewers land on their conflicts: opening /annotate leases a task (reserving its slot).
+    # Leads land on the dashboard and reviewers on their conflicts: opening /annotate leases
+    # a task (reserving its slot), which only someone about to label should do.
+    if person.may("publish"):
+        return RedirectResponse("/dashboard", status_code=303)
     if person.may("adjudicate"):
         return RedirectResponse("/review", status_code=303)
     if person.may("label"):
@@ -440,6 +464,7 @@ _STATUS_FOR = {
     "slot_reserved": 409,
     "nothing_to_revise": 409,
     "grace_expired": 409,
+    "not_allowed": 403,
 }
 
 
@@ -493,7 +518,7 @@ def submit_answer(state: State, task_id: str, annotator: str, label: str) -> int
             raise HTTPException(_STATUS_FOR.get(outcome.code, 400), outcome.reason)
         assert outcome.answer is not None
         state.audit.record(
-            annotator,
+            Actor(annotator, "session"),
             "label.answer",
             f"task:{task_id}",
             {"label": label, "answer_id": outcome.answer.id, "via": "web"},
@@ -536,7 +561,9 @@ def _pass(request: Request, form: dict[str, str], outcome: str) -> Response:
             state.store.queue.unsure(task.id, person.name, reason)
     except InvalidAnswerError as exc:
         raise HTTPException(409, str(exc)) from exc
-    state.audit.record(person.name, f"label.{outcome}", f"task:{task.id}", {"reason": reason})
+    state.audit.record(
+        Actor(person.name, "session"), f"label.{outcome}", f"task:{task.id}", {"reason": reason}
+    )
     return RedirectResponse("/annotate", status_code=303)
 
 
@@ -584,7 +611,7 @@ def revise(request: Request, form: dict[str, str]) -> Response:
     except InvalidAnswerError as exc:
         raise HTTPException(409, str(exc)) from exc
     state.audit.record(
-        person.name,
+        Actor(person.name, "session"),
         "label.revise",
         f"task:{task.id}",
         {"label": label, "answer_id": answer.id, "revises": answer.revises, "via": "web"},
@@ -848,10 +875,12 @@ def move_alias(request: Request, form: dict[str, str]) -> Response:
     _, person = _checked(request, form, "publish")
     name, alias, version = _field(form, "name"), _field(form, "alias"), _field(form, "version")
     try:
-        state.store.set_alias(name, alias, version)
+        state.store.set_alias(name, alias, version, actor=Actor(person.name, "session"))
+    except PermissionDeniedError as exc:
+        raise HTTPException(403, str(exc)) from exc
     except FeaturePlatformError as exc:
         raise HTTPException(422, str(exc)) from exc
-    state.audit.record(person.name, "feature_set.alias", f"{name}@{alias}", {"version": version})
+    # The registry audits the move as this person (via session).
     return RedirectResponse("/lead", status_code=303)
 
 
@@ -861,10 +890,16 @@ def publish(request: Request, form: dict[str, str]) -> Response:
     name, version = _field(form, "name"), _field(form, "version")
     reason = form.get("reason", "").strip()[:MAX_REASON]
     try:
-        state.store.publish(name, version, reason or f"published by {person.name} (web)")
+        state.store.publish(
+            name,
+            version,
+            reason or f"published by {person.name} (web)",
+            actor=Actor(person.name, "session"),
+        )
+    except PermissionDeniedError as exc:
+        raise HTTPException(403, str(exc)) from exc
     except FeaturePlatformError as exc:
         raise HTTPException(422, str(exc)) from exc
-    state.audit.record(person.name, "feature_set.publish", f"{name}@{version}", {"reason": reason})
     return RedirectResponse("/lead", status_code=303)
 
 

@@ -13,13 +13,20 @@ from starlette.testclient import TestClient
 
 from feature_platform.catalog import digits
 from feature_platform.governance.credentials import Credentials
+from feature_platform.governance.identity import SYSTEM
 from feature_platform.governance.roles import AnnotatorRegistry
 from feature_platform.labeling.queue import TaskSpec
 from feature_platform.settings import Settings
 from feature_platform.web.app import WebConfig, create_app
 
 PASSWORD = "correct horse battery"
-PEOPLE = {"ann": "annotator", "bob": "annotator", "rev": "reviewer", "lea": "engineer"}
+PEOPLE = {
+    "ann": "annotator",
+    "bob": "annotator",
+    "rev": "reviewer",
+    "lea": "lead",
+    "vic": "viewer",
+}
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
@@ -93,9 +100,9 @@ def make_web(
     web = Web(app, settings, home)
     registry = AnnotatorRegistry(web.state.store.engine)
     credentials = Credentials(web.state.store.engine, registry)
-    for name, role in PEOPLE.items():
-        registry.add(name, role)
-        credentials.set_password(name, PASSWORD)
+    for name, role in PEOPLE.items():  # set up by the platform's own (admin) identity
+        registry.add(name, role, actor=SYSTEM)
+        credentials.set_password(name, PASSWORD, actor=SYSTEM)
     if batch:
         web.queue.create_batch("round-001", digit_specs(list(batch)), digits.CLASSES)
     return web

@@ -24,6 +24,7 @@ from feature_platform.definitions import build_definitions
 from feature_platform.defs.partitions import all_arrival_days_tags
 from feature_platform.defs.resources import ProgramResource, StoreResource
 from feature_platform.governance.credentials import Credentials
+from feature_platform.governance.identity import SYSTEM
 from feature_platform.governance.roles import AnnotatorRegistry
 from feature_platform.settings import Settings
 from feature_platform.web.app import WebConfig, create_app
@@ -157,11 +158,10 @@ def test_people_label_a_round_in_the_browser_and_the_loop_retrains(
     app = create_app(settings, secret="e2e-" + "s" * 40, config=WebConfig(undo_seconds=120))
     registry = AnnotatorRegistry(app.state.web.store.engine)
     credentials = Credentials(app.state.web.store.engine, registry)
-    for name, role in {"ann": "annotator", "bob": "annotator", "rev": "reviewer"}.items():
-        registry.add(name, role)
-        credentials.set_password(name, PASSWORD)
-    registry.add("lea", "engineer")
-    credentials.set_password("lea", PASSWORD)
+    roles = {"ann": "annotator", "bob": "annotator", "rev": "reviewer", "lea": "lead"}
+    for name, role in roles.items():  # an admin's work; here the platform's own identity
+        registry.add(name, role, actor=SYSTEM)
+        credentials.set_password(name, PASSWORD, actor=SYSTEM)
     truth = digits.ground_truth_oracle()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     base, server, thread = _serve(app)

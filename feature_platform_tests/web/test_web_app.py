@@ -65,37 +65,44 @@ def test_nothing_but_sign_in_and_health_without_a_session(web: Web) -> None:
 
 
 def test_role_matrix(web: Web) -> None:
-    """Annotators label; reviewers also adjudicate; leads (engineers) publish and move
-    aliases; everyone signed in sees the dashboard. The server refuses the rest (403)."""
+    """Viewers see dashboards only; annotators also label; reviewers also adjudicate; leads
+    also publish and move aliases. The server refuses the rest (403) and records nothing."""
     expected = {
+        "vic": {"/dashboard": 200, "/annotate": 403, "/review": 403, "/lead": 403},
         "ann": {"/annotate": 200, "/review": 403, "/lead": 403, "/dashboard": 200},
-        "rev": {"/annotate": 200, "/review": 200, "/lead": 403, "/dashboard": 200},
-        "lea": {"/annotate": 403, "/review": 403, "/lead": 200, "/dashboard": 200},
+        "rev": {"/review": 200, "/annotate": 200, "/lead": 403, "/dashboard": 200},
+        "lea": {"/dashboard": 200, "/lead": 200, "/review": 200},
     }
+    forbidden = {
+        "vic": ["/annotate/answer", "/annotate/skip", "/review/adjudicate", "/lead/alias"],
+        "ann": ["/review/adjudicate", "/lead/alias", "/lead/publish"],
+        "rev": ["/lead/alias", "/lead/publish"],
+        "lea": [],
+    }
+    task_id = web.queue.tasks()[0].id
     for name, pages in expected.items():
         client = web.sign_in(name)
+        assert client.get("/").headers["location"] == next(iter(pages))
         for path, status in pages.items():
             assert client.get(path).status_code == status, (name, path)
         token = web.csrf(client)
-        task_id = web.queue.tasks()[0].id
-        forbidden = {
-            "ann": ["/review/adjudicate", "/lead/alias", "/lead/publish"],
-            "rev": ["/lead/alias", "/lead/publish"],
-            "lea": ["/annotate/answer", "/annotate/skip", "/review/adjudicate"],
-        }[name]
-        for path in forbidden:
+        for path in forbidden[name]:
             data = {"csrf": token, "task_id": task_id, "label": "3", "name": "digits"}
-            data |= {"alias": "training", "version": "v2"}
+            data |= {"alias": "training", "version": "v2", "reason": "r"}
             assert client.post(path, data=data).status_code == 403, (name, path)
+        held = {lease.task_id for lease in web.queue.leases(name)}
+        not_mine = next(t.id for t in web.queue.tasks() if t.id not in held)
+        status = 403 if name in ("vic", "ann") else 200  # a task someone else works on
+        assert client.get(f"/sample/{not_mine}.png").status_code == status, name
         client.post("/logout", data={"csrf": token})
-    assert _answers(web) == 0
+    assert _answers(web) == 0 and web.queue.passes().empty
     assert web.state.adjudications.all().empty
 
 
 def test_passwords_are_scrypt_hashes_and_sign_in_is_rate_limited(web: Web) -> None:
     with web.state.store.engine.connect() as conn:
         rows = conn.execute(sa.select(credentials)).all()
-    assert {r.name for r in rows} == {"ann", "bob", "rev", "lea"}
+    assert {r.name for r in rows} == {"ann", "bob", "rev", "lea", "vic"}
     assert all(PASSWORD.encode() not in bytes(r.hash) and len(bytes(r.salt)) == 16 for r in rows)
     assert len({bytes(r.salt) for r in rows}) == len(rows)  # a fresh salt each
 
@@ -119,26 +126,26 @@ def test_set_password_reads_stdin_never_argv(tmp_path) -> None:  # noqa: ANN001
     home = tmp_path / "cli"
     env = {"FP_HOME": str(home), "PATH": "/usr/bin:/bin"}
     run = [sys.executable, "-m", "feature_platform.cli"]
-    subprocess.run([*run, "annotators", "add", "zoe"], env=env, check=True, capture_output=True)
-    done = subprocess.run(
-        [*run, "annotators", "set-password", "zoe"],
-        env=env,
-        input="a long enough secret\n",
-        text=True,
-        capture_output=True,
-    )
+
+    def cli(user: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*run, *args], env=env | {"FP_USER": user}, input=stdin, text=True, capture_output=True
+        )
+
+    assert cli("adm", "annotators", "add", "adm", "--role", "admin").returncode == 0
+    assert cli("adm", "annotators", "add", "zoe").returncode == 0
+    assert cli("adm", "annotators", "add", "yan").returncode == 0
+    done = cli("adm", "annotators", "set-password", "zoe", stdin="a long enough secret\n")
     assert done.returncode == 0, done.stderr
-    short = subprocess.run(
-        [*run, "annotators", "set-password", "zoe"],
-        env=env,
-        input="short\n",
-        text=True,
-        capture_output=True,
-    )
+    short = cli("zoe", "annotators", "set-password", "zoe", stdin="short\n")
     assert short.returncode == 2 and "too short" in short.stderr
+    other = cli("yan", "annotators", "set-password", "zoe", stdin="yan's choice of secret\n")
+    assert other.returncode == 2 and "may not set 'zoe'" in other.stderr
     web = make_web(home, batch=())
     assert login(web.client(), "zoe", "a long enough secret").status_code == 303
-    assert login(web.client(), "zoe", "short").status_code == 401
+    assert login(web.client(), "zoe", "yan's choice of secret").status_code == 401
+    changes = web.state.audit.entries(action="person.set_password")
+    assert changes[changes["target"] == "zoe"]["actor"].tolist() == ["adm"]
 
 
 def test_annotator_page_shows_the_task_with_context_and_records_one_answer(web: Web) -> None:
@@ -396,9 +403,9 @@ def test_lead_moves_an_alias_and_every_move_is_audited(tmp_path) -> None:  # noq
     )
     assert unknown.status_code == 422
     assert web.state.store.registry.aliases("digits")["training"] == "v2"
-    assert web.state.audit.entries(actor="lea", action="feature_set.alias")["target"].tolist() == [
-        "digits@training"
-    ]
+    moves = web.state.audit.entries(actor="lea", action="feature_set.alias")
+    assert moves["target"].tolist() == ["digits@training"]
+    assert moves["detail"].iloc[0]["via"] == "session"  # the core audited the signed-in lead
 
 
 def test_dashboard_shows_queue_health_and_charts(web: Web) -> None:
