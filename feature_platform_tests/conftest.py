@@ -28,7 +28,7 @@ def _postgres_reachable() -> bool:
         return False
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="session")
 def act_as_platform() -> Iterator[None]:
     """Core calls that name nobody act as the platform's system identity (as Dagster's do);
     identity tests act as specific people with `acting_as` or `actor=`, and the command line
