@@ -173,6 +173,10 @@ class LoginLimiter:
     def failed(self, client: str, name: str) -> None:
         now = time.monotonic()
         with self._lock:
+            if len(self._failures) > 10_000:  # guessed names must not grow memory forever
+                for key in list(self._failures):
+                    if not self._recent(key, now):
+                        del self._failures[key]
             for key in (f"ip:{client}", f"name:{name}"):
                 self._recent(key, now).append(now)
 
