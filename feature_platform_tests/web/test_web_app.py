@@ -431,6 +431,10 @@ def test_answer_flow_on_postgres(tmp_path, postgres_url: str) -> None:  # noqa: 
     assert client.post("/annotate/answer", data=form).status_code == 303
     assert client.post("/annotate/answer", data=form).status_code == 409
     assert _answers(web) == 1
+    assert "1 of 3 tasks complete" in client.get("/annotate").text
+    lead = web.sign_in("lea")
+    for page in ("/dashboard", "/review", "/lead", "/dashboard/throughput.png"):
+        assert lead.get(page).status_code == 200, page
     web.state.store.engine.dispose()
 
 
