@@ -54,7 +54,13 @@ from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-from sklearn.datasets import load_breast_cancer, load_digits, load_wine, make_classification  # noqa: E402
+from sklearn.datasets import (  # noqa: E402
+    load_breast_cancer,
+    load_digits,
+    load_iris,
+    load_wine,
+    make_classification,
+)
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
@@ -63,7 +69,14 @@ from feature_platform.learning import strategies  # noqa: E402
 from feature_platform.learning.training import DEFAULT_MODEL_PARAMS, class_probabilities  # noqa: E402
 
 REFERENCE = "sklearn_margin"
+# scikit-activeml 1.0.1's QueryByCommittee (KL divergence to the consensus, a bagged committee
+# of the same classifier): a peer reference for `committee`, run only when skactiveml is
+# importable (it is not a dependency: install it in a separate environment to compare).
+QBC = "skactiveml_qbc"
+REFERENCES = (REFERENCE, QBC)
 DATASETS = ("digits", "breast_cancer", "wine", "hard")
+# Data sets the strategies and stopping rules were never tuned on (issue 14).
+UNSEEN = ("iris", "imbalanced", "noisy")
 
 
 @dataclass(frozen=True)
@@ -79,6 +92,9 @@ SETUPS = {
     "breast_cancer": Setup(batch=5, budget=100),
     "wine": Setup(batch=3, budget=45),
     "hard": Setup(batch=40, budget=1200),
+    "iris": Setup(batch=5, budget=60),
+    "imbalanced": Setup(batch=20, budget=800),
+    "noisy": Setup(batch=20, budget=800),
 }
 
 
@@ -103,8 +119,41 @@ def load(dataset: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
             flip_y=0.02,
             random_state=0,
         )
+    elif dataset == "iris":
+        X, y = load_iris(return_X_y=True)  # noqa: N806
+    elif dataset == "imbalanced":
+        # 5 classes from 55 % down to 4 %: the rare classes decide the accuracy left to gain.
+        X, y = make_classification(  # noqa: N806
+            n_samples=3000,
+            n_features=20,
+            n_informative=10,
+            n_redundant=2,
+            n_classes=5,
+            n_clusters_per_class=1,
+            weights=[0.55, 0.22, 0.12, 0.07, 0.04],
+            class_sep=1.0,
+            random_state=1,
+        )
+    elif dataset == "noisy":
+        # 4 separable classes, then exactly 10 % of the labels flipped to another class (pool
+        # and held-out alike: the best reachable accuracy is about 0.9).
+        X, y = make_classification(  # noqa: N806
+            n_samples=3000,
+            n_features=20,
+            n_informative=8,
+            n_redundant=2,
+            n_classes=4,
+            n_clusters_per_class=1,
+            class_sep=1.5,
+            flip_y=0.0,
+            random_state=2,
+        )
+        flip = np.random.default_rng(2).choice(len(y), size=len(y) // 10, replace=False)
+        y = y.copy()
+        y[flip] = (y[flip] + np.random.default_rng(3).integers(1, 4, size=len(flip))) % 4
     else:
-        raise SystemExit(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
+        known = ", ".join((*DATASETS, *UNSEEN))
+        raise SystemExit(f"unknown dataset {dataset!r}; known: {known}")
     test_size = SETUPS[dataset].test_size
     X_pool, X_test, y_pool, y_test = train_test_split(  # noqa: N806
         X, y.astype(str), test_size=test_size, random_state=seed, stratify=y
@@ -126,13 +175,21 @@ def full_pool_accuracy(dataset: str, seed: int) -> float:
 
 def options_for(strategy: str, args: argparse.Namespace) -> dict:
     settings = {"candidate_factor": args.candidate_factor, "committee_size": args.committee_size}
-    if strategy != "random":
+    if strategy != "random":  # (QBC takes it too: its first batch is our cold start's)
         settings["cold_start"] = args.cold_start
     return settings
 
 
-def run_arrays(dataset: str, strategy: str, seed: int, setup: Setup, options: dict) -> list:
-    """Our strategies on in-memory arrays: select -> label -> retrain -> score."""
+def run_arrays(
+    dataset: str,
+    strategy: str,
+    seed: int,
+    setup: Setup,
+    options: dict,
+    predictions: list | None = None,
+) -> list:
+    """Our strategies on in-memory arrays: select -> label -> retrain -> score. When given,
+    `predictions` receives each round's predictions on the held-out split (the stop set)."""
     X_pool, y_pool, X_test, y_test = load(dataset, seed)  # noqa: N806
     classes = sorted(set(y_pool))
     labeled: list[int] = []
@@ -158,10 +215,16 @@ def run_arrays(dataset: str, strategy: str, seed: int, setup: Setup, options: di
         labeled += [int(p.key) for p in picks]
         seen = set(y_pool[labeled])
         if len(seen) < 2:  # no classifier from one class: it predicts that class; keep labeling
-            curve.append((len(labeled), float(np.mean(y_test == seen.pop()))))
+            only = seen.pop()
+            curve.append((len(labeled), float(np.mean(y_test == only))))
+            if predictions is not None:
+                predictions.append(np.full(len(y_test), only))
             continue
         model = classifier(seed).fit(X_pool[labeled], y_pool[labeled])
-        curve.append((len(labeled), float(model.score(X_test, y_test))))
+        predicted = model.predict(X_test)
+        curve.append((len(labeled), float(np.mean(predicted == y_test))))
+        if predictions is not None:
+            predictions.append(predicted)
     return curve
 
 
@@ -182,6 +245,51 @@ def run_sklearn_margin(dataset: str, seed: int, setup: Setup) -> list:
         top2 = np.sort(model.predict_proba(X_pool[unlabeled]), axis=1)[:, -2:]
         margins = top2[:, 1] - top2[:, 0]
         labeled += list(unlabeled[np.argsort(margins, kind="stable")[: setup.batch]])
+
+
+def run_skactiveml_qbc(dataset: str, seed: int, setup: Setup, options: dict) -> list:
+    """Peer reference: scikit-activeml's QueryByCommittee (default KL divergence) with a bagged
+    committee of `committee_size` copies of the same classifier. Its first batch is our cold
+    start's (same options and seed), so the curves differ only in the committee's picks."""
+    from skactiveml.classifier import SklearnClassifier
+    from skactiveml.pool import QueryByCommittee
+    from sklearn.ensemble import BaggingClassifier
+
+    X_pool, y_pool, X_test, y_test = load(dataset, seed)  # noqa: N806
+    classes = sorted(set(y_pool))
+    codes = np.searchsorted(classes, y_pool).astype(float)
+    keys = [str(i) for i in range(len(y_pool))]
+    first = strategies.select(
+        "margin",
+        keys,
+        None,
+        classes,
+        setup.batch,
+        seed=seed * 1000 + 1,
+        features=X_pool,
+        options=strategies.StrategyOptions(**options),
+    )
+    labeled = [int(p.key) for p in first]
+    while len(set(y_pool[labeled])) < 2:  # the classifier needs two classes: one more
+        labeled.append(int(np.setdiff1d(np.arange(len(y_pool)), labeled)[0]))
+    query = QueryByCommittee(random_state=seed)
+    curve = []
+    while True:
+        model = classifier(seed).fit(X_pool[labeled], y_pool[labeled])
+        curve.append((len(labeled), float(model.score(X_test, y_test))))
+        if len(labeled) >= setup.budget:
+            return curve
+        known = np.full(len(y_pool), np.nan)
+        known[labeled] = codes[labeled]
+        ensemble = SklearnClassifier(
+            BaggingClassifier(
+                classifier(seed), n_estimators=options["committee_size"], random_state=seed
+            ),
+            classes=np.arange(len(classes)),
+            random_state=seed,
+        )
+        batch = min(setup.batch, setup.budget - len(labeled))
+        labeled += [int(i) for i in query.query(X_pool, known, ensemble, batch_size=batch)]
 
 
 def run_digits_loop(strategy: str, seed: int, setup: Setup, options: dict) -> list:
@@ -218,13 +326,95 @@ def run_digits_loop(strategy: str, seed: int, setup: Setup, options: dict) -> li
 
 def run_one(dataset: str, strategy: str, seed: int, setup: Setup, options: dict, path: str):
     started = time.perf_counter()
+    fires: dict[str, int | None] = {}
     if strategy == REFERENCE:
         curve = run_sklearn_margin(dataset, seed, setup)
+    elif strategy == QBC:
+        curve = run_skactiveml_qbc(dataset, seed, setup, options)
     elif dataset == "digits" and path == "loop":
         curve = run_digits_loop(strategy, seed, setup, options)
     else:
-        curve = run_arrays(dataset, strategy, seed, setup, options)
-    return dataset, strategy, seed, curve, time.perf_counter() - started
+        predictions: list = []
+        curve = run_arrays(dataset, strategy, seed, setup, options, predictions)
+        fires = stopping_fires(curve, predictions)
+    return dataset, strategy, seed, curve, time.perf_counter() - started, fires
+
+
+# -- stopping rules against the actual plateau --------------------------------------------
+
+PLATEAU_TOLERANCE = 0.01
+STOP_RULES = ("stabilizing_predictions", "plateau")
+
+
+def plateau_point(curve: np.ndarray, labels: np.ndarray) -> tuple[int, float, float]:
+    """Where accuracy actually plateaued, on a seed-averaged accuracy curve a(n): with `final`
+    the mean of a over the last 3 rounds (what the budget buys), the first label count n with
+    a(m) >= final - PLATEAU_TOLERANCE for every m >= n. Returns (n, a(n), final)."""
+    final = float(np.mean(curve[-3:]))
+    below = np.flatnonzero(np.asarray(curve) < final - PLATEAU_TOLERANCE)
+    first = min(0 if not len(below) else int(below[-1]) + 1, len(curve) - 1)
+    return int(labels[first]), float(curve[first]), final
+
+
+def stopping_fires(curve: list, predictions: list) -> dict[str, int | None]:
+    """The label count at which each default stopping rule (learning/stopping.py, the real
+    functions, fed one round more at a time) first fires, None if never within the budget.
+    The stop set is the held-out split, as in the platform; plateau is checked with its
+    calibrated window even though it is off by default."""
+    from feature_platform.learning import stopping
+
+    rules = stopping.StoppingRules()
+    history: list = []
+    fires: dict[str, int | None] = dict.fromkeys(STOP_RULES)
+    for round_number, ((labels, accuracy), predicted) in enumerate(
+        zip(curve, predictions, strict=True), start=1
+    ):
+        history.append(
+            stopping.RoundRecord(
+                f"round-{round_number:03d}",
+                labels,
+                accuracy,
+                {str(i): str(p) for i, p in enumerate(predicted)},
+            )
+        )
+        checks = {
+            "stabilizing_predictions": lambda: stopping.stabilizing_predictions_rule(
+                history, rules.kappa_threshold, window_labels=rules.kappa_window_labels
+            ),
+            "plateau": lambda: stopping.plateau_rule(
+                history, None, rules.plateau_min_delta, window_labels=stopping.PLATEAU_LABELS
+            ),
+        }
+        for name, check in checks.items():
+            if fires[name] is None and check()[0]:
+                fires[name] = labels
+        if all(v is not None for v in fires.values()):
+            break
+    return fires
+
+
+def stopping_summary(runs: list[tuple[list, dict]]) -> dict:
+    """Per rule: median label count where it fired over seeds (the budget for seeds where it
+    never did), mean accuracy there, how many seeds never fired; and the actual plateau."""
+    labels = np.array([n for n, _ in runs[0][0]])
+    mean_curve = np.mean([[a for _, a in curve] for curve, _ in runs], axis=0)
+    plateau, at_plateau, final = plateau_point(mean_curve, labels)
+    result: dict = {"plateau_labels": plateau, "accuracy_at_plateau": round(at_plateau, 4)}
+    result["final_accuracy"] = round(final, 4)
+    for rule in STOP_RULES:
+        at, accuracy, never = [], [], 0
+        for curve, fires in runs:
+            fired = fires.get(rule)
+            never += fired is None
+            n = fired if fired is not None else curve[-1][0]
+            at.append(n)
+            accuracy.append(dict(curve)[n])
+        result[rule] = {
+            "median_labels": int(np.median(at)),
+            "accuracy": round(float(np.mean(accuracy)), 4),
+            "never_fired": never,
+        }
+    return result
 
 
 ABSOLUTE_TARGET = 0.95
@@ -255,6 +445,82 @@ def summarize(curves: list[list], fulls: list[float]) -> dict:
         "aulc": round(aulc, 4),
         "curve": [[int(n), round(float(r), 4)] for n, r in zip(labels, relative, strict=True)],
     }
+
+
+def print_stopping(
+    report: dict, curves: dict, stops: dict, datasets: list, chosen: list, seeds: list
+) -> None:
+    """When each default stopping rule fires against when accuracy actually plateaued."""
+    from feature_platform.learning import stopping
+
+    rules = stopping.StoppingRules()
+    rows = [(d, s) for d in datasets for s in chosen if (d, s) in stops]
+    if not rows:
+        return
+    print(
+        f"\nstopping rules vs the actual plateau ({len(seeds)} seeds; arrays runs only). Plateau: "
+        f"the first label count from which the seed-mean held-out accuracy stays within "
+        f"{PLATEAU_TOLERANCE} of its final level (mean of the last 3 rounds). Rules (defaults): "
+        f"stabilizing = every model of the last {rules.kappa_window_labels} labels agrees with "
+        f"the latest at kappa >= {rules.kappa_threshold} on the held-out split; plateau (off by "
+        f"default) = mean accuracy over the last {stopping.PLATEAU_LABELS} labels < "
+        f"{rules.plateau_min_delta} above the {stopping.PLATEAU_LABELS} before. Each: median "
+        f"label count where it fired, mean accuracy there, *k = k seeds never fired."
+    )
+    print(
+        f"  {'data set':<13} {'strategy':<16} {'plateau':>7} {'acc':>6} {'final':>6} | "
+        f"{'stabilizing':>16} | {'plateau rule':>16}"
+    )
+    for dataset, strategy in rows:
+        summary = stopping_summary(
+            [(curves[(dataset, strategy)][s], stops[(dataset, strategy)][s]) for s in seeds]
+        )
+        report[dataset][strategy]["stopping"] = summary
+        shown = []
+        for rule in STOP_RULES:
+            figures = summary[rule]
+            never = f"*{figures['never_fired']}" if figures["never_fired"] else ""
+            shown.append(f"{figures['median_labels']:>6}{never:<3} {figures['accuracy']:.3f}")
+        print(
+            f"  {dataset:<13} {strategy:<16} {summary['plateau_labels']:>7} "
+            f"{summary['accuracy_at_plateau']:6.3f} {summary['final_accuracy']:6.3f} | "
+            + " | ".join(f"{s:>16}" for s in shown)
+        )
+
+
+def seed_aulc(curve: list, full: float) -> float:
+    """One seed's area under its learning curve (accuracy / full-pool accuracy) per label."""
+    labels = np.array([n for n, _ in curve], dtype=float)
+    relative = np.array([acc / full for _, acc in curve])
+    span = labels[-1] - labels[0]
+    return float(np.trapezoid(relative, labels) / span) if span > 0 else float(relative[0])
+
+
+def paired_aulc(
+    curves: dict, full: dict, datasets: list[str], chosen: list[str], seeds: list[int]
+) -> dict[tuple[str, str, str], tuple[float, float, str]]:
+    """Per data set, each of our strategies against each reference run (and committee against
+    margin): mean per-seed AULC difference, its standard error, and wins as 'k/n'."""
+    references = [r for r in (*REFERENCES, "margin") if r in chosen]
+    result = {}
+    for dataset in datasets:
+        for a in chosen:
+            if a in ("random", *REFERENCES):
+                continue
+            for b in references:
+                if b == a or (b == "margin" and a != "committee"):
+                    continue
+                diffs = np.array(
+                    [
+                        seed_aulc(curves[(dataset, a)][s], full[(dataset, s)])
+                        - seed_aulc(curves[(dataset, b)][s], full[(dataset, s)])
+                        for s in seeds
+                    ]
+                )
+                error = float(diffs.std(ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else 0.0
+                wins = f"{int((diffs > 0).sum())}/{len(diffs)}"
+                result[(dataset, a, b)] = (float(diffs.mean()), error, wins)
+    return result
 
 
 def targets_line(digits: dict, chosen: list[str]) -> str:
@@ -299,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     datasets = [d for d in args.datasets.split(",") if d]
     chosen = [s for s in args.strategies.split(",") if s]
     for name in chosen:
-        if name not in (*strategies.STRATEGIES, REFERENCE):
+        if name not in (*strategies.STRATEGIES, *REFERENCES):
             parser.error(f"unknown strategy {name!r}")
     if "random" not in chosen:
         chosen.insert(0, "random")  # every ratio is to random
@@ -321,6 +587,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     curves: dict[tuple[str, str], dict[int, list]] = {}
+    stops: dict[tuple[str, str], dict[int, dict]] = {}
     with ProcessPoolExecutor(max_workers=args.workers) as executor:
         fulls = {
             (d, seed): executor.submit(full_pool_accuracy, d, seed)
@@ -332,8 +599,10 @@ def main(argv: list[str] | None = None) -> int:
             for d, s, seed in jobs
         ]
         for done, future in enumerate(as_completed(futures), start=1):
-            dataset, strategy, seed, curve, seconds = future.result()
+            dataset, strategy, seed, curve, seconds, fires = future.result()
             curves.setdefault((dataset, strategy), {})[seed] = curve
+            if fires:
+                stops.setdefault((dataset, strategy), {})[seed] = fires
             elapsed = time.perf_counter() - started
             log(
                 f"[{done}/{len(jobs)}] {dataset:<13} {strategy:<16} seed {seed}: "
@@ -384,6 +653,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {strategy:<16} {shown[0]:>7} {shown[1]:>7} {shown[2]:>7} {shown[3]:>7} "
                 f"{shown[4]:>11}"
             )
+    print_stopping(report, curves, stops, datasets, chosen, seeds)
+    paired = paired_aulc(curves, full, datasets, chosen, seeds)
+    if paired:
+        print(
+            f"\npaired AULC per seed (same splits, same first batch for {QBC}): mean "
+            f"difference A - B, its standard error, and A's wins over {len(seeds)} seeds"
+        )
+        for (dataset, a, b), (mean, error, wins) in paired.items():
+            print(f"  {dataset:<13} {a:<15} vs {b:<15} {mean:+.4f} ± {error:.4f}  {wins}")
     if "digits" in report:
         print(targets_line(report["digits"], chosen))
     if args.curves_out:

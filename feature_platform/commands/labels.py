@@ -168,8 +168,14 @@ def run_agreement(args: argparse.Namespace) -> int:
 
 def run_snapshot(args: argparse.Namespace) -> int:
     snapshot = _store().labels.create_snapshot(method=args.method, note=args.note)
+    # Dawid-Skene falls back to majority vote when no sample has two answers: say so.
+    fallback = (
+        f" (ran {snapshot.method_used}: {snapshot.method_note})"
+        if snapshot.method_used != snapshot.method
+        else ""
+    )
     print(
         f"label snapshot {snapshot.id} ({snapshot.method}): {len(snapshot.labels)} labels "
-        f"from {snapshot.answer_count} answers"
+        f"from {snapshot.answer_count} answers{fallback}"
     )
     return 0

@@ -20,7 +20,11 @@ from feature_platform.errors import FeaturePlatformError
 from feature_platform.feature_store import FeatureStore
 from feature_platform.governance.identity import system_actor
 from feature_platform.learning.rounds import Program
-from feature_platform.learning.stopping import StoppingRules
+from feature_platform.learning.stopping import (
+    KAPPA_THRESHOLD,
+    KAPPA_WINDOW_LABELS,
+    StoppingRules,
+)
 from feature_platform.learning.tracking import ModelTracker
 from feature_platform.settings import Settings
 
@@ -120,8 +124,12 @@ class ProgramResource(dg.ConfigurableResource):
     promotion_tolerance: float = 0.01
     # Stopping rules besides the budget (None switches a rule off).
     target_accuracy: float | None = None
-    kappa_threshold: float | None = 0.99
-    kappa_window: int = 3
+    # Windows in labels (learning/stopping.py, calibrated); the round-based kappa_window /
+    # plateau_patience still work when set.
+    kappa_threshold: float | None = KAPPA_THRESHOLD
+    kappa_window_labels: int = KAPPA_WINDOW_LABELS
+    plateau_labels: int | None = None
+    kappa_window: int | None = None
     plateau_patience: int | None = None
 
     @classmethod
@@ -146,6 +154,8 @@ class ProgramResource(dg.ConfigurableResource):
             kappa_threshold=self.kappa_threshold,
             kappa_window=self.kappa_window,
             plateau_patience=self.plateau_patience,
+            kappa_window_labels=self.kappa_window_labels,
+            plateau_labels=self.plateau_labels,
         )
 
     def program(self) -> Program:

@@ -15,6 +15,8 @@ import pandas as pd
 
 LABEL_COLUMNS = ["sample_key", "label", "n_answers", "agreement", "labeled_at"]
 CONFIDENCE = "confidence"
+# Dawid-Skene needs this many samples answered more than once to estimate annotators from.
+MIN_OVERLAP = 10
 
 
 def _prepared(answers: pd.DataFrame) -> pd.DataFrame:
@@ -90,6 +92,10 @@ class DawidSkeneFit:
     confusion: dict[str, pd.DataFrame]
     iterations: int
     converged: bool
+    # What actually ran ("dawid_skene", or "majority" when the answers hold nothing to
+    # estimate annotators from) and why, in words fit for a snapshot's metadata.
+    method: str = "dawid_skene"
+    reason: str = ""
 
     def annotator_accuracy(self) -> pd.Series:
         """Each annotator's estimated probability of answering the true class."""
@@ -109,6 +115,7 @@ def fit_dawid_skene(
     tol: float = 1e-6,
     smoothing: float = 0.01,
     shrinkage: float | None = None,
+    min_overlap: int = MIN_OVERLAP,
 ) -> DawidSkeneFit:
     """Dawid & Skene (1979): EM over per-annotator confusion matrices and class priors.
 
@@ -124,6 +131,15 @@ def fit_dawid_skene(
     sparse rows lean on the annotator's overall reliability. `shrinkage=0, smoothing>0` is the
     classic estimate.
 
+    Only samples with two or more answers say anything about an annotator: a lone answer is
+    always "right" by its own posterior, so letting it into the M-step lets EM chase its own
+    echo (with one answer per sample it ran 1000 iterations and overturned 40 % of 10-class
+    labels given by perfect annotators). So confusion matrices come from the samples answered
+    more than once; single-answer samples only receive posteriors, and an annotator with no
+    answer on a shared sample is given the team's pooled one-coin accuracy. With fewer than
+    `min_overlap` shared samples there is nothing to estimate: the fit falls back to majority
+    vote and says so (`method`, `reason`).
+
     Classes are the labels that occur in the answers (a class nobody chose cannot win). Ties
     in the final posterior (within 1e-9) go to the majority-vote label.
     """
@@ -131,6 +147,22 @@ def fit_dawid_skene(
         empty = pd.DataFrame()
         return DawidSkeneFit(_empty(), empty, pd.Series(dtype=float), {}, 0, True)
     frame = _prepared(answers)
+    per_item = frame.groupby("sample_key").size()
+    shared = int((per_item >= 2).sum())
+    if shared < min_overlap:
+        if shared == 0:
+            why = "no sample has more than one answer"
+        else:
+            why = (
+                f"only {shared} of {len(per_item)} samples have more than one answer "
+                f"(Dawid-Skene needs at least {min_overlap})"
+            )
+        return _majority_fit(
+            answers,
+            frame,
+            f"{why}, so there is nothing to estimate annotator quality from: each label is "
+            f"the majority vote of its answers ({len(frame)} answers on {len(per_item)} samples)",
+        )
     items = np.sort(frame["sample_key"].unique())
     raters = np.sort(frame["annotator"].astype(str).unique())
     classes = np.sort(frame["label"].unique())
@@ -143,24 +175,39 @@ def fit_dawid_skene(
     posterior = np.zeros((n_items, n_classes))
     np.add.at(posterior, (item_idx, label_idx), 1.0)
     posterior /= posterior.sum(axis=1, keepdims=True)
+    # Answers on samples answered more than once: the only evidence about annotators.
+    on_shared = per_item.reindex(frame["sample_key"]).to_numpy() >= 2
+    s_rater, s_item, s_label = rater_idx[on_shared], item_idx[on_shared], label_idx[on_shared]
+    has_overlap = np.bincount(s_rater, minlength=n_raters) > 0
+    diagonal = np.arange(n_classes)
+
+    def one_coin(accuracy: np.ndarray) -> np.ndarray:
+        """(len(accuracy), K, K): right with `accuracy`, wrong uniformly otherwise."""
+        off_diagonal = (1 - accuracy) / max(n_classes - 1, 1)
+        centre = np.broadcast_to(off_diagonal[:, None, None], (len(accuracy),) + (n_classes,) * 2)
+        centre = centre.copy()
+        centre[:, diagonal, diagonal] = accuracy[:, None]
+        return centre
 
     converged, iterations = False, 0
     while iterations < max_iter:
         iterations += 1
         priors = (posterior.sum(axis=0) + smoothing) / (n_items + smoothing * n_classes)
         counts = np.zeros((n_raters, n_classes, n_classes))
-        # counts[r, true, answered] += P(item's true class = true) for each answer
-        np.add.at(counts, (rater_idx, slice(None), label_idx), posterior[item_idx])
+        # counts[r, true, answered] += P(item's true class = true) for each shared answer
+        np.add.at(counts, (s_rater, slice(None), s_label), posterior[s_item])
+        total = counts.sum(axis=(1, 2))
+        pooled = float(np.trace(counts.sum(axis=0)) / total.sum())
+        overall = np.where(
+            has_overlap, np.trace(counts, axis1=1, axis2=2) / np.maximum(total, 1e-12), pooled
+        )
         confusion = counts + smoothing
         if shrinkage > 0 and n_classes > 1:
             # Prior centred on each annotator's overall accuracy ("one coin"): rows with few
             # answers lean on it, rows with many follow their own confusions.
-            overall = np.trace(counts, axis1=1, axis2=2) / counts.sum(axis=(1, 2))
-            off_diagonal = (1 - overall) / (n_classes - 1)
-            centre = np.broadcast_to(off_diagonal[:, None, None], counts.shape).copy()
-            diagonal = np.arange(n_classes)
-            centre[:, diagonal, diagonal] = overall[:, None]
-            confusion += shrinkage * centre
+            confusion += shrinkage * one_coin(overall)
+        # No shared answer: no evidence of their own, so the team's pooled accuracy.
+        confusion[~has_overlap] = one_coin(np.full((~has_overlap).sum(), pooled)) + smoothing
         confusion /= confusion.sum(axis=2, keepdims=True)
         log_post = np.tile(np.log(priors), (n_items, 1))
         np.add.at(log_post, item_idx, np.log(confusion[rater_idx, :, label_idx]))
@@ -196,6 +243,43 @@ def fit_dawid_skene(
         },
         iterations=iterations,
         converged=converged,
+        method="dawid_skene",
+        reason=_overlap_reason(shared, n_items, raters[~has_overlap], pooled),
+    )
+
+
+def _overlap_reason(shared: int, n_items: int, alone: np.ndarray, pooled: float) -> str:
+    if shared == n_items:
+        why = f"all {n_items} samples have more than one answer: annotator quality estimated"
+    else:
+        why = (
+            f"{shared} of {n_items} samples have more than one answer: annotator quality "
+            f"estimated from those only; the {n_items - shared} single-answer samples are "
+            f"scored with it"
+        )
+    if len(alone):
+        names = ", ".join(map(str, alone[:5])) + (" ..." if len(alone) > 5 else "")
+        why += (
+            f"; {len(alone)} annotator(s) with no answer on a shared sample ({names}) are "
+            f"given the team's pooled accuracy {pooled:.2f}"
+        )
+    return why
+
+
+def _majority_fit(answers: pd.DataFrame, frame: pd.DataFrame, reason: str) -> DawidSkeneFit:
+    """The majority vote dressed as a fit: posteriors are the vote shares, priors the answer
+    shares, no confusion matrices (nothing was estimated)."""
+    shares = pd.crosstab(frame["sample_key"], frame["label"], normalize="index")
+    shares.index.name = "sample_key"
+    return DawidSkeneFit(
+        labels=majority_vote(answers),
+        posteriors=shares,
+        priors=frame["label"].value_counts(normalize=True).sort_index(),
+        confusion={},
+        iterations=0,
+        converged=True,
+        method="majority",
+        reason=reason,
     )
 
 
@@ -205,3 +289,22 @@ def dawid_skene(answers: pd.DataFrame) -> pd.DataFrame:
 
 
 AGGREGATORS = {"majority": majority_vote, "dawid_skene": dawid_skene}
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """Labels plus what produced them: the method asked for, the one that ran, and why."""
+
+    labels: pd.DataFrame  # LABEL_COLUMNS + confidence
+    method: str
+    method_used: str
+    note: str = ""
+
+
+def aggregate(method: str, answers: pd.DataFrame) -> Aggregation:
+    """Run the aggregator `method` (a key of AGGREGATORS) and say which method actually ran:
+    Dawid-Skene falls back to majority vote when no annotator can be estimated."""
+    if method == "dawid_skene":
+        fit = fit_dawid_skene(answers)
+        return Aggregation(fit.labels, method, fit.method, fit.reason)
+    return Aggregation(AGGREGATORS[method](answers), method, method)

@@ -18,7 +18,12 @@ import sqlalchemy as sa
 
 from feature_platform.errors import FeaturePlatformError, closest
 from feature_platform.labeling.adjudication import Adjudications
-from feature_platform.labeling.aggregation import AGGREGATORS, CONFIDENCE, LABEL_COLUMNS
+from feature_platform.labeling.aggregation import (
+    AGGREGATORS,
+    CONFIDENCE,
+    LABEL_COLUMNS,
+    aggregate,
+)
 from feature_platform.labeling.queue import ANSWERED, RESOLVED, TaskQueue
 from feature_platform.store.db import as_utc, create_tables, metadata, utcnow
 
@@ -34,6 +39,10 @@ label_snapshots = sa.Table(
     sa.Column("answer_count", sa.Integer, nullable=False),
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("note", sa.Text, nullable=False, default=""),
+    # The method that actually ran (Dawid-Skene falls back to majority vote when no sample has
+    # two answers) and why; NULL on snapshots written before these columns existed.
+    sa.Column("method_used", sa.String(50), nullable=True),
+    sa.Column("method_note", sa.Text, nullable=True),
 )
 
 snapshot_labels = sa.Table(
@@ -76,6 +85,8 @@ class LabelSnapshot:
     labels: pd.DataFrame  # LABEL_COLUMNS
     answer_count: int
     content_hash: str
+    method_used: str = ""  # the aggregation that actually ran (see `method_note`)
+    method_note: str = ""  # why, when it differs from `method` or needs saying
 
 
 def _content_hash(labels: pd.DataFrame) -> str:
@@ -148,7 +159,8 @@ class LabelStore:
         answers = every_answer[every_answer["task_id"].isin(complete)]
         decisions = self.adjudications.latest() if adjudicate else self.adjudications.all()[:0]
         decided = every_answer[every_answer["sample_key"].isin(set(decisions["sample_key"]))]
-        labels = apply_adjudications(AGGREGATORS[method](answers), decided, decisions)
+        aggregated = aggregate(method, answers)
+        labels = apply_adjudications(aggregated.labels, decided, decisions)
         used = pd.concat([answers, decided]).drop_duplicates("answer_id")
         snapshot_id = f"ls-{uuid.uuid4().hex[:12]}"
         created = utcnow()
@@ -163,6 +175,8 @@ class LabelStore:
                     answer_count=len(used),
                     content_hash=content_hash,
                     note=note,
+                    method_used=aggregated.method_used,
+                    method_note=aggregated.note,
                 )
             )
             if len(labels):
@@ -209,6 +223,8 @@ class LabelStore:
             labels=labels[LABEL_COLUMNS],
             answer_count=head.answer_count,
             content_hash=head.content_hash,
+            method_used=head.method_used or head.method,
+            method_note=head.method_note or "",
         )
 
     def details(self, snapshot_id: str) -> pd.DataFrame:
@@ -265,7 +281,16 @@ class LabelStore:
 
     def snapshots(self) -> pd.DataFrame:
         """Every snapshot's header, oldest first."""
-        columns = ["id", "created_at", "method", "label_count", "answer_count", "note"]
+        columns = [
+            "id",
+            "created_at",
+            "method",
+            "method_used",
+            "label_count",
+            "answer_count",
+            "note",
+            "method_note",
+        ]
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(*[label_snapshots.c[c] for c in columns]).order_by(
@@ -274,4 +299,6 @@ class LabelStore:
             ).all()
         frame = pd.DataFrame(rows, columns=columns)
         frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+        frame["method_used"] = frame["method_used"].fillna(frame["method"])
+        frame["method_note"] = frame["method_note"].fillna("")
         return frame

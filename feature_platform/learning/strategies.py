@@ -5,10 +5,10 @@ One entry point, `select(strategy, keys, proba, classes, batch_size, seed, ...)`
 - `random`: uniform draw (the control every other strategy is measured against).
 - `least_confidence`, `margin`, `entropy`: score each sample by the current model's class
   probabilities (higher = ask first) and take the top `batch_size`.
-- `committee`: query by committee. A committee of the same model class is trained on
-  stratified bootstrap resamples of the labeled set; samples on whose label the members'
-  votes disagree most (vote entropy) come first, ties broken by the entropy of the members'
-  averaged probabilities.
+- `committee`: query by committee (query by bagging). A committee of the same model class is
+  trained on stratified bootstrap resamples of the labeled set; samples whose averaged
+  (consensus) probabilities have the smallest margin come first, ties broken by how much the
+  members disagree (mean KL divergence from the consensus).
 - `cluster_margin`: diversity-aware margin ("margin over k-means clusters", after Zhdanov,
   Diverse mini-batch active learning, 2019). Take the `candidate_factor * batch_size` samples
   with the smallest margin, cluster them with k-means in the pool's feature space into
@@ -136,10 +136,10 @@ def select(
             why = "nothing labeled yet to measure distances from"
             return _cold_start(keys, batch_size, rng, seed, why, options, features)
         if proba is not None:
-            proba = _probabilities(proba, len(keys), classes)
+            proba = _probabilities(proba, keys, classes)
         return _kcenter(keys, features, labeled_features, batch_size, proba, classes)
 
-    proba = _probabilities(proba, len(keys), classes)
+    proba = _probabilities(proba, keys, classes)
     if strategy == "committee":
         _require(strategy, features=features)
         if committee is None:
@@ -219,16 +219,51 @@ def _matrix(name: str, values: np.ndarray | None, rows: int | None) -> np.ndarra
     return matrix
 
 
-def _probabilities(proba: np.ndarray | None, rows: int, classes: Sequence[str]) -> np.ndarray:
+# float32 models and softmax rounding give row sums like 0.9999999: still distributions.
+PROBA_TOLERANCE = 1e-3
+
+
+def _probabilities(
+    proba: np.ndarray | None, keys: Sequence[str], classes: Sequence[str]
+) -> np.ndarray:
+    """`proba` as a float matrix, refused unless every row is a probability distribution over
+    `classes`: the scores below silently rank garbage otherwise."""
+    rows = len(keys)
     matrix = np.asarray(proba, dtype="float64")
     if matrix.shape != (rows, len(classes)):
         raise FeaturePlatformError(
-            f"proba has shape {matrix.shape}; expected ({rows}, {len(classes)})."
+            f"proba has shape {matrix.shape}; expected ({rows}, {len(classes)}): one row per "
+            f"unlabeled sample, one column per program class."
         )
-    if np.isnan(matrix).any():
-        bad = sorted(set(np.where(np.isnan(matrix))[0].tolist()))[:5]
-        raise FeaturePlatformError(f"proba has missing values (NaN) in rows {bad}.")
-    return matrix
+
+    def first(bad: np.ndarray) -> int | None:
+        hit = np.flatnonzero(bad)
+        return int(hit[0]) if len(hit) else None
+
+    where = "proba row {i} (sample {key!r})"
+    i = first(~np.isfinite(matrix).all(axis=1))
+    if i is not None:
+        raise FeaturePlatformError(
+            f"{where.format(i=i, key=str(keys[i]))} has a missing or infinite value "
+            f"({matrix[i].tolist()}); the model's probabilities must all be numbers."
+        )
+    i = first((matrix < -PROBA_TOLERANCE).any(axis=1))
+    if i is not None:
+        j = int(np.argmin(matrix[i]))
+        raise FeaturePlatformError(
+            f"{where.format(i=i, key=str(keys[i]))} has a negative probability "
+            f"({matrix[i, j]:g} for class {str(classes[j])!r}); each row must be a probability "
+            f"distribution over {list(classes)}."
+        )
+    sums = matrix.sum(axis=1)
+    i = first(np.abs(sums - 1.0) > PROBA_TOLERANCE)
+    if i is not None:
+        raise FeaturePlatformError(
+            f"{where.format(i=i, key=str(keys[i]))} sums to {sums[i]:g}, not 1; each row must "
+            f"be a probability distribution over {list(classes)} (scores or logits need a "
+            f"softmax first)."
+        )
+    return np.clip(matrix, 0.0, 1.0)
 
 
 def _require(strategy: str, **inputs: Any) -> None:
@@ -408,9 +443,20 @@ def _committee(
     committee: Sequence[Any],
     batch_size: int,
 ) -> list[Pick]:
+    """Query by bagging: ask first where the committee's averaged probabilities (the
+    consensus) have the smallest margin; among equals, where the members disagree most (mean
+    KL divergence of each member from the consensus).
+
+    Measured against the earlier vote-entropy ranking and scikit-activeml's KL-divergence QBC
+    (benchmarks/label_efficiency.py, 10 seeds on iris, wine, breast_cancer, an imbalanced and
+    a noisy set, digits): with a few bagged linear models, votes are nearly always unanimous or
+    split the same way, so vote entropy ranks by coarse ties, and KL alone favours samples the
+    members are each sure of in opposite directions, often outliers; both trailed plain
+    margin. The consensus margin keeps the members' disagreement (it flattens the average)
+    and the bootstrap's view of the labels' uncertainty."""
     index = {str(c): j for j, c in enumerate(classes)}
     votes = np.zeros((len(keys), len(classes)))
-    consensus = np.zeros((len(keys), len(classes)))
+    members = []
     for member in committee:
         predicted = np.asarray(member.predict(features)).astype(str)
         unknown = sorted(set(predicted) - set(index))
@@ -420,31 +466,36 @@ def _committee(
                 f"{list(classes)}."
             )
         votes[np.arange(len(keys)), [index[p] for p in predicted]] += 1
-        member_proba = member.predict_proba(features)
+        member_proba = np.zeros((len(keys), len(classes)))
         for j, cls in enumerate(member.classes_):
-            consensus[:, index[str(cls)]] += member_proba[:, j] / len(committee)
-    share = votes / len(committee)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        vote_entropy = -np.nansum(np.where(share > 0, share * np.log(share), 0.0), axis=1)
-    vote_entropy /= np.log(min(len(committee), len(classes)))
-    soft = uncertainty("entropy", consensus)
-    order = _top(vote_entropy, batch_size, soft)
+            member_proba[:, index[str(cls)]] = member.predict_proba(features)[:, j]
+        members.append(member_proba)
+    consensus = np.mean(members, axis=0)
+    doubt = uncertainty("margin", consensus)
+    eps = 1e-12
+    disagreement = np.mean(
+        [(m * (np.log(m + eps) - np.log(consensus + eps))).sum(axis=1) for m in members], axis=0
+    )
+    order = _top(doubt, batch_size, disagreement)
     picks = []
     for rank, i in enumerate(order):
+        top = _top_classes(consensus, classes, i)
+        (c1, p1), (c2, p2) = top[0], top[1]
         split = ", ".join(
             f"{int(votes[i, j])} say {classes[j]}"
             for j in np.argsort(-votes[i], kind="stable")
             if votes[i, j] > 0
         )
         reason = (
-            f"committee: {len(committee)} models trained on resamples of the labels disagree "
-            f"({split}; vote entropy {vote_entropy[i]:.2f}); rank {rank + 1} of {len(keys)} "
+            f"committee: {len(committee)} models trained on resamples of the labels together "
+            f"hesitate between {c1} ({p1:.2f}) and {c2} ({p2:.2f}), a margin of {p1 - p2:.2f} "
+            f"({split}; disagreement {disagreement[i]:.2f}); rank {rank + 1} of {len(keys)} "
             f"unlabeled samples"
         )
         picks.append(
             Pick(
                 str(keys[i]),
-                float(vote_entropy[i]),
+                float(doubt[i]),
                 reason,
                 _top_classes(proba, classes, i),
                 "committee",
@@ -467,22 +518,36 @@ def _cluster_margin(
 ) -> list[Pick]:
     scores = uncertainty("margin", proba)
     candidates = _top(scores, min(len(keys), options.candidate_factor * batch_size))
+    weights = scores[candidates]
+    # A model certain on every candidate (margin 1, doubt 0 everywhere: e.g. unscaled features
+    # in the 1e5s) leaves nothing to weight by; k-means refuses all-zero weights, and doubt
+    # cannot rank them anyway, so the batch is chosen for diversity alone, over the whole pool.
+    certain = not (weights > 0).any()
+    if certain:
+        candidates, weights = np.arange(len(keys)), None
     # k-means weighted by doubt pulls centroids towards the most uncertain candidates; taking
     # the candidate nearest each centroid gives one typical, uncertain sample per region.
-    chosen, sizes = _nearest_to_centroids(
-        features, candidates, batch_size, seed, weights=scores[candidates]
-    )
+    chosen, sizes = _nearest_to_centroids(features, candidates, batch_size, seed, weights=weights)
     chosen.sort(key=lambda i: (-scores[i], i))
     picks = []
     for rank, i in enumerate(chosen):
         top = _top_classes(proba, classes, i)
         (c1, p1), (c2, p2) = top[0], top[1]
-        reason = (
-            f"cluster-margin: the model hesitates between {c1} ({p1:.2f}) and {c2} ({p2:.2f}), "
-            f"a margin of {p1 - p2:.2f}; the most typical of a group of {sizes[i]} similar "
-            f"samples among the {len(candidates)} least certain, so the batch holds no "
-            f"near-duplicates; pick {rank + 1} of {len(chosen)}"
-        )
+        if certain:
+            reason = (
+                f"cluster-margin on diversity alone: every candidate has a margin of 1.00 (the "
+                f"model is certain of all {len(keys)} unlabeled samples, e.g. {c1} at {p1:.2f}), "
+                f"so doubt cannot rank them; the most typical of a group of {sizes[i]} similar "
+                f"samples (k-means into {len(chosen)} groups over the whole pool); "
+                f"pick {rank + 1} of {len(chosen)}"
+            )
+        else:
+            reason = (
+                f"cluster-margin: the model hesitates between {c1} ({p1:.2f}) and {c2} "
+                f"({p2:.2f}), a margin of {p1 - p2:.2f}; the most typical of a group of "
+                f"{sizes[i]} similar samples among the {len(candidates)} least certain, so the "
+                f"batch holds no near-duplicates; pick {rank + 1} of {len(chosen)}"
+            )
         picks.append(Pick(str(keys[i]), float(scores[i]), reason, top, "cluster_margin"))
     return picks
 

@@ -206,3 +206,90 @@ def test_snapshot_rows_changed_after_the_fact_are_refused(fs: FeatureStore) -> N
     with pytest.raises(FeaturePlatformError, match="Unknown aggregation 'dawid'"):
         fs.labels.create_snapshot(method="dawid")
     assert fs.labels.snapshots()["method"].tolist() == ["majority"]
+
+
+# -- issue 14: Dawid–Skene without redundancy ---------------------------------------------
+
+
+def one_answer_each(n: int, seed: int) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The platform default (answers_per_task=1): each sample answered once, by one of two
+    perfect annotators."""
+    rng = np.random.default_rng(seed)
+    truth = {f"s{i:04d}": DIGITS[rng.integers(10)] for i in range(n)}
+    rows = [
+        (key, f"a{rng.integers(2)}", label, START + pd.Timedelta(seconds=i))
+        for i, (key, label) in enumerate(truth.items())
+    ]
+    return pd.DataFrame(rows, columns=["sample_key", "annotator", "label", "answered_at"]), truth
+
+
+def test_dawid_skene_with_one_answer_per_item_keeps_the_answers_and_says_why() -> None:
+    answers, truth = one_answer_each(600, seed=0)
+    fit = fit_dawid_skene(answers)
+    assert accuracy(majority_vote(answers), truth) == 1.0
+    assert accuracy(fit.labels, truth) == 1.0  # was 0.598: EM drifted with nothing to fit
+    assert fit.method == "majority"
+    assert "no sample has more than one answer" in fit.reason
+    assert fit.labels.equals(majority_vote(answers))
+    assert accuracy(dawid_skene(answers), truth) == 1.0
+
+
+def test_dawid_skene_with_partial_redundancy_learns_from_the_overlap_only() -> None:
+    """A fifth of the samples answered three times, the rest once: annotator quality comes from
+    the overlap; single answers are never overturned by EM's own echo."""
+    redundant, truth = simulated_answers(200, k=3, seed=11)
+    single, single_truth = simulated_answers(800, k=1, seed=12)
+    single["sample_key"] = "x" + single["sample_key"]
+    truth |= {"x" + k: v for k, v in single_truth.items()}
+    answers = pd.concat([redundant, single], ignore_index=True)
+    fit = fit_dawid_skene(answers)
+    assert fit.method == "dawid_skene"
+    assert "200 of 1000 samples have more than one answer" in fit.reason
+    ds, mv = accuracy(fit.labels, truth), accuracy(majority_vote(answers), truth)
+    print(f"\npartial redundancy (200 x 3 + 800 x 1): majority {mv:.3f}, Dawid-Skene {ds:.3f}")
+    assert ds >= mv
+    accuracies = fit.annotator_accuracy()
+    # The ranking of the team is recovered from the overlap (a4 is near random).
+    assert list(accuracies.sort_values(ascending=False).index) == ["a0", "a1", "a2", "a3", "a4"]
+
+
+def test_snapshot_records_which_aggregation_ran_and_why(tmp_path: Path) -> None:
+    fs = FeatureStore(Settings.under(tmp_path / "fp"))
+    rng = np.random.default_rng(0)
+    truth = {f"s{i}": DIGITS[rng.integers(10)] for i in range(60)}
+    specs = [TaskSpec(key, "random", 0.0, "test", "digits@v1") for key in truth]
+    fs.queue.create_batch("round-001", specs, DIGITS, answers_needed=1)
+    SimulatedAnnotators(truth, DIGITS, accuracies=(1.0, 1.0), seed=1).answer(fs.queue, "round-001")
+    ds = fs.labels.create_snapshot(method="dawid_skene")
+    assert ds.method == "dawid_skene"  # what was asked for
+    assert ds.method_used == "majority"  # what actually ran
+    assert "no sample has more than one answer" in ds.method_note
+    assert fs.labels.get(ds.id).method_used == "majority"
+    assert accuracy(ds.labels, truth) == 1.0
+    listed = fs.labels.snapshots().set_index("id")
+    assert listed.loc[ds.id, "method_used"] == "majority"
+    majority = fs.labels.create_snapshot()
+    assert (majority.method, majority.method_used, majority.method_note) == (
+        "majority",
+        "majority",
+        "",
+    )
+
+
+def test_annotator_seen_only_on_single_answers_gets_the_teams_pooled_accuracy() -> None:
+    redundant, truth = simulated_answers(100, k=3, seed=21)
+    rng = np.random.default_rng(22)
+    solo = [
+        (f"z{i}", "newcomer", DIGITS[rng.integers(10)], START + pd.Timedelta(hours=1, seconds=i))
+        for i in range(50)
+    ]
+    answers = pd.concat(
+        [redundant, pd.DataFrame(solo, columns=redundant.columns)], ignore_index=True
+    )
+    fit = fit_dawid_skene(answers)
+    assert "1 annotator(s) with no answer on a shared sample (newcomer)" in fit.reason
+    # With no evidence against them, the newcomer's single answers stand.
+    labels = fit.labels.set_index("sample_key")["label"]
+    assert all(labels[key] == label for key, _, label, _ in solo)
+    team = fit.annotator_accuracy()  # pooled: close to the team's average, not to 1 or 0
+    assert team["newcomer"] == pytest.approx(team.drop("newcomer").mean(), abs=0.1)

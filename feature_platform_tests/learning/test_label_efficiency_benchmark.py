@@ -48,3 +48,7 @@ def test_benchmark_prints_the_figures_as_one_json_document_last() -> None:
     assert report["wine"]["random"]["labels_ratio_to_random"] == 1.0
     assert "wine: full-pool accuracy" in done.stdout and "ours via arrays" in done.stdout
     assert "[8/8] wine" in done.stderr  # progress goes to stderr
+    # Where each stopping rule fires against the plateau, for our strategies' runs.
+    assert "stopping rules vs the actual plateau" in done.stdout
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith("  wine ")]
+    assert {row[1] for row in rows if "|" in row} == {"random", "margin", "cluster_margin"}

@@ -61,7 +61,7 @@ def test_entropy_and_margin_disagree_where_they_should() -> None:
     assert keys_of(select("entropy", ["two", "three"], proba, CLASSES, 1)) == ["three"]
 
 
-def test_committee_vote_entropy_with_given_members() -> None:
+def test_committee_with_given_members() -> None:
     class Member:
         classes_ = np.array(CLASSES)
 
@@ -91,7 +91,7 @@ def test_committee_vote_entropy_with_given_members() -> None:
         committee=committee,
     )
     assert keys_of(picks) == ["three_way", "two_one", "two_one_later"]
-    assert picks[0].score == pytest.approx(1.0)  # log(3)/log(3)
+    assert picks[0].score == pytest.approx(1.0)  # consensus (1/3, 1/3, 1/3): margin 0
     assert "1 say a, 1 say b, 1 say c" in picks[0].reason
     assert "2 say a, 1 say b" in picks[1].reason
 
@@ -293,3 +293,134 @@ def test_kcenter_runs_through_the_round_steps(digits_store) -> None:
     labeled = set(digits_store.labels.latest().labels["sample_key"])
     assert all(t.strategy == "kcenter" and t.sample_key not in labeled for t in second)
     assert all("farthest from every labeled" in t.reason for t in second)
+
+
+# -- issue 14: inputs and models seen on unseen data --------------------------------------
+
+
+@pytest.mark.parametrize("strategy", ["margin", "entropy", "least_confidence", "cluster_margin"])
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        (
+            lambda p: np.vstack([p[:2], [[0.7, 0.5, -0.2]], p[3:]]),
+            r"proba row 2 \(sample 'k2'\) has a negative probability \(-0.2",
+        ),
+        (
+            lambda p: np.vstack([p[:3], [[0.5, 0.3, 0.1]], p[4:]]),
+            r"proba row 3 \(sample 'k3'\) sums to 0.9",
+        ),
+        (lambda p: p * 2, r"proba row 0 \(sample 'k0'\) sums to 2"),
+        (
+            lambda p: np.vstack([p[:1], [[np.inf, 0.0, 0.0]], p[2:]]),
+            r"proba row 1 \(sample 'k1'\) has a missing or infinite value",
+        ),
+        (
+            lambda p: np.vstack([p[:4], [[np.nan, 0.5, 0.5]]]),
+            r"proba row 4 \(sample 'k4'\) has a missing or infinite value",
+        ),
+        (lambda p: p[:, :2], r"proba has shape \(5, 2\); expected \(5, 3\)"),
+        (lambda p: p.ravel(), r"proba has shape \(15,\); expected \(5, 3\)"),
+    ],
+)
+def test_proba_that_is_not_a_distribution_is_refused(strategy, broken, message) -> None:
+    features = np.arange(10, dtype=float).reshape(5, 2)
+    with pytest.raises(FeaturePlatformError, match=message):
+        select(strategy, KEYS, broken(PROBA), CLASSES, 2, features=features)
+
+
+def test_proba_rounding_noise_is_accepted() -> None:
+    # float32 models and softmax rounding give sums like 0.9999999; they are distributions.
+    noisy = PROBA.astype("float32") * np.float32(1.0 + 3e-7)
+    assert keys_of(select("margin", KEYS, noisy, CLASSES, 2)) == ["k2", "k1"]
+
+
+def test_cluster_margin_falls_back_to_diversity_when_every_margin_is_zero() -> None:
+    """A model certain on every candidate (e.g. the default logistic regression on unscaled
+    features around 1e5) gives every margin score exactly 0, and k-means refused the all-zero
+    weights (ValueError: Sample weights must contain at least one non-zero number)."""
+    rng = np.random.default_rng(0)
+    groups = np.repeat([0, 1, 2], 30)
+    centres = np.array([[1e5, 2e5], [3e5, 1e5], [2e5, 4e5]])
+    features = centres[groups] + rng.normal(0, 1e4, size=(90, 2))
+    proba = np.eye(3)[groups]  # certain everywhere: probabilities 1 and 0
+    keys = [f"p{i}" for i in range(90)]
+    picks = select("cluster_margin", keys, proba, CLASSES, 6, seed=3, features=features)
+    assert len({p.key for p in picks}) == 6
+    assert all("every candidate has a margin of 1.00" in p.reason for p in picks)
+    assert all("diversity alone" in p.reason for p in picks)
+    assert all(p.strategy == "cluster_margin" for p in picks)
+    # Diversity alone still spreads the batch: the picks cover all three groups.
+    assert {int(groups[int(p.key[1:])]) for p in picks} == {0, 1, 2}
+    again = select("cluster_margin", keys, proba, CLASSES, 6, seed=3, features=features)
+    assert keys_of(again) == keys_of(picks)
+
+
+def test_cluster_margin_with_some_zero_margins_keeps_weighting_by_doubt() -> None:
+    """Only an all-zero weight vector needs the fallback; a few certain candidates do not."""
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(40, 2))
+    proba = np.eye(3)[np.arange(40) % 3] * 0.6 + 0.4 / 3
+    proba[:5] = np.eye(3)[np.arange(5) % 3]  # five certain samples
+    keys = [f"q{i}" for i in range(40)]
+    picks = select("cluster_margin", keys, proba, CLASSES, 4, seed=0, features=features)
+    assert len(picks) == 4
+    assert not any("diversity alone" in p.reason for p in picks)
+
+
+class SoftMember:
+    """A fitted committee member with fixed probabilities per sample."""
+
+    classes_ = np.array(["a", "b"])
+
+    def __init__(self, proba: list[list[float]]) -> None:
+        self.proba = np.array(proba)
+
+    def predict(self, X):  # noqa: N803
+        return self.classes_[self.proba.argmax(axis=1)]
+
+    def predict_proba(self, X):  # noqa: N803
+        return self.proba
+
+
+def test_committee_asks_first_where_the_committee_as_a_whole_is_least_sure() -> None:
+    """Issue 14: ranking by vote entropy trailed scikit-activeml's QBC and plain margin.
+    'torn': every member says a at 0.52 (unanimous votes, yet a coin flip for all of them);
+    'split': 3 members sure of a, 2 sure of b (vote entropy high, consensus 0.62 / 0.38);
+    'sure': everyone says a at 0.95. The consensus margin puts 'torn' first."""
+    keys = ["sure", "split", "torn"]
+    committee = [SoftMember([[0.95, 0.05], [0.9, 0.1], [0.52, 0.48]]) for _ in range(3)] + [
+        SoftMember([[0.95, 0.05], [0.1, 0.9], [0.52, 0.48]]) for _ in range(2)
+    ]
+    picks = select(
+        "committee",
+        keys,
+        np.full((3, 2), 0.5),
+        ["a", "b"],
+        3,
+        features=np.zeros((3, 1)),
+        committee=committee,
+    )
+    assert keys_of(picks) == ["torn", "split", "sure"]
+    assert picks[0].score == pytest.approx(0.96)  # 1 - margin 0.04
+    assert "hesitate between a (0.52) and b (0.48), a margin of 0.04" in picks[0].reason
+    assert "3 say a, 2 say b" in picks[1].reason and "disagreement" in picks[1].reason
+
+
+def test_committee_breaks_equal_margins_by_disagreement() -> None:
+    """Same consensus (0.5 / 0.5) twice: the sample the members disagree on comes first."""
+    keys = ["agreeing", "disagreeing"]
+    committee = [
+        SoftMember([[0.5, 0.5], [0.9, 0.1]]),
+        SoftMember([[0.5, 0.5], [0.1, 0.9]]),
+    ]
+    picks = select(
+        "committee",
+        keys,
+        np.full((2, 2), 0.5),
+        ["a", "b"],
+        2,
+        features=np.zeros((2, 1)),
+        committee=committee,
+    )
+    assert keys_of(picks) == ["disagreeing", "agreeing"]

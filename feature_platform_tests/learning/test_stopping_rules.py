@@ -93,19 +93,19 @@ def test_plateau() -> None:
 
 def test_should_stop_reports_the_first_rule_that_fires_or_where_each_stands() -> None:
     rules = StoppingRules.from_program(
-        Program(label_budget=200), target_accuracy=0.95, plateau_patience=3
+        Program(label_budget=200), target_accuracy=0.95, kappa_window_labels=60, plateau_labels=60
     )
     going = should_stop(history([0.7, 0.8, 0.9], flips=[30, 20, 10]), rules)
     assert not going.stop and going.rule is None
     assert going.reason.startswith("continue: 60 of 200 labels used; accuracy 0.900 < target")
-    assert "stop-set kappa" in going.reason or "stabilizing needs 4" in going.reason
+    assert "stabilizing needs 60" in going.reason
     reached = should_stop(history([0.7, 0.96]), rules)
     assert reached.stop and reached.rule == "target_accuracy"
     spent = should_stop(history([0.7, 0.96]), rules, labels_spent=200)
     assert spent.rule == "label_budget"  # budget is checked first
     stable = should_stop(history([0.7, 0.8, 0.81, 0.84, 0.85], flips=[9, 0, 0, 0, 0]), rules)
     assert stable.rule == "stabilizing_predictions" and "100 labels" in stable.reason
-    assert should_stop([], StoppingRules(kappa_threshold=None)).reason == (
+    assert should_stop([], StoppingRules(kappa_threshold=None, plateau_labels=None)).reason == (
         "continue: no stopping rule is set"
     )
 
@@ -122,3 +122,77 @@ def test_should_stop_reports_the_first_rule_that_fires_or_where_each_stands() ->
 def test_bad_settings_are_refused(settings, message) -> None:
     with pytest.raises(FeaturePlatformError, match=message):
         StoppingRules(**settings)
+
+
+# -- issue 14: rules in labels, not rounds --------------------------------------------------
+
+SETTLED = 300  # the label count after which the simulated model stops changing
+
+
+def converging(batch: int, budget: int = 600) -> list[RoundRecord]:
+    """The same learner seen at different batch sizes: two stop-set predictions change every
+    10 labels until SETTLED labels, none after; accuracy rises 0.5 -> 0.9 until SETTLED, flat
+    after. Only the batch size differs between histories."""
+    records = []
+    for n in range(batch, budget + 1, batch):
+        changed = 2 * (min(n, SETTLED) // 10)
+        base = {k: str(i % 4) for i, k in enumerate(KEYS)}
+        for i in range(changed):  # sample i (of 60) has moved to its final class
+            base[KEYS[i % 60]] = str((i // 60 + int(base[KEYS[i % 60]]) + 1) % 4)
+        accuracy = 0.5 + 0.4 * min(n, SETTLED) / SETTLED
+        records.append(RoundRecord(f"round-{n // batch:03d}", n, accuracy, base))
+    return records
+
+
+def first_stop(records: list[RoundRecord], rules: StoppingRules) -> tuple[int | None, str | None]:
+    for k in range(1, len(records) + 1):
+        decision = should_stop(records[:k], rules)
+        if decision.stop:
+            return records[k - 1].labels, decision.rule
+    return None, None
+
+
+@pytest.mark.parametrize("batch", [5, 10, 20, 40])
+def test_default_stabilizing_rule_fires_soon_after_the_model_settles_at_any_batch_size(
+    batch: int,
+) -> None:
+    """The defaults count labels: at batch 40, 'three stable rounds' meant 120 labels after
+    the model settled (and 15 at batch 5); now every batch size stops within one batch plus
+    the label window of the moment predictions stopped changing."""
+    fired, rule = first_stop(converging(batch), StoppingRules())
+    assert rule == "stabilizing_predictions"
+    assert SETTLED < fired <= SETTLED + batch + max(batch, 30)  # was 440 at batch 40
+
+
+@pytest.mark.parametrize("batch", [5, 10, 20, 40])
+def test_plateau_in_labels_fires_at_the_same_label_count_at_any_batch_size(batch: int) -> None:
+    rules = StoppingRules(kappa_threshold=None, plateau_labels=60, plateau_min_delta=0.01)
+    fired, rule = first_stop(converging(batch), rules)
+    assert rule == "plateau"
+    # The mean over the last 60 labels is within 0.01 of the 60 before once both windows are
+    # nearly flat: the same label count (up to one batch) whatever the batch size.
+    assert SETTLED + 60 <= fired <= SETTLED + 120 + batch
+
+
+def test_round_windows_still_work_when_given() -> None:
+    """`kappa_window` / `plateau_patience` (rounds) keep their earlier meaning."""
+    records = converging(20)
+    by_rounds = StoppingRules(kappa_threshold=0.99, kappa_window=3, plateau_labels=None)
+    fired, rule = first_stop(records, by_rounds)
+    assert (fired, rule) == (SETTLED + 3 * 20, "stabilizing_predictions")
+    assert stabilizing_predictions_rule(records[: fired // 20], 0.99, 3)[0]
+    patience = StoppingRules(kappa_threshold=None, plateau_patience=2, plateau_labels=None)
+    assert first_stop(records, patience) == (SETTLED + 40, "plateau")
+
+
+def test_label_windows_say_what_they_wait_for() -> None:
+    records = converging(20)[:3]
+    stop, reason = stabilizing_predictions_rule(records, 0.98, window_labels=100)
+    assert (
+        not stop
+        and reason == "stop-set predictions span 40 labels (20 -> 60); stabilizing needs 100"
+    )
+    stop, reason = plateau_rule(records, window_labels=60)
+    assert not stop and "compares the last 60 labels with the 60 before them" in reason
+    stop, reason = stabilizing_predictions_rule(converging(20)[:20], 0.98, window_labels=40)
+    assert stop and "agree with round-020 on the stop set" in reason and "400 labels" in reason
