@@ -79,7 +79,7 @@ def percent(p: float) -> str:
 
 _COLD = re.compile(r"cold start \(([^)]*)\)")
 _CLUSTER = re.compile(r"(?:group of|typical of) (\d+) similar")
-_COMMITTEE = re.compile(r"committee: (\d+) models .*?\(([^;]*);")
+_COMMITTEE = re.compile(r"committee: (\d+) models .*?\((\d+ says? [^;]*);")
 
 
 def why_in_words(task: Task) -> list[str]:
@@ -93,7 +93,7 @@ def why_in_words(task: Task) -> list[str]:
         sentences.append(f"Cold start ({why}): this sample helps the first model get going.")
     elif not top:
         pass
-    elif task.strategy in ("margin", "cluster_margin", "entropy") and len(top) == 2:
+    elif task.strategy in ("margin", "cluster_margin", "entropy", "committee") and len(top) == 2:
         (c1, p1), (c2, p2) = top
         sentences.append(
             f"The model is torn between {c1} ({percent(p1)}) and {c2} ({percent(p2)})."

@@ -31,9 +31,12 @@ def review(request: Request) -> Response:
     queue = state.store.queue
     conflicts = state.adjudications.conflicts()
     all_answers = queue.answers()
-    accuracy = (
-        fit_dawid_skene(all_answers).annotator_accuracy() if len(all_answers) else pd.Series()
-    )
+    fit = fit_dawid_skene(all_answers) if len(all_answers) else None
+    # Dawid–Skene estimates people only from samples answered more than once; when there are
+    # too few it falls back to majority vote and says why (shown instead of made-up figures).
+    ran = fit is not None and fit.method == "dawid_skene"
+    accuracy = fit.annotator_accuracy() if ran else pd.Series(dtype=float)
+    accuracy_note = "" if ran or fit is None else fit.reason
     items = []
     for row in conflicts.head(20).itertuples():
         task = queue.get(row.task_id)
@@ -60,6 +63,7 @@ def review(request: Request) -> Response:
         "review.html",
         items=items,
         remaining=len(conflicts),
+        accuracy_note=accuracy_note,
         **nav_context(person, session),
     )
 

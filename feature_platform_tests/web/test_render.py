@@ -48,13 +48,15 @@ def test_why_this_sample_in_words() -> None:
     assert render.why_in_words(unsure) == ["The model's best guess, 3, has only 41 %."]
     committee = _task(
         "committee",
-        "committee: 5 models trained on resamples of the labels disagree (3 say 3, 2 say 8; "
-        "vote entropy 0.67); rank 1 of 9",
+        "committee: 5 models trained on resamples of the labels together hesitate between 3 "
+        "(0.41) and 8 (0.38), a margin of 0.03 (3 say 3, 2 say 8; disagreement 0.21); rank 1 "
+        "of 9 unlabeled samples",
         top,
     )
-    assert "A committee of 5 models disagrees about it (3 say 3, 2 say 8)." in (
-        render.why_in_words(committee)
-    )
+    assert render.why_in_words(committee) == [
+        "The model is torn between 3 (41 %) and 8 (38 %).",
+        "A committee of 5 models disagrees about it (3 say 3, 2 say 8).",
+    ]
 
 
 def test_digit_picture_is_a_valid_png_of_the_pixels() -> None:
