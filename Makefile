@@ -31,7 +31,13 @@ demo: $(VENV)/.installed | $(DAGSTER_HOME)
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
 
+# Dagster's UI (http://127.0.0.1:3000) and the people's web app (http://127.0.0.1:$(WEB_PORT))
+# side by side; Ctrl-C stops both.
+WEB_HOST ?= 127.0.0.1
+WEB_PORT ?= 8090
 ui: $(VENV)/.installed | $(DAGSTER_HOME)
+	$(BIN)/feature-platform serve --host $(WEB_HOST) --port $(WEB_PORT) & web=$$!; \
+	trap 'kill $$web 2>/dev/null; wait $$web' EXIT; \
 	$(BIN)/dagster dev -w workspace.yaml
 
 lint: $(VENV)/.installed-dev
@@ -86,11 +92,13 @@ prod-init: $(VENV)/.installed-prod $(PROD_DAGSTER_HOME)/dagster.yaml
 	  "$(FP_DATABASE_URL)"
 	$(BIN)/dagster instance migrate
 
-# Daemon (sensors, schedules, run queue) in the background, webserver in the foreground;
-# Ctrl-C stops both. FP_EXECUTOR=celery sends every step to `make workers`.
+# Daemon (sensors, schedules, run queue) and the people's web app in the background, Dagster's
+# webserver in the foreground; Ctrl-C stops all three. FP_EXECUTOR=celery sends every step to
+# `make workers`.
 up: prod-init
 	$(BIN)/dagster-daemon run -w workspace.yaml & daemon=$$!; \
-	trap 'kill $$daemon 2>/dev/null; wait $$daemon' EXIT; \
+	$(BIN)/feature-platform serve --host $(WEB_HOST) --port $(WEB_PORT) & web=$$!; \
+	trap 'kill $$daemon $$web 2>/dev/null; wait $$daemon $$web' EXIT; \
 	$(BIN)/dagster-webserver -w workspace.yaml -h $(UI_HOST) -p $(UI_PORT)
 
 # $(WORKERS) Celery worker processes (one step at a time each) on the Redis broker

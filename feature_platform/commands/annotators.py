@@ -29,6 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing.set_defaults(handler=run_list)
     whoami = commands.add_parser("whoami", help="the identity commands act as, and its role")
     whoami.set_defaults(handler=run_whoami)
+    password = commands.add_parser(
+        "set-password",
+        help="set a person's web sign-in password (asked at a prompt, or one line on stdin)",
+    )
+    password.add_argument("name")
+    password.set_defaults(handler=run_set_password)
 
 
 def _registry():  # noqa: ANN202
@@ -74,4 +80,24 @@ def run_whoami(args: argparse.Namespace) -> int:
     person = _registry().find(actor.name)
     role = "not registered" if person is None else person.role
     print(f"{printable(actor.name)} (via {actor.via}): {role}")
+    return 0
+
+
+def run_set_password(args: argparse.Namespace) -> int:
+    """The password never comes from argv (it would show in `ps` and shell history)."""
+    import getpass
+    import sys
+
+    from feature_platform.governance.credentials import Credentials
+
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            print("error: the two passwords differ; nothing changed", file=sys.stderr)
+            return 2
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    # Acts as FP_USER (or the OS user): themselves, or an admin setting someone else's.
+    Credentials(_registry().engine).set_password(args.name, password)
+    print(f"password set for {args.name}")
     return 0

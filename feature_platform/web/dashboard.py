@@ -1,0 +1,232 @@
+"""The dashboard (everyone signed in) and the lead's page (settings, aliases, publishing)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+import pandas as pd
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from feature_platform.errors import FeaturePlatformError
+from feature_platform.governance.identity import Actor
+from feature_platform.governance.roles import PermissionDeniedError
+from feature_platform.labeling import metrics
+from feature_platform.labeling.agreement import annotator_agreement
+from feature_platform.store.db import utcnow
+from feature_platform.web import render
+from feature_platform.web.plumbing import (
+    MAX_REASON,
+    State,
+    checked_form,
+    form_field,
+    nav_context,
+    records,
+    render_page,
+    require_role,
+    state_of,
+)
+from feature_platform.web.programs import WebProgram, lookup_program
+
+# -- dashboard -----------------------------------------------------------------------------
+
+
+def _model_rounds(state: State, program: WebProgram) -> dict[str, dict[str, Any]]:
+    """Per round with a registered model: its latest version, MLflow run, Dagster run,
+    accuracy and label count (from MLflow, where the retrain logged them)."""
+    tracker = state.tracker(program)
+    found: dict[str, dict[str, Any]] = {}
+    try:
+        versions = tracker.client.search_model_versions(f"name='{program.model_name}'")
+    except Exception:  # noqa: BLE001 - no tracking DB yet: no rounds trained
+        return {}
+    for version in versions:
+        round_name = version.tags.get("round")
+        if not round_name:
+            continue
+        if round_name in found and int(version.version) < int(found[round_name]["version"]):
+            continue
+        run = tracker.run(version.run_id)
+        found[round_name] = {
+            "version": str(version.version),
+            "run_id": version.run_id,
+            "experiment_id": run.info.experiment_id,
+            "dagster_run_id": run.data.tags.get("dagster_run_id", ""),
+            "accuracy": run.data.metrics.get("accuracy"),
+            "labels": int(run.data.metrics.get("labels", 0)),
+            "registered_at": pd.Timestamp(version.creation_timestamp, unit="ms", tz="UTC"),
+        }
+    return found
+
+
+def _drift_status(state: State, program: WebProgram) -> str:
+    from feature_platform.learning import rounds
+    from feature_platform.learning.tracking import CHAMPION
+
+    tracker = state.tracker(program)
+    try:
+        champion = tracker.by_alias(CHAMPION)
+    except Exception:  # noqa: BLE001
+        champion = None
+    if champion is None:
+        return "no champion model yet: nothing to compare"
+    if champion.label in state._drift:
+        return state._drift[champion.label]
+    try:
+        tags = tracker.run(champion.run_id).data.tags
+        report = rounds.champion_drift(
+            state.store,
+            program.program,
+            tags["feature_set_version"],
+            tags["label_snapshot_id"],
+        )
+        drifted = int(report["drifted"].sum())
+        status = (
+            f"{drifted} of {len(report)} features drifted (max PSI {report['psi'].max():.3f}) "
+            f"in the unlabeled pool against {champion.label}'s training set"
+        )
+    except (FeaturePlatformError, KeyError, ValueError) as exc:
+        status = f"not measurable: {exc}"
+    state._drift[champion.label] = status
+    return status
+
+
+def dashboard(request: Request) -> Response:
+    state = state_of(request)
+    session, person = require_role(request, None)
+    program = lookup_program(request.query_params.get("program"))
+    queue = state.store.queue
+    round_names = queue.rounds()
+    selected = request.query_params.get("round") or (round_names[-1] if round_names else None)
+    if selected is not None and selected not in round_names:
+        raise HTTPException(404, f"No round {selected!r}; rounds: {round_names}.")
+    models = _model_rounds(state, program)
+    per_round = metrics.round_metrics(queue) if round_names else pd.DataFrame()
+    row = (
+        records(per_round[per_round["round"] == selected])[0]
+        if selected is not None and len(per_round)
+        else None
+    )
+    registered = {r: m["registered_at"].to_pydatetime() for r, m in models.items()}
+    lead = (
+        metrics.lead_time_by_round(
+            metrics.lead_times(queue, state.store.labels, registered, "round")
+        )
+        if registered and round_names
+        else pd.DataFrame()
+    )
+    lead_row = records(lead[lead["round"] == selected]) if len(lead) else []
+    health = metrics.queue_status(queue, selected)
+    round_answers = queue.answers(selected) if selected else pd.DataFrame()
+    agreement = annotator_agreement(round_answers) if len(round_answers) else pd.DataFrame()
+    oldest = health.oldest_lease
+    return render_page(
+        request,
+        "dashboard.html",
+        program=program,
+        rounds=round_names,
+        selected=selected,
+        model=models.get(selected or ""),
+        trained_rounds=sorted(models),
+        labeling=row,
+        lead=lead_row[0] if lead_row else None,
+        health=health,
+        oldest_age_s=(utcnow() - oldest.leased_at).total_seconds() if oldest else None,
+        agreement=records(agreement),
+        drift=_drift_status(state, program),
+        dagster_url=state.config.dagster_url.rstrip("/"),
+        mlflow_url=state.config.mlflow_url.rstrip("/"),
+        quote=quote,
+        **nav_context(person, session),
+    )
+
+
+def learning_png(request: Request) -> Response:
+    state = state_of(request)
+    require_role(request, None)
+    program = lookup_program(request.query_params.get("program"))
+    models = _model_rounds(state, program)
+    curve = [(m["labels"], m["accuracy"]) for m in models.values() if m["accuracy"] is not None]
+    reference = state.tracker(program).reference_curve("random") if models else []
+    image = render.learning_curve({program.program.strategy: curve, "random": reference})
+    return Response(image, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+def throughput_png(request: Request) -> Response:
+    state = state_of(request)
+    require_role(request, None)
+    round_name = request.query_params.get("round")
+    frame = state.store.queue.answers(round_name)
+    counts = frame["annotator"].value_counts().sort_index().to_dict() if len(frame) else {}
+    image = render.bar_chart(
+        {str(k): float(v) for k, v in counts.items()},
+        f"Answers per annotator{f' in {round_name}' if round_name else ''}",
+        "answers",
+    )
+    return Response(image, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+# -- lead ----------------------------------------------------------------------------------
+
+
+def lead(request: Request) -> Response:
+    state = state_of(request)
+    session, person = require_role(request, "publish")
+    registry = state.store.registry
+    feature_sets = [
+        {
+            "name": name,
+            "versions": registry.list_versions(name),
+            "aliases": registry.aliases(name),
+        }
+        for name in registry.names()
+    ]
+    recent = state.audit.entries().tail(25).iloc[::-1]
+    return render_page(
+        request,
+        "lead.html",
+        program=lookup_program(),
+        feature_sets=feature_sets,
+        audit=records(recent.assign(detail=recent["detail"].map(json.dumps))),
+        **nav_context(person, session),
+    )
+
+
+def move_alias(request: Request, form: dict[str, str]) -> Response:
+    state = state_of(request)
+    _, person = checked_form(request, form, "publish")
+    name, alias, version = (
+        form_field(form, "name"),
+        form_field(form, "alias"),
+        form_field(form, "version"),
+    )
+    try:
+        state.store.set_alias(name, alias, version, actor=Actor(person.name, "session"))
+    except PermissionDeniedError as exc:
+        raise HTTPException(403, str(exc)) from exc
+    except FeaturePlatformError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    # The registry audits the move as this person (via session).
+    return RedirectResponse("/lead", status_code=303)
+
+
+def publish(request: Request, form: dict[str, str]) -> Response:
+    state = state_of(request)
+    _, person = checked_form(request, form, "publish")
+    name, version = form_field(form, "name"), form_field(form, "version")
+    reason = form.get("reason", "").strip()[:MAX_REASON]
+    try:
+        state.store.publish(
+            name,
+            version,
+            reason or f"published by {person.name} (web)",
+            actor=Actor(person.name, "session"),
+        )
+    except PermissionDeniedError as exc:
+        raise HTTPException(403, str(exc)) from exc
+    except FeaturePlatformError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    return RedirectResponse("/lead", status_code=303)

@@ -1,0 +1,249 @@
+"""End to end in a real headless Chromium (Debian's `chromium`, driven by Playwright): two
+annotators and a reviewer sign in, label a whole round by keyboard, a conflict is adjudicated,
+the retrain sensor trains the round's model and opens the next round, and the dashboard shows
+it. Screenshots of every page go to docs/screenshots/ (the README shows them).
+
+Skipped when no `chromium` is installed, unless FP_REQUIRE_BROWSER=1 (CI), where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from feature_platform.catalog import digits
+from feature_platform.definitions import build_definitions
+from feature_platform.defs.partitions import all_arrival_days_tags
+from feature_platform.defs.resources import ProgramResource, StoreResource
+from feature_platform.governance.credentials import Credentials
+from feature_platform.governance.identity import SYSTEM
+from feature_platform.governance.roles import AnnotatorRegistry
+from feature_platform.settings import Settings
+from feature_platform.web.app import WebConfig, create_app
+
+pytestmark = pytest.mark.slow
+
+SCREENSHOTS = Path(
+    os.environ.get("FP_SCREENSHOT_DIR") or Path(__file__).parents[2] / "docs" / "screenshots"
+)
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PASSWORD = "correct horse battery"
+BATCH = 10
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        if os.environ.get("FP_REQUIRE_BROWSER") == "1":
+            pytest.fail("FP_REQUIRE_BROWSER=1 but no `chromium` is installed")
+        pytest.skip("no chromium installed (apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        if os.environ.get("FP_REQUIRE_BROWSER") == "1":
+            pytest.fail("FP_REQUIRE_BROWSER=1 but Playwright is not installed")
+        pytest.skip("playwright is not installed (the dev extra has it)")
+    return path
+
+
+class Loop:
+    """The round sensors and jobs, evaluated and executed the way the daemon would."""
+
+    def __init__(self, settings: Settings) -> None:
+        # From the same FP_* variables the web app reads the program's settings from.
+        self.defs = build_definitions(settings, ProgramResource.from_env())
+        self.instance = dg.DagsterInstance.ephemeral()
+        self.store = StoreResource.from_settings(settings).get()
+
+    def sensor(self, name: str):  # noqa: ANN201
+        sensor = self.defs.get_repository_def().get_sensor_def(name)
+        return sensor(
+            dg.build_sensor_context(instance=self.instance, resources=self.defs.resources)
+        )
+
+    def run(self, job: str, partition_key: str | None = None, tags=None) -> None:  # noqa: ANN001
+        result = self.defs.resolve_job_def(job).execute_in_process(
+            instance=self.instance,
+            partition_key=partition_key,
+            tags=tags or {},
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+        assert result.success
+
+    def open_next_round(self) -> str:
+        opened = self.sensor("open_next_round")
+        assert isinstance(opened, dg.SensorResult), opened
+        for request in opened.dynamic_partitions_requests:
+            self.instance.add_dynamic_partitions(
+                request.partitions_def_name, list(request.partition_keys)
+            )
+        (request,) = opened.run_requests
+        self.run("open_round", request.partition_key)
+        return request.partition_key
+
+    def retrain(self) -> list[str]:
+        requests = self.sensor("retrain_when_labels_in")
+        if isinstance(requests, dg.SkipReason):
+            return []
+        for request in requests:
+            self.run("retrain", request.partition_key)
+        return [r.partition_key for r in requests]
+
+
+def _serve(app) -> tuple[str, object, threading.Thread]:  # noqa: ANN001
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the web app did not start"
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{port}", server, thread
+
+
+def _sign_in(page, base: str, name: str) -> None:  # noqa: ANN001
+    page.goto(f"{base}/login")
+    page.fill("#name", name)
+    page.fill("#password", PASSWORD)
+    with page.expect_navigation():
+        page.click("#sign-in")
+
+
+def _press(page, key: str) -> None:  # noqa: ANN001
+    with page.expect_navigation():
+        page.keyboard.press(key)
+
+
+def _sample_key(page) -> str:  # noqa: ANN001
+    return re.search(r"sample (\d+)", page.inner_text(".meta")).group(1)
+
+
+def test_people_label_a_round_in_the_browser_and_the_loop_retrains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chromium = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    program = {"FP_BATCH_SIZE": BATCH, "FP_LABEL_BUDGET": 3 * BATCH, "FP_ANSWERS_PER_TASK": 2}
+    for variable, value in program.items():
+        monkeypatch.setenv(variable, str(value))
+    for variable in ("FP_STRATEGY", "FP_SEED", "FP_FEATURE_SET", "FP_COLD_START"):
+        monkeypatch.delenv(variable, raising=False)
+    settings = Settings.under(tmp_path / "fp")
+    loop = Loop(settings)
+    loop.run("refresh_features", tags=all_arrival_days_tags())
+    first = loop.open_next_round()
+    assert first == "round-001"
+
+    app = create_app(settings, secret="e2e-" + "s" * 40, config=WebConfig(undo_seconds=120))
+    registry = AnnotatorRegistry(app.state.web.store.engine)
+    credentials = Credentials(app.state.web.store.engine, registry)
+    roles = {"ann": "annotator", "bob": "annotator", "rev": "reviewer", "lea": "lead"}
+    for name, role in roles.items():  # an admin's work; here the platform's own identity
+        registry.add(name, role, actor=SYSTEM)
+        credentials.set_password(name, PASSWORD, actor=SYSTEM)
+    truth = digits.ground_truth_oracle()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    base, server, thread = _serve(app)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            people = {
+                name: browser.new_context(viewport={"width": 1200, "height": 860}).new_page()
+                for name in ("ann", "bob", "rev", "lea")
+            }
+            login = people["ann"]
+            login.goto(f"{base}/login")
+            login.screenshot(path=str(SCREENSHOTS / "sign-in.png"))
+            for name, page in people.items():
+                _sign_in(page, base, name)
+
+            # Both annotators label the whole round with the keyboard. Ann gets her first
+            # answer wrong and takes it back with `z`; Bob's first answer disagrees with hers.
+            disputed = None
+            for name in ("ann", "bob"):
+                page = people[name]
+                page.goto(f"{base}/annotate")
+                for number in range(BATCH):
+                    if not page.locator("#countdown").count():
+                        raise AssertionError(page.content()[:3000])
+                    assert re.fullmatch(r"\d+:\d\d", page.inner_text("#countdown"))
+                    key = _sample_key(page)
+                    right = truth[key]
+                    if number == 0 and name == "ann":
+                        _press(page, str((int(right) + 1) % 10))
+                        _press(page, "z")
+                        assert "Changing your answer" in page.inner_text("#revising")
+                    if number == 0 and name == "bob":
+                        disputed = key
+                        _press(page, str((int(right) + 2) % 10))
+                    else:
+                        _press(page, right)
+                assert "Nothing to label right now" in page.content()
+            assert loop.store.queue.counts(first)["answered"] == BATCH
+            revisions = loop.store.queue.answers(first, history=True)
+            assert int((revisions["revision"] == 2).sum()) == 1
+
+            review = people["rev"]
+            review.goto(f"{base}/review")
+            assert disputed in review.inner_text(".conflict.current")
+            review.screenshot(path=str(SCREENSHOTS / "review.png"), full_page=True)
+            _press(review, truth[disputed])
+            assert "No disagreeing answers" in review.content()
+            decided = app.state.web.adjudications.latest()
+            assert decided[["label", "reviewer"]].values.tolist() == [[truth[disputed], "rev"]]
+
+            # The sensor sees the round fully answered and retrains; the next round opens.
+            assert loop.retrain() == [first]
+            second = loop.open_next_round()
+            assert second == "round-002"
+
+            lead = people["lea"]
+            lead.goto(f"{base}/dashboard?round={first}")
+            assert "round-001: model digits-classifier/1" in lead.inner_text("#round-model")
+            assert "round-001" in lead.inner_text("#trained-rounds")
+            lead.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
+            lead.goto(f"{base}/dashboard")
+            assert "round-002: no model trained yet" in lead.inner_text("#round-model")
+            lead.goto(f"{base}/lead")
+            assert "answers_per_task\t2" in lead.inner_text("section.card")
+            lead.screenshot(path=str(SCREENSHOTS / "lead.png"), full_page=True)
+
+            # The next round appears for the annotators, scored by the new model.
+            page = people["ann"]
+            page.goto(f"{base}/annotate")
+            assert "round-002" in page.inner_text(".meta")
+            assert "digits-classifier/1" in page.inner_text(".versions")
+            assert page.locator(".guesses li").count() == 3
+            page.screenshot(path=str(SCREENSHOTS / "annotate.png"), full_page=True)
+            with page.expect_navigation():
+                page.click("#sign-out")
+            assert not loop.store.queue.leases("ann")
+            browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    audit = app.state.web.audit.entries()
+    assert {"web.login", "label.answer", "label.revise", "label.adjudicate", "web.logout"} <= set(
+        audit["action"]
+    )
