@@ -1,5 +1,5 @@
 """Export a batch as Label Studio import JSON and take Label Studio's JSON export back, using
-the shapes a real Label Studio 1.23.2 server produced (/work/shared/reference)."""
+the shapes a real Label Studio 1.23.2 server produced (copied into fixtures/label_studio)."""
 
 from __future__ import annotations
 
@@ -19,15 +19,12 @@ from feature_platform.labeling.connectors import label_studio
 from feature_platform.labeling.imports import import_answers, quarantined
 from feature_platform.labeling.queue import TaskSpec
 
-REFERENCE = Path("/work/shared/reference")
+REFERENCE = Path(__file__).parent / "fixtures" / "label_studio"
 DIGITS = [str(c) for c in range(10)]
 
 
 def reference(name: str) -> Any:
-    path = REFERENCE / f"label-studio-1.23.2-{name}.json"
-    if not path.exists():
-        pytest.skip(f"reference file {path} is not available")
-    return json.loads(path.read_text())
+    return json.loads((REFERENCE / f"label-studio-1.23.2-{name}.json").read_text())
 
 
 @pytest.fixture

@@ -1,13 +1,15 @@
-"""Label Studio: a round's batch out as an import file, Label Studio's JSON export back in.
+"""Label Studio: a round's batch out as an import file, Label Studio's exports back in.
 
-Shapes follow what a real Label Studio 1.23.2 server reads and writes (see
-/work/shared/reference): each task's `data` holds what the annotator sees (an image when the
-features are a square pixel grid, a text line, the features) plus our task id and sample key,
-so they come back untouched in the export; `predictions` carry the model's best guess with
-`model_version` and `score` (our informativeness score); `meta` carries the context of the
-pick. On the way back each annotation becomes one answer: `result[].value.choices` the label,
-`completed_by` the annotator (resolved through the registry's "label-studio" ids),
-`created_at` the answer time, `lead_time` the seconds spent; cancelled ones are rejected.
+Shapes follow what a real Label Studio 1.23.2 server reads and writes (the test fixtures in
+feature_platform_tests/labeling/fixtures/label_studio): each task's `data` holds what the
+annotator sees (an image when the features are a square pixel grid, a text line, the
+features) plus our task id and sample key, so they come back untouched in the export;
+`predictions` carry the model's best guess with `model_version` and `score` (the model's
+probability of that class, which Label Studio shows as its confidence); `meta` carries the
+context of the pick (with the selection score). On the way back each annotation becomes one
+answer: `result[].value.choices` the label, `completed_by` the annotator (resolved through the
+registry's "label-studio" ids), `created_at` the answer time, `lead_time` the seconds spent;
+cancelled ones are rejected.
 """
 
 from __future__ import annotations
