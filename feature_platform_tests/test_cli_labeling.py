@@ -119,7 +119,8 @@ def test_cli_errors_say_what_was_wrong(home: Path, capsys: pytest.CaptureFixture
     assert "is not UTF-8 text" in capsys.readouterr().err
     garbage = home / "garbage.json"
     garbage.write_text("[{]")
-    assert main(["labels", "import", str(garbage), "--format", "label-studio"]) == 1
-    assert "line 1: malformed JSON at line 1 column 3" in capsys.readouterr().out
+    assert main(["labels", "import", str(garbage), "--format", "label-studio"]) == 2
+    refused = capsys.readouterr().err  # a damaged export is refused whole
+    assert "malformed JSON at line 1 column 3" in refused and "nothing was imported" in refused
     assert main(["labels", "adjudicate", "x", "cat", "--reviewer", "nobody"]) == 2
     assert "Unknown annotator 'nobody'" in capsys.readouterr().err

@@ -5,14 +5,16 @@ line it came from. `import_answers` checks every row (who answered, which task, 
 duplicates within the file) and then, in ONE transaction, records the valid answers through the
 queue's idempotent submission, writes every rejected row with its line and reason to the
 quarantine table for review, and logs the import. A crash stores nothing; a re-import of the
-same file stores nothing new (its rows come back as `already recorded`).
+same file stores nothing new (its rows come back as `already recorded`, and its rejected rows
+are not quarantined a second time). Where an answer came from another tool (Label Studio's
+task, annotation and user ids) is kept beside it in `labeling_answer_sources`.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -38,6 +40,21 @@ quarantine = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("raw", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Where each imported answer came from in the other tool: one row per submission id, written
+# when the answer is first recorded (a re-import finds it already there).
+answer_sources_table = sa.Table(
+    "labeling_answer_sources",
+    metadata,
+    sa.Column("submission_id", sa.String(200), primary_key=True),
+    sa.Column("answer_id", sa.Integer, nullable=False, index=True),
+    sa.Column("system", sa.String(50), nullable=False),
+    sa.Column("external_task", sa.String(200)),
+    sa.Column("external_annotation", sa.String(200)),
+    sa.Column("external_user", sa.String(200)),
+    sa.Column("import_id", sa.String(40), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
 )
 
 imports = sa.Table(
@@ -72,14 +89,22 @@ class IncomingAnswer:
     submission_id: str | None = None
     cancelled: bool = False
     error: str | None = None
-    where: str = ""  # extra position text, e.g. "annotation 2 (id 7)"
+    where: str = ""  # position in the other tool, e.g. "Label Studio task 4, annotation 1"
+    # (system, task id, annotation id, user id) in the tool the answer came from
+    provenance: tuple[str, str | None, str | None, str | None] | None = None
 
 
 @dataclass(frozen=True)
 class RejectedRow:
     line: int
-    reason: str
+    reason: str  # starts with `where` when the row has a position in another tool
     raw: str
+    where: str = ""
+    already_quarantined: bool = False  # kept by an earlier import of the same row
+
+    def describe(self) -> str:
+        """One line for a person: the task and annotation when known, else the file line."""
+        return self.reason if self.where else f"line {self.line}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -90,6 +115,11 @@ class ImportReport:
     accepted: int
     already_recorded: int
     rejected: list[RejectedRow] = field(default_factory=list)
+
+    @property
+    def requarantined(self) -> int:
+        """Rejected rows an earlier import already put in quarantine (not added again)."""
+        return sum(r.already_quarantined for r in self.rejected)
 
     @property
     def taken(self) -> int:
@@ -128,11 +158,12 @@ def import_answers(
     already have all their answers.
     """
     registry = registry or AnnotatorRegistry(engine)
-    create_tables(engine, quarantine, imports)
+    create_tables(engine, quarantine, imports, answer_sources_table)
     import_id = f"imp-{uuid.uuid4().hex[:12]}"
     rejected: list[RejectedRow] = []
     valid: list[tuple[IncomingAnswer, Submission]] = []
     seen: dict[tuple[str, str], tuple[int, str]] = {}
+    seen_ids: dict[str, tuple[int, str, str, str]] = {}
     people: dict[object, Person | None] = {}
 
     for row in rows:
@@ -146,14 +177,30 @@ def import_answers(
                     f"{submission.task_id} there"
                     + ("" if first_label == submission.label else f" with {first_label!r}")
                 )
+            elif submission.submission_id in seen_ids:
+                # The same retry key on two different answers of this file: blame the row of
+                # the file that used it first, not the answer this import is about to write.
+                line, task_id, annotator, label = seen_ids[str(submission.submission_id)]
+                problem = (
+                    f"submission_id {submission.submission_id!r} is already used by line "
+                    f"{line} of this file ({annotator!r} answered task {task_id} with "
+                    f"{label!r}); one submission id is one answer"
+                )
             else:
                 seen[key] = (row.line, submission.label)
+                seen_ids[str(submission.submission_id)] = (
+                    row.line,
+                    submission.task_id,
+                    submission.annotator,
+                    submission.label,
+                )
         if problem is not None or submission is None:
-            rejected.append(RejectedRow(row.line, _reason(row, problem or "unreadable"), row.raw))
+            rejected.append(_rejected(row, problem or "unreadable"))
         else:
             valid.append((row, submission))
 
     now = utcnow()
+    sources: list[tuple[int, str, tuple[str, str | None, str | None, str | None]]] = []
     with write_transaction(engine) as conn:
         accepted = already = 0
         # Task id order: every transaction that waits for several task locks takes them in
@@ -165,9 +212,14 @@ def import_answers(
             elif outcome.status == ALREADY_RECORDED:
                 already += 1
             else:
-                rejected.append(RejectedRow(row.line, _reason(row, outcome.reason), row.raw))
-        rejected.sort(key=lambda r: r.line)
-        if rejected:
+                rejected.append(_rejected(row, outcome.reason))
+                continue
+            if row.provenance is not None and outcome.answer is not None:
+                sources.append((outcome.answer.id, outcome.answer.submission_id, row.provenance))
+        _record_sources(conn, sources, import_id, source)
+        rejected = _mark_quarantined(conn, sorted(rejected, key=lambda r: r.line))
+        fresh = [r for r in rejected if not r.already_quarantined]
+        if fresh:
             conn.execute(
                 quarantine.insert(),
                 [
@@ -179,7 +231,7 @@ def import_answers(
                         "raw": r.raw,
                         "created_at": now,
                     }
-                    for r in rejected
+                    for r in fresh
                 ],
             )
         conn.execute(
@@ -209,6 +261,80 @@ def import_answers(
             now=now,
         )
     return ImportReport(import_id, source, format, accepted, already, rejected)
+
+
+def _rejected(row: IncomingAnswer, problem: str) -> RejectedRow:
+    return RejectedRow(row.line, _reason(row, problem), row.raw, row.where)
+
+
+def _mark_quarantined(conn: sa.Connection, rejected: list[RejectedRow]) -> list[RejectedRow]:
+    """Flag rows (same raw text, same reason) that an earlier import already quarantined, so
+    re-importing a file does not pile the same rejected rows up again."""
+    kept: set[tuple[str, str]] = set()
+    raws = sorted({r.raw for r in rejected})
+    for start in range(0, len(raws), 500):
+        chunk = raws[start : start + 500]
+        kept.update(
+            (raw, reason)
+            for raw, reason in conn.execute(
+                sa.select(quarantine.c.raw, quarantine.c.reason).where(quarantine.c.raw.in_(chunk))
+            )
+        )
+    out, this_import = [], set()
+    for r in rejected:
+        key = (r.raw, r.reason)
+        out.append(replace(r, already_quarantined=key in kept or key in this_import))
+        this_import.add(key)
+    return out
+
+
+def _record_sources(
+    conn: sa.Connection,
+    sources: list[tuple[int, str, tuple[str, str | None, str | None, str | None]]],
+    import_id: str,
+    source: str,
+) -> None:
+    if not sources:
+        return
+    known = set()
+    ids = [submission_id for _, submission_id, _ in sources]
+    for start in range(0, len(ids), 500):
+        known.update(
+            conn.execute(
+                sa.select(answer_sources_table.c.submission_id).where(
+                    answer_sources_table.c.submission_id.in_(ids[start : start + 500])
+                )
+            ).scalars()
+        )
+    rows = [
+        {
+            "submission_id": submission_id,
+            "answer_id": answer_id,
+            "system": system,
+            "external_task": task,
+            "external_annotation": annotation,
+            "external_user": user,
+            "import_id": import_id,
+            "source": source,
+        }
+        for answer_id, submission_id, (system, task, annotation, user) in sources
+        if submission_id not in known
+    ]
+    if rows:
+        conn.execute(answer_sources_table.insert(), rows)
+
+
+def answer_sources(engine: sa.Engine) -> pd.DataFrame:
+    """Where imported answers came from: the other tool's task, annotation and user ids."""
+    create_tables(engine, answer_sources_table)
+    with engine.connect() as conn:
+        frame = pd.DataFrame(
+            conn.execute(sa.select(answer_sources_table).order_by(answer_sources_table.c.answer_id))
+            .mappings()
+            .all()
+        )
+    columns = [c.name for c in answer_sources_table.columns]
+    return frame[columns] if not frame.empty else pd.DataFrame(columns=columns)
 
 
 def _check(
