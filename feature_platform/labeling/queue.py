@@ -1,8 +1,43 @@
-"""The labeling queue: tasks with state, leases that expire, idempotent answer submission.
+"""The labeling queue: tasks with state, leases that expire, idempotent answer submission,
+answer revisions, and skip / unsure outcomes.
 
 A task moves pending -> leased -> answered -> resolved (answers frozen into a label snapshot),
 and back to pending when a lease expires. A task wants `answers_needed` answers from distinct
-annotators (overlap), so it counts as leased only while answers plus live leases fill that.
+people (overlap), so it counts as leased only while answers plus live leases fill that.
+
+API (every write is one transaction; people are named by their registered name)
+-------------------------------------------------------------------------------
+- `create_batch(round, specs, classes, answers_needed, ...)`: one task per sample (idempotent).
+- `lease(person, limit, lease_seconds)`: hand out open tasks. **A live lease reserves its slot**:
+  until it expires nobody else can fill it (a submission from someone else, an import included,
+  is refused with code `slot_reserved` while every free slot is leased to others).
+- `submit(task, person, label, submission_id=...)` / `submit_many([Submission])` /
+  `submit_in(conn, Submission)`: record an answer; returns / reports an `Answer`.
+- `revise(task, person, label, within=grace, reason=...)`: the person corrects their own answer
+  (e.g. "undo" in the web app within a grace period). The correction is a NEW answer row
+  (`revision` n+1, `revises` = the id of the answer it corrects); nothing is overwritten.
+- `skip(task, person, reason)` / `unsure(task, person, note)`: the person passes on the task.
+  Recorded with the person (`passes()`), the person's lease is released and the task is never
+  offered to them again; a pass is not an answer and fills no slot.
+- `answers(round)`: the **effective** answers, one per (task, person), which is what
+  aggregation, agreement, conflicts and label snapshots read. `answers(history=True)` and
+  `answer_history(task, person)`: every revision, with an `effective` flag.
+
+Submission ids and revisions (the merge rule)
+---------------------------------------------
+A submission id names one person's answer to one task (default `<task id>:<person>`; a Label
+Studio import uses the annotation's id). For one task and person:
+1. The same id with a label already recorded under that id (the latest or an earlier revision):
+   `already_recorded`, nothing changes. Retries and re-imports are idempotent, and replaying an
+   old export never flips an answer back.
+2. The same id with a new label: the answer was corrected at its source (e.g. edited in Label
+   Studio, then re-imported): recorded as a revision of the person's effective answer.
+3. Another id while the person already answered: the same label is `already_recorded`;
+   another label is a `conflict` (a correction must say so: `revise`, or the same id).
+4. An id used for another task or person: `conflict`.
+The label used for training is then decided by: a reviewer's adjudication (latest decision)
+> the latest revision by the same person > their earlier revisions; the effective answers of
+different people are combined by the chosen aggregation (majority, Dawid-Skene...).
 
 Concurrency: every write runs in `write_transaction` (SQLite: `BEGIN IMMEDIATE`, one writer at
 a time across processes) and locks the task rows it checks `FOR UPDATE` (Postgres), always in
@@ -70,9 +105,31 @@ answers = sa.Table(
     sa.Column("label", sa.String(200), nullable=False),
     sa.Column("answered_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("time_spent_s", sa.Float),
-    sa.Column("submission_id", sa.String(200), nullable=False, unique=True),
-    # One answer per annotator per task: a retried submission can never count twice.
-    sa.UniqueConstraint("task_id", "annotator", name="uq_answer_task_annotator"),
+    sa.Column("submission_id", sa.String(200), nullable=False),
+    # 1 for a person's first answer to a task, n+1 for each correction of it.
+    sa.Column("revision", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("revises", sa.Integer, sa.ForeignKey("labeling_answers.id")),
+    sa.Column("revision_reason", sa.Text, nullable=False, server_default=""),
+    # One row per revision of a person's answer: a retried submission never counts twice and
+    # two racing corrections cannot both become revision n+1.
+    sa.UniqueConstraint("task_id", "annotator", "revision", name="uq_answer_revision"),
+    # A submission id with one label is stored once (retries and re-imports are idempotent).
+    sa.UniqueConstraint("submission_id", "label", name="uq_answer_submission_label"),
+)
+
+SKIP, UNSURE = "skip", "unsure"
+PASS_OUTCOMES = (SKIP, UNSURE)
+
+passes = sa.Table(
+    "labeling_passes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("task_id", sa.String(40), sa.ForeignKey("labeling_tasks.id"), nullable=False),
+    sa.Column("annotator", sa.String(200), nullable=False),
+    sa.Column("outcome", sa.String(20), nullable=False),  # skip | unsure
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("task_id", "annotator", "outcome", name="uq_pass_task_annotator"),
 )
 
 task_events = sa.Table(
@@ -129,6 +186,20 @@ class Answer:
     answered_at: datetime
     time_spent_s: float | None
     submission_id: str
+    revision: int = 1  # 1: the person's first answer; n+1: their n-th correction
+    revises: int | None = None  # the answer id this revision corrects
+
+
+@dataclass(frozen=True)
+class Pass:
+    """A person passed on a task: `skip` (with a reason) or `unsure`. Not an answer."""
+
+    id: int
+    task_id: str
+    annotator: str
+    outcome: str
+    reason: str
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -165,9 +236,10 @@ ACCEPTED, ALREADY_RECORDED, REJECTED = "accepted", "already_recorded", "rejected
 
 @dataclass(frozen=True)
 class SubmitOutcome:
-    """What became of one submission: accepted (new answer), already_recorded (an identical
-    retry) or rejected, with `code` (unknown_task, invalid_label, conflict, task_complete,
-    invalid_time) and a sentence saying why."""
+    """What became of one submission: accepted (a new answer, or a revision of the person's
+    answer: then `answer.revises` is set), already_recorded (an identical retry) or rejected,
+    with `code` (unknown_task, invalid_label, conflict, task_complete, slot_reserved,
+    invalid_time, nothing_to_revise, grace_expired) and a sentence saying why."""
 
     submission: Submission
     status: str
@@ -214,7 +286,13 @@ def _answer(row: sa.Row) -> Answer:
         answered_at=as_utc(row.answered_at),
         time_spent_s=row.time_spent_s,
         submission_id=row.submission_id,
+        revision=row.revision,
+        revises=row.revises,
     )
+
+
+def _pass(row: sa.Row) -> Pass:
+    return Pass(row.id, row.task_id, row.annotator, row.outcome, row.reason, as_utc(row.at))
 
 
 def default_submission_id(task_id: str, annotator: str) -> str:
@@ -244,7 +322,7 @@ def _is_retryable(exc: sa.exc.DBAPIError) -> bool:
 class TaskQueue:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        create_tables(engine, tasks, leases, answers, task_events)
+        create_tables(engine, tasks, leases, answers, passes, task_events)
 
     def _write(self, work: Callable[[sa.Connection], T], attempts: int = 3) -> T:
         for attempt in range(attempts):
@@ -369,8 +447,16 @@ class TaskQueue:
         with self.engine.connect() as conn:
             return [_task(r) for r in conn.execute(query)]
 
-    def answers(self, round_key: str | None = None) -> pd.DataFrame:
-        """Every answer with its task's provenance (what the annotator was shown and why)."""
+    def answers(self, round_key: str | None = None, *, history: bool = False) -> pd.DataFrame:
+        """Every effective answer (one per task and person: their latest revision) with its
+        task's provenance (what the annotator was shown and why). With `history=True`, every
+        revision instead, with an `effective` column."""
+        later = answers.alias("later")
+        is_effective = ~sa.exists().where(
+            later.c.task_id == answers.c.task_id,
+            later.c.annotator == answers.c.annotator,
+            later.c.revision > answers.c.revision,
+        )
         query = sa.select(
             answers.c.id.label("answer_id"),
             answers.c.task_id,
@@ -387,7 +473,13 @@ class TaskQueue:
             tasks.c.model_version,
             tasks.c.feature_version,
             tasks.c.created_at.label("task_created_at"),
+            answers.c.revision,
+            answers.c.revises,
         ).join(tasks, tasks.c.id == answers.c.task_id)
+        if history:
+            query = query.add_columns(is_effective.label("effective"))
+        else:
+            query = query.where(is_effective)
         if round_key is not None:
             query = query.where(tasks.c.round == round_key)
         with self.engine.connect() as conn:
@@ -397,6 +489,39 @@ class TaskQueue:
             return pd.DataFrame(columns=columns)
         for column in ("answered_at", "task_created_at"):
             frame[column] = pd.to_datetime(frame[column], utc=True)
+        frame["revises"] = frame["revises"].astype("Int64")
+        if history:
+            frame["effective"] = frame["effective"].astype(bool)
+        return frame[columns]
+
+    def answer_history(self, task_id: str, annotator: str | None = None) -> list[Answer]:
+        """Every revision of the answers to one task (of one person), oldest first."""
+        query = sa.select(answers).where(answers.c.task_id == task_id)
+        if annotator is not None:
+            query = query.where(answers.c.annotator == annotator)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(answers.c.id)).all()
+        return [_answer(r) for r in rows]
+
+    def passes(self, round_key: str | None = None) -> pd.DataFrame:
+        """Skip / unsure outcomes (task_id, round, sample_key, annotator, outcome, reason, at)."""
+        query = sa.select(
+            passes.c.task_id,
+            tasks.c.round,
+            tasks.c.sample_key,
+            passes.c.annotator,
+            passes.c.outcome,
+            passes.c.reason,
+            passes.c.at,
+        ).join(tasks, tasks.c.id == passes.c.task_id)
+        if round_key is not None:
+            query = query.where(tasks.c.round == round_key)
+        columns = [c.name for c in query.selected_columns]
+        with self.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(query.order_by(passes.c.id)).mappings().all())
+        if frame.empty:
+            return pd.DataFrame(columns=columns)
+        frame["at"] = pd.to_datetime(frame["at"], utc=True)
         return frame[columns]
 
     def counts(self, round_key: str | None = None) -> dict[str, int]:
@@ -482,8 +607,8 @@ class TaskQueue:
         """Hand `annotator` up to `limit` open tasks, highest priority first.
 
         Never hands out more slots than a task has (answers plus live leases stay within
-        `answers_needed`), never a task this annotator answered or holds, and requeues expired
-        leases first so a vanished annotator cannot strand a task.
+        `answers_needed`), never a task this annotator answered, holds or passed on (skip /
+        unsure), and requeues expired leases first so a vanished annotator cannot strand a task.
         """
         if limit < 1:
             return []
@@ -503,6 +628,11 @@ class TaskQueue:
                 .where(
                     ~sa.exists().where(
                         leases.c.task_id == tasks.c.id, leases.c.annotator == annotator
+                    )
+                )
+                .where(
+                    ~sa.exists().where(
+                        passes.c.task_id == tasks.c.id, passes.c.annotator == annotator
                     )
                 )
                 .order_by(tasks.c.priority.desc(), tasks.c.created_at, tasks.c.id)
@@ -584,22 +714,48 @@ class TaskQueue:
         time_spent_s: float | None = None,
     ) -> Answer:
         """Record one answer. Idempotent: resubmitting the same answer (same submission id, or
-        the same annotator and label for the task) returns the stored answer.
+        the same annotator and label for the task) returns the stored answer; the same
+        submission id with a new label records a revision (see the module docstring).
 
-        An answer is taken while the task still needs answers, with or without a lease (a
-        lease reserves a slot for the person working on it; imports from other tools never
-        hold one). Raises UnknownTaskError / InvalidAnswerError, recording nothing, otherwise.
+        An answer is taken while the task still has a slot for `annotator`: their own live
+        lease, or a slot nobody holds (imports from other tools never hold one; a slot leased
+        to someone else stays theirs until the lease expires). Raises UnknownTaskError /
+        InvalidAnswerError, recording nothing, otherwise.
         """
         submission = Submission(
             task_id, annotator, str(label), submission_id, answered_at, time_spent_s
         )
         outcome = self._write(lambda conn: self.submit_in(conn, submission))
-        if outcome.status == REJECTED:
-            if outcome.code == "unknown_task":
-                raise UnknownTaskError(outcome.reason)
-            raise InvalidAnswerError(outcome.reason)
-        assert outcome.answer is not None
-        return outcome.answer
+        return _raise_or_answer(outcome)
+
+    def revise(
+        self,
+        task_id: str,
+        annotator: str,
+        label: object,
+        *,
+        reason: str = "",
+        within: timedelta | None = None,
+        submission_id: str | None = None,
+        answered_at: datetime | None = None,
+        time_spent_s: float | None = None,
+        now: datetime | None = None,
+    ) -> Answer:
+        """`annotator` corrects their own answer to the task: a new revision that revises
+        their effective answer (kept, never overwritten). With `within`, refused once that
+        long has passed since the answer being corrected (the web app's undo grace period).
+        Idempotent on `submission_id` (default `<task>:<person>:r<revision>`); revising to the
+        label already in force records nothing and returns the effective answer."""
+        submission = Submission(
+            task_id, annotator, str(label), submission_id, answered_at, time_spent_s
+        )
+
+        def work(conn: sa.Connection) -> SubmitOutcome:
+            return self._record(
+                conn, submission, now or utcnow(), revise=True, within=within, reason=reason
+            )
+
+        return _raise_or_answer(self._write(work))
 
     def submit_many(self, submissions: Sequence[Submission]) -> list[SubmitOutcome]:
         """Record many answers in ONE transaction: each is accepted, recognised as already
@@ -618,14 +774,25 @@ class TaskQueue:
     ) -> SubmitOutcome:
         """Record one answer inside the caller's `write_transaction` (for imports that must
         store everything or nothing together with their own bookkeeping)."""
-        sub = submission
+        return self._record(conn, submission, now or utcnow())
+
+    def _record(
+        self,
+        conn: sa.Connection,
+        sub: Submission,
+        clock: datetime,
+        *,
+        revise: bool = False,
+        within: timedelta | None = None,
+        reason: str = "",
+    ) -> SubmitOutcome:
+        """The one write path of answers and revisions. `clock` decides which leases are live
+        (and the grace period); `answered_at` may be older (imports)."""
         label = str(sub.label)
-        submission_id = sub.submission_id or default_submission_id(sub.task_id, sub.annotator)
-        clock = now or utcnow()  # decides which leases are live; answered_at may be older
         answered_at = sub.answered_at or clock
 
-        def rejected(code: str, reason: str) -> SubmitOutcome:
-            return SubmitOutcome(sub, REJECTED, None, code, reason)
+        def rejected(code: str, why: str) -> SubmitOutcome:
+            return SubmitOutcome(sub, REJECTED, None, code, why)
 
         row = conn.execute(
             sa.select(tasks).where(tasks.c.id == sub.task_id).with_for_update()
@@ -642,26 +809,59 @@ class TaskQueue:
             return rejected(
                 "invalid_time", f"time_spent_s must be a number >= 0, got {sub.time_spent_s!r}."
             )
-        previous = conn.execute(
-            sa.select(answers).where(
-                sa.or_(
-                    answers.c.submission_id == submission_id,
-                    sa.and_(answers.c.task_id == task.id, answers.c.annotator == sub.annotator),
-                )
-            )
-        ).first()
-        if previous is not None:
-            if (previous.task_id, previous.annotator, previous.label) == (
-                task.id,
-                sub.annotator,
-                label,
-            ):
-                return SubmitOutcome(sub, ALREADY_RECORDED, _answer(previous))
+        mine = conn.execute(
+            sa.select(answers)
+            .where(answers.c.task_id == task.id, answers.c.annotator == sub.annotator)
+            .order_by(answers.c.revision)
+        ).all()
+        head = mine[-1] if mine else None
+        submission_id = sub.submission_id
+        if submission_id is None:
+            if revise and head is not None:
+                submission_id = f"{default_submission_id(task.id, sub.annotator)}:r{len(mine) + 1}"
+            else:
+                submission_id = default_submission_id(task.id, sub.annotator)
+        same_id = conn.execute(
+            sa.select(answers).where(answers.c.submission_id == submission_id)
+        ).all()
+        foreign = [r for r in same_id if (r.task_id, r.annotator) != (task.id, sub.annotator)]
+        if foreign:
+            other = foreign[0]
             return rejected(
                 "conflict",
-                f"Submission {submission_id!r} conflicts with stored answer {previous.id}: "
-                f"annotator {previous.annotator!r} answered task {previous.task_id} with "
-                f"{previous.label!r}; {sub.annotator!r} / {label!r} was not recorded.",
+                f"Submission {submission_id!r} conflicts with stored answer {other.id}: "
+                f"annotator {other.annotator!r} answered task {other.task_id} with "
+                f"{other.label!r}; {sub.annotator!r} / {label!r} was not recorded.",
+            )
+        recorded = [r for r in same_id if r.label == label]
+        if recorded:  # rule 1: this very submission is stored already (retry, re-import)
+            return SubmitOutcome(sub, ALREADY_RECORDED, _answer(recorded[0]))
+        if head is not None and head.label == label:
+            return SubmitOutcome(sub, ALREADY_RECORDED, _answer(head))
+        if revise or (head is not None and same_id):
+            # Rules 2 and `revise`: a correction of the person's effective answer.
+            if head is None:
+                return rejected(
+                    "nothing_to_revise",
+                    f"Task {task.id} has no answer from {sub.annotator!r} to revise; "
+                    f"submit one first.",
+                )
+            if within is not None and clock - as_utc(head.answered_at) > within:
+                return rejected(
+                    "grace_expired",
+                    f"The grace period to correct answer {head.id} ({within}) is over: it was "
+                    f"given at {as_utc(head.answered_at):%Y-%m-%d %H:%M:%S} UTC; ask a reviewer "
+                    f"to adjudicate task {task.id} instead.",
+                )
+            return self._insert_answer(
+                conn, task, sub, label, submission_id, answered_at, clock, head, reason
+            )
+        if head is not None:  # rule 3
+            return rejected(
+                "conflict",
+                f"Submission {submission_id!r} conflicts with stored answer {head.id}: "
+                f"annotator {head.annotator!r} answered task {task.id} with {head.label!r}; "
+                f"{label!r} was not recorded (to correct an answer, revise it).",
             )
         if task.state in (ANSWERED, RESOLVED):
             return rejected(
@@ -669,6 +869,42 @@ class TaskQueue:
                 f"Task {task.id} already has its {task.answers_needed} answer(s) "
                 f"(state {task.state}); the answer from {sub.annotator!r} was not recorded.",
             )
+        live = conn.execute(
+            sa.select(leases.c.annotator, leases.c.expires_at)
+            .where(leases.c.task_id == task.id, leases.c.expires_at > clock)
+            .order_by(leases.c.expires_at)
+        ).all()
+        holds = any(lease.annotator == sub.annotator for lease in live)
+        answered, _ = self._counts(conn, task.id, clock)
+        if not holds and answered + len(live) >= task.answers_needed:
+            holders = ", ".join(
+                f"{lease.annotator!r} until {as_utc(lease.expires_at):%H:%M:%S} UTC"
+                for lease in live
+            )
+            return rejected(
+                "slot_reserved",
+                f"Task {task.id}'s remaining slot(s) are leased by {holders}; the answer from "
+                f"{sub.annotator!r} was not recorded (a lease reserves its slot until it "
+                f"expires).",
+            )
+        return self._insert_answer(
+            conn, task, sub, label, submission_id, answered_at, clock, None, ""
+        )
+
+    def _insert_answer(
+        self,
+        conn: sa.Connection,
+        task: Task,
+        sub: Submission,
+        label: str,
+        submission_id: str,
+        answered_at: datetime,
+        clock: datetime,
+        head: sa.Row | None,
+        reason: str,
+    ) -> SubmitOutcome:
+        revision = 1 if head is None else int(head.revision) + 1
+        revises = None if head is None else int(head.id)
         inserted = conn.execute(
             answers.insert().values(
                 task_id=task.id,
@@ -677,37 +913,102 @@ class TaskQueue:
                 answered_at=answered_at,
                 time_spent_s=sub.time_spent_s,
                 submission_id=submission_id,
+                revision=revision,
+                revises=revises,
+                revision_reason=reason,
             )
         )
         answer_id = int(inserted.inserted_primary_key[0])
         conn.execute(
             leases.delete().where(leases.c.task_id == task.id, leases.c.annotator == sub.annotator)
         )
+        detail: dict[str, Any] = {
+            "label": label,
+            "answer_id": answer_id,
+            "time_spent_s": sub.time_spent_s,
+            "submission_id": submission_id,
+        }
+        if head is not None:
+            detail |= {"revises": revises, "previous_label": head.label, "reason": reason}
         log_event(
             conn,
             task.id,
-            "answered",
+            "answered" if head is None else "revised",
             answered_at,
             sub.annotator,
-            label=label,
-            answer_id=answer_id,
-            time_spent_s=sub.time_spent_s,
-            submission_id=submission_id,
+            **detail,
         )
         self._refresh_state(conn, task.id, clock)
-        return SubmitOutcome(
-            sub,
-            ACCEPTED,
-            Answer(
-                answer_id,
-                task.id,
-                sub.annotator,
-                label,
-                as_utc(answered_at),
-                sub.time_spent_s,
-                submission_id,
-            ),
+        answer = Answer(
+            answer_id,
+            task.id,
+            sub.annotator,
+            label,
+            as_utc(answered_at),
+            sub.time_spent_s,
+            submission_id,
+            revision,
+            revises,
         )
+        return SubmitOutcome(sub, ACCEPTED, answer)
+
+    def skip(
+        self, task_id: str, annotator: str, reason: str = "", now: datetime | None = None
+    ) -> Pass:
+        """`annotator` skips the task (e.g. the sample is unreadable): recorded with them,
+        their lease released, the task not offered to them again; it fills no slot."""
+        return self._pass(task_id, annotator, SKIP, reason, now)
+
+    def unsure(
+        self, task_id: str, annotator: str, note: str = "", now: datetime | None = None
+    ) -> Pass:
+        """`annotator` cannot decide: recorded like `skip` (outcome `unsure`)."""
+        return self._pass(task_id, annotator, UNSURE, note, now)
+
+    def _pass(
+        self, task_id: str, annotator: str, outcome: str, reason: str, now: datetime | None
+    ) -> Pass:
+        now = now or utcnow()
+
+        def work(conn: sa.Connection) -> Pass:
+            row = conn.execute(
+                sa.select(tasks.c.id).where(tasks.c.id == task_id).with_for_update()
+            ).first()
+            if row is None:
+                raise UnknownTaskError(f"Unknown task id {task_id!r}; nothing recorded.")
+            existing = conn.execute(
+                sa.select(passes).where(
+                    passes.c.task_id == task_id,
+                    passes.c.annotator == annotator,
+                    passes.c.outcome == outcome,
+                )
+            ).first()
+            if existing is not None:
+                return _pass(existing)
+            answered = conn.execute(
+                sa.select(answers.c.id).where(
+                    answers.c.task_id == task_id, answers.c.annotator == annotator
+                )
+            ).first()
+            if answered is not None:
+                raise InvalidAnswerError(
+                    f"{annotator!r} already answered task {task_id} (answer {answered.id}); "
+                    f"to change it, revise the answer instead of marking it {outcome}."
+                )
+            inserted = conn.execute(
+                passes.insert().values(
+                    task_id=task_id, annotator=annotator, outcome=outcome, reason=reason, at=now
+                )
+            )
+            released = conn.execute(
+                leases.delete().where(leases.c.task_id == task_id, leases.c.annotator == annotator)
+            ).rowcount
+            log_event(conn, task_id, outcome, now, annotator, reason=reason, released=released)
+            self._refresh_state(conn, task_id, now)
+            pass_id = int(inserted.inserted_primary_key[0])
+            return Pass(pass_id, task_id, annotator, outcome, reason, now)
+
+        return self._write(work)
 
     def mark_resolved(self, task_ids: Sequence[str], now: datetime | None = None) -> None:
         """Answered tasks whose answers went into a label snapshot become resolved."""
@@ -814,9 +1115,9 @@ class TaskQueue:
 
     @staticmethod
     def _counts(conn: sa.Connection, task_id: str, now: datetime) -> tuple[int, int]:
-        """(answers, live leases) of a task."""
+        """(answers, live leases) of a task; revisions do not count as more answers."""
         answered = conn.execute(
-            sa.select(sa.func.count()).where(answers.c.task_id == task_id)
+            sa.select(sa.func.count()).where(answers.c.task_id == task_id, answers.c.revision == 1)
         ).scalar_one()
         live = conn.execute(
             sa.select(sa.func.count()).where(leases.c.task_id == task_id, leases.c.expires_at > now)
@@ -827,7 +1128,7 @@ class TaskQueue:
     def _slots(
         conn: sa.Connection, task_id: str, annotator: str, now: datetime
     ) -> tuple[int, int, bool]:
-        """(answers, live leases, whether `annotator` already answered or holds it)."""
+        """(answers, live leases, whether `annotator` already answered, holds or passed it)."""
         answered, live = TaskQueue._counts(conn, task_id, now)
         mine = conn.execute(
             sa.select(sa.func.count()).where(
@@ -836,6 +1137,7 @@ class TaskQueue:
                         answers.c.task_id == task_id, answers.c.annotator == annotator
                     ),
                     sa.exists().where(leases.c.task_id == task_id, leases.c.annotator == annotator),
+                    sa.exists().where(passes.c.task_id == task_id, passes.c.annotator == annotator),
                 )
             )
         ).scalar_one()
@@ -859,6 +1161,15 @@ class TaskQueue:
         if new != state:
             conn.execute(tasks.update().where(tasks.c.id == task_id).values(state=new))
             log_event(conn, task_id, "state", now, None, **{"from": state, "to": new})
+
+
+def _raise_or_answer(outcome: SubmitOutcome) -> Answer:
+    if outcome.status == REJECTED:
+        if outcome.code == "unknown_task":
+            raise UnknownTaskError(outcome.reason)
+        raise InvalidAnswerError(outcome.reason)
+    assert outcome.answer is not None
+    return outcome.answer
 
 
 def _lock(conn: sa.Connection, task_ids: Sequence[str], full: bool = False) -> list[sa.Row]:

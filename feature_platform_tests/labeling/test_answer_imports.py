@@ -102,13 +102,13 @@ def test_conflicting_and_surplus_answers_are_rejected_against_stored_ones(
 ) -> None:
     t0, _, _ = ids(fs)
     fs.queue.submit(t0, "ann", "cat")
-    fs.queue.submit(t0, "bob", "dog")
+    fs.queue.submit(t0, "bob", "dog", submission_id="web-1")
     registry = AnnotatorRegistry(fs.engine)
     registry.add("cid", "annotator")
     text = jsonl(
         [
             {"task_id": t0, "annotator": "ann", "label": "cat"},  # already recorded
-            {"task_id": t0, "annotator": "bob", "label": "cat"},  # changes a stored answer
+            {"task_id": t0, "annotator": "bob", "label": "cat"},  # another id, another label
             {"task_id": t0, "annotator": "cid", "label": "cat"},  # task already full
         ]
     )
