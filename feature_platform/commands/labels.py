@@ -116,8 +116,9 @@ def run_import(args: argparse.Namespace) -> int:
         actor=args.actor or _actor(),
     )
     print(
-        f"{args.file} ({args.format}), import {report.import_id}: accepted {report.accepted}, "
-        f"already recorded {report.already_recorded}, rejected {len(report.rejected)}"
+        f"{args.file} ({args.format}), import {report.import_id}: accepted {report.accepted}"
+        + (f" ({report.revised} as revisions)" if report.revised else "")
+        + f", already recorded {report.already_recorded}, rejected {len(report.rejected)}"
     )
     for row in report.rejected:
         print(

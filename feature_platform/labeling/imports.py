@@ -42,13 +42,14 @@ quarantine = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-# Where each imported answer came from in the other tool: one row per submission id, written
-# when the answer is first recorded (a re-import finds it already there).
+# Where each imported answer came from in the other tool: one row per stored answer (each
+# revision too: a correction re-imported under the same submission id), written when it is
+# recorded (a re-import finds it already there).
 answer_sources_table = sa.Table(
     "labeling_answer_sources",
     metadata,
-    sa.Column("submission_id", sa.String(200), primary_key=True),
-    sa.Column("answer_id", sa.Integer, nullable=False, index=True),
+    sa.Column("answer_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("submission_id", sa.String(200), nullable=False, index=True),
     sa.Column("system", sa.String(50), nullable=False),
     sa.Column("external_task", sa.String(200)),
     sa.Column("external_annotation", sa.String(200)),
@@ -115,6 +116,7 @@ class ImportReport:
     accepted: int
     already_recorded: int
     rejected: list[RejectedRow] = field(default_factory=list)
+    revised: int = 0  # of `accepted`: corrections of an earlier answer (stored as revisions)
 
     @property
     def requarantined(self) -> int:
@@ -202,13 +204,16 @@ def import_answers(
     now = utcnow()
     sources: list[tuple[int, str, tuple[str, str | None, str | None, str | None]]] = []
     with write_transaction(engine) as conn:
-        accepted = already = 0
+        accepted = already = revised = 0
         # Task id order: every transaction that waits for several task locks takes them in
         # the same order, so concurrent imports cannot deadlock (Postgres).
         for row, submission in sorted(valid, key=lambda pair: (pair[1].task_id, pair[0].line)):
             outcome = queue.submit_in(conn, submission, now=now)
             if outcome.status == ACCEPTED:
                 accepted += 1
+                # The same submission id with a new label: corrected at its source (e.g. in
+                # Label Studio); the queue stores it as a revision, history kept.
+                revised += outcome.answer is not None and outcome.answer.revises is not None
             elif outcome.status == ALREADY_RECORDED:
                 already += 1
             else:
@@ -255,12 +260,13 @@ def import_answers(
                 "format": format,
                 "accepted": accepted,
                 "already_recorded": already,
+                "revised": revised,
                 "rejected": len(rejected),
             },
             conn=conn,
             now=now,
         )
-    return ImportReport(import_id, source, format, accepted, already, rejected)
+    return ImportReport(import_id, source, format, accepted, already, rejected, revised)
 
 
 def _rejected(row: IncomingAnswer, problem: str) -> RejectedRow:
@@ -297,12 +303,12 @@ def _record_sources(
     if not sources:
         return
     known = set()
-    ids = [submission_id for _, submission_id, _ in sources]
+    ids = [answer_id for answer_id, _, _ in sources]
     for start in range(0, len(ids), 500):
         known.update(
             conn.execute(
-                sa.select(answer_sources_table.c.submission_id).where(
-                    answer_sources_table.c.submission_id.in_(ids[start : start + 500])
+                sa.select(answer_sources_table.c.answer_id).where(
+                    answer_sources_table.c.answer_id.in_(ids[start : start + 500])
                 )
             ).scalars()
         )
@@ -318,7 +324,7 @@ def _record_sources(
             "source": source,
         }
         for answer_id, submission_id, (system, task, annotation, user) in sources
-        if submission_id not in known
+        if answer_id not in known
     ]
     if rows:
         conn.execute(answer_sources_table.insert(), rows)

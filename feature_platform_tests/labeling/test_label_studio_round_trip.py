@@ -352,3 +352,43 @@ def test_export_ships_the_labeling_config_it_matches(
         assert "image" not in task["data"]
         result = task["predictions"][0]["result"][0]
         assert result["from_name"] in target and result["to_name"] in target
+
+
+def test_an_answer_corrected_in_label_studio_comes_back_as_a_revision(fs: FeatureStore) -> None:
+    exported = label_studio.export_tasks(fs.queue.tasks("round-001"))
+    first = label_studio_export(exported, ANSWERS)
+    import_answers(
+        fs.engine, fs.queue, label_studio.read_export(first), source="a", format="label-studio"
+    )
+    corrected = json.loads(first)
+    annotation = corrected[0]["annotations"][1]  # bob's answer to sample 0: 8 -> 5
+    annotation["result"][0]["value"]["choices"] = ["5"]
+    annotation["updated_at"] = "2026-11-25T20:00:00Z"
+    report = import_answers(
+        fs.engine,
+        fs.queue,
+        label_studio.read_export(json.dumps(corrected)),
+        source="a",
+        format="label-studio",
+    )
+    assert (report.accepted, report.revised, report.already_recorded) == (1, 1, 2)
+    assert [r.reason for r in report.rejected if "conflict" in r.reason] == []
+    task_id = fs.queue.find("round-001", "0").id
+    history = fs.queue.answer_history(task_id, "bob")
+    assert [(a.label, a.revision) for a in history] == [("8", 1), ("5", 2)]
+    assert history[1].revises == history[0].id
+    effective = fs.queue.answers().set_index(["sample_key", "annotator"])
+    assert effective.loc[("0", "bob"), "label"] == "5"
+    # The revision keeps its Label Studio provenance too.
+    sources = answer_sources(fs.engine)
+    assert sources.loc[sources["answer_id"] == history[1].id, "external_annotation"].tolist() == [
+        "1001"
+    ]
+    # Replaying the old export does not flip the answer back.
+    replay = import_answers(
+        fs.engine, fs.queue, label_studio.read_export(first), source="a", format="label-studio"
+    )
+    assert (replay.accepted, replay.revised) == (0, 0)
+    assert (
+        fs.queue.answers().set_index(["sample_key", "annotator"]).loc[("0", "bob"), "label"] == "5"
+    )
