@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -26,13 +27,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Exit statuses: 0 done; 1 an import took nothing; 2 refused (bad arguments or input, the
+# message says what and where); 3 the database was unavailable (locked, connection lost) and
+# the operation was rolled back; 130 interrupted; 141 the reader of our output went away.
+EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141
+
+
+def _one_line(message: object) -> str:
+    return " ".join(str(message).split())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
+        return code
     except FeaturePlatformError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:
+        # `feature-platform ... | head`: the reader is gone; stop quietly, and keep Python
+        # from failing again while flushing stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        from feature_platform.store.db import unavailable
+
+        problem = unavailable(exc)  # database errors outside a write transaction (reads)
+        if problem is None:
+            raise
+        print(f"error: {_one_line(problem)}", file=sys.stderr)
+        return problem.exit_code
 
 
 if __name__ == "__main__":

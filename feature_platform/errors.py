@@ -26,6 +26,12 @@ class StoreUnavailableError(FeaturePlatformError):
     exit_code = 3
 
 
+class ConcurrentChangeError(FeaturePlatformError, RuntimeError):
+    """Data kept changing under a read (e.g. an alias moved repeatedly); trying again works."""
+
+    exit_code = 3
+
+
 class InvalidArgumentError(FeaturePlatformError, ValueError):
     """An argument outside what an operation accepts (a count, a key of the wrong type...)."""
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import sqlalchemy as sa
@@ -129,12 +129,39 @@ class ImportReport:
         return self.accepted + self.already_recorded
 
 
+# Answer times outside this window are typos or placeholders (0001-01-01, 9999-12-31): they
+# would also fall outside what pandas can hold and break every later read of the answers.
+EARLIEST_ANSWER = datetime(1970, 1, 1, tzinfo=UTC)
+CLOCK_SKEW = timedelta(days=1)
+
+
 def parse_time(value: object) -> datetime | None:
-    """ISO-8601 text (a trailing Z allowed) to an aware UTC datetime; naive means UTC."""
-    if value is None or value == "":
+    """ISO-8601 text (a trailing Z allowed) to an aware UTC datetime; naive means UTC.
+
+    Raises ValueError, with a sentence saying why, for numbers (seconds, milliseconds or
+    nanoseconds since 1970 cannot be told apart), unparseable text, and times before 1970 or
+    more than a day in the future."""
+    if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(
+            f"{value!r} is a number, not an ISO-8601 time (e.g. 2026-11-25T19:32:26Z); "
+            f"epoch numbers are ambiguous (seconds? milliseconds?)"
+        )
+    text = str(value).strip()
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is before datetime.min in UTC
+        parsed = None
+    except ValueError:
+        raise ValueError(f"{text[:60]!r} is not an ISO-8601 time") from None
+    latest = utcnow() + CLOCK_SKEW
+    if parsed is None or not EARLIEST_ANSWER <= parsed <= latest:
+        raise ValueError(
+            f"{text[:60]!r} is outside {EARLIEST_ANSWER:%Y-%m-%d} .. {latest:%Y-%m-%d} (UTC)"
+        )
+    return parsed
 
 
 def _reason(row: IncomingAnswer, text: str) -> str:

@@ -60,7 +60,7 @@ from typing import Any, TypeVar
 import pandas as pd
 import sqlalchemy as sa
 
-from feature_platform.errors import InvalidAnswerError, UnknownTaskError
+from feature_platform.errors import InvalidAnswerError, InvalidArgumentError, UnknownTaskError
 from feature_platform.store.db import as_utc, create_tables, metadata, utcnow, write_transaction
 
 PENDING, LEASED, ANSWERED, RESOLVED = "pending", "leased", "answered", "resolved"
@@ -355,11 +355,13 @@ class TaskQueue:
         `overlap_answers` (e.g. 10 % of tasks answered by 3 people to measure agreement).
         """
         if answers_needed < 1:
-            raise ValueError("answers_needed must be at least 1.")
+            raise InvalidArgumentError("answers_needed must be at least 1.")
         if not 0.0 <= overlap_fraction <= 1.0:
-            raise ValueError(f"overlap_fraction must lie in [0, 1], got {overlap_fraction}.")
+            raise InvalidArgumentError(
+                f"overlap_fraction must lie in [0, 1], got {overlap_fraction}."
+            )
         if overlap_fraction > 0 and (overlap_answers is None or overlap_answers < 1):
-            raise ValueError("overlap_fraction needs overlap_answers >= 1.")
+            raise InvalidArgumentError("overlap_fraction needs overlap_answers >= 1.")
         created = now or utcnow()
         class_list = json.dumps([str(c) for c in classes])
 

@@ -15,7 +15,6 @@ cancelled ones are rejected.
 from __future__ import annotations
 
 import base64
-import csv
 import io
 import json
 import math
@@ -265,7 +264,7 @@ def _answer(
     try:
         answered_at = parse_time(created_at)
     except ValueError as exc:
-        problem = problem or f"created_at: {exc}"
+        problem = problem or f"created_at {exc}"
         answered_at = None
     seconds, why = _seconds(lead_time)
     problem = problem or why
@@ -433,32 +432,30 @@ def read_export(text: str, *, from_name: str = "label") -> list[IncomingAnswer]:
 
 def _read_csv(text: str, from_name: str) -> list[IncomingAnswer]:
     """Label Studio's CSV export: a header of the task's data columns, `id`, the choice
-    column, annotator, annotation_id, created_at, updated_at, lead_time."""
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
+    column, annotator, annotation_id, created_at, updated_at, lead_time. Broken rows (an
+    unterminated quote included) are rejected one by one, as in any CSV import."""
+    from feature_platform.labeling.connectors.files import csv_records
+
+    records = csv_records(text)
+    header: list[str] | None = None
+    for _, _, fields, error in records:
+        if error is not None or fields is None:
+            raise _refuse(f"malformed CSV header: {error}")
+        if any(f.strip() for f in fields):
+            header = [h.strip() for h in fields]
+            break
+    if header is None:
         return []
-    except csv.Error as exc:
-        raise _refuse(f"malformed CSV header: {exc}") from None
     if "annotation_id" not in header or "id" not in header:
         raise _refuse(
             "not a Label Studio export: neither a JSON array nor a CSV with Label Studio's "
             "`id` and `annotation_id` columns"
         )
     rows: list[IncomingAnswer] = []
-    lines = text.splitlines(keepends=True)
-    start = reader.line_num + 1
-    while True:
-        try:
-            fields = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            # An unterminated quote would swallow every row after it: refuse the file.
-            raise _refuse(f"malformed CSV from line {start}: {exc}") from None
-        raw = "".join(lines[start - 1 : max(reader.line_num, start)]).rstrip("\r\n")
-        line, start = start, reader.line_num + 1
+    for line, raw, fields, error in records:
+        if error is not None or fields is None:
+            rows.append(IncomingAnswer(line, raw, error=error))
+            continue
         if not fields or all(not f.strip() for f in fields):
             continue
         if len(fields) != len(header):
