@@ -117,6 +117,12 @@ def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
 
 
 def create_tables(engine: sa.Engine, *tables: sa.Table) -> None:
+    """Make sure `tables` exist at the current schema: the database is upgraded (or created
+    and stamped) through the Alembic migrations once per process; `create_all` then only
+    adds a table no revision knows yet (a definition added since the last revision)."""
+    from feature_platform.store.migrations import ensure_schema
+
+    ensure_schema(engine)
     metadata.create_all(engine, tables=list(tables))
 
 
