@@ -7,6 +7,7 @@ Each command lives in its own module under `feature_platform/commands/` and expo
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import pkgutil
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 # message says what and where); 3 the database was unavailable (locked, connection lost) and
 # the operation was rolled back; 130 interrupted; 141 the reader of our output went away.
 EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EIO}
 
 
 def _one_line(message: object) -> str:
@@ -52,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except OSError as exc:
+        if exc.errno not in _STORAGE_ERRNOS:
+            raise
+        # A full disk (or quota, a read-only or failing disk) while writing a store.
+        print(f"error: could not write to storage: {_one_line(exc)}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
