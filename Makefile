@@ -22,6 +22,8 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 $(DAGSTER_HOME):
 	mkdir -p $@
 	printf 'telemetry:\n  enabled: false\n' > $@/dagster.yaml
+	# The development instance: `feature-platform demo` may forget its rounds (see defs/demo.py).
+	echo "Created by make for feature-platform demo and dagster dev." > $@/.feature-platform-demo
 
 demo: $(VENV)/.installed | $(DAGSTER_HOME)
 	$(BIN)/feature-platform demo --rounds 6 --strategy margin

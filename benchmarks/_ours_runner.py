@@ -77,9 +77,11 @@ def ingest(home: Path, features: pd.DataFrame, feature_names: list[str]) -> dict
     are then exactly the rows of ``features.parquet``.
     """
     from feature_platform import FeatureStore
+    from feature_platform.governance import system_actor
     from feature_platform.settings import Settings
 
-    store = FeatureStore(Settings.under(home))
+    # A throwaway benchmark store: its definitions are written as the platform identity.
+    store = FeatureStore(Settings.under(home), actor=system_actor())
     fsv = store.apply(bench_spec(feature_names))
     t0 = time.perf_counter()
     snapshots = 0

@@ -188,13 +188,15 @@ def run_digits_loop(strategy: str, seed: int, setup: Setup, options: dict) -> li
     """The real platform path on digits: FeatureStore + queue + simulated annotator."""
     from feature_platform import FeatureStore, Settings
     from feature_platform.catalog import digits
+    from feature_platform.governance import system_actor
     from feature_platform.labeling.simulated import SimulatedAnnotators
     from feature_platform.learning.loop import run_loop
     from feature_platform.learning.rounds import Program
 
     home = Path(tempfile.mkdtemp(prefix="fp-label-efficiency-"))
     try:
-        store = FeatureStore(Settings.under(home))
+        # A throwaway benchmark store: its definitions are written as the platform identity.
+        store = FeatureStore(Settings.under(home), actor=system_actor())
         digits.bootstrap(store, split_seed=seed)
         program = Program(
             feature_set="digits@v1",

@@ -15,6 +15,7 @@ import sys
 
 from feature_platform import commands
 from feature_platform.errors import FeaturePlatformError
+from feature_platform.governance.identity import acting_as, configured_actor
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +43,9 @@ def _one_line(message: object) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        code = int(args.handler(args) or 0)
+        # The command line acts as FP_USER (default: the OS user), never as a flag's value.
+        with acting_as(configured_actor()):
+            code = int(args.handler(args) or 0)
         sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
         return code
     except FeaturePlatformError as exc:

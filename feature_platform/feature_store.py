@@ -17,6 +17,7 @@ from pandas.core.internals import BlockManager
 from pandas.core.internals.blocks import NumpyBlock
 
 from feature_platform.errors import SchemaMismatchError, UnknownFeatureError, closest
+from feature_platform.governance.identity import Actor
 from feature_platform.labeling.label_store import LabelStore
 from feature_platform.labeling.queue import TaskQueue
 from feature_platform.settings import Settings
@@ -80,37 +81,47 @@ class _Plan:
 
 
 class FeatureStore:
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, actor: Actor | str | None = None) -> None:
+        """`actor`: who this store's lifecycle writes act as when a call names nobody (the
+        Dagster store acts as `platform`); None: `governance.current_actor()` at call time."""
         self.settings = settings or Settings.from_env()
         self.engine = create_engine(self.settings.database_url)
-        self.registry = Registry(self.engine)
+        self.registry = Registry(self.engine, actor=actor)
         self.offline = OfflineStore(self.settings.offline_dir)
         self.online = OnlineStore(self.engine)
         self.sources = SourceStore(self.settings.home / "sources")
-        self.queue = TaskQueue(self.engine)
+        self.queue = TaskQueue(self.engine, self.registry.people)
         self.labels = LabelStore(self.engine, self.queue)
         self._plans: dict[tuple, _Plan] = {}
         self._plans_lock = threading.Lock()
 
     # -- definitions ------------------------------------------------------------------------
-    def apply(self, spec: FeatureSetSpec, publish: bool = True) -> FeatureSetVersion:
+    def apply(
+        self, spec: FeatureSetSpec, publish: bool = True, *, actor: Actor | str | None = None
+    ) -> FeatureSetVersion:
         """Register a feature set version (refused if its definition changed in place) and,
         with `publish`, move a draft to active."""
-        fsv = self.registry.register(spec)
+        fsv = self.registry.register(spec, actor=actor)
         if publish and fsv.status == "draft":
-            fsv = self.registry.set_status(spec.name, spec.version, "active")
+            fsv = self.registry.set_status(spec.name, spec.version, "active", actor=actor)
         return fsv
 
-    def set_alias(self, name: str, alias: str, version: str) -> dict[str, Any] | None:
+    def set_alias(
+        self, name: str, alias: str, version: str, *, actor: Actor | str | None = None
+    ) -> dict[str, Any] | None:
         """Move `name@alias` to `version` atomically (recorded); pinned versions unaffected."""
-        return self.registry.set_alias(name, alias, version)
+        return self.registry.set_alias(name, alias, version, actor=actor)
 
-    def publish(self, name: str, version: str, reason: str = "") -> FeatureSetVersion:
-        return self.registry.publish(name, version, reason)
+    def publish(
+        self, name: str, version: str, reason: str = "", *, actor: Actor | str | None = None
+    ) -> FeatureSetVersion:
+        return self.registry.publish(name, version, reason, actor=actor)
 
-    def deprecate(self, name: str, version: str, reason: str = "") -> FeatureSetVersion:
+    def deprecate(
+        self, name: str, version: str, reason: str = "", *, actor: Actor | str | None = None
+    ) -> FeatureSetVersion:
         """Retire a version; refused while a registered model or an alias still uses it."""
-        return self.registry.deprecate(name, version, reason)
+        return self.registry.deprecate(name, version, reason, actor=actor)
 
     def record_usage(
         self,

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from feature_platform import FeatureStore, Settings
 from feature_platform.catalog import digits
+from feature_platform.governance.identity import acting_as, system_actor
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "FP_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
@@ -25,6 +26,24 @@ def _postgres_reachable() -> bool:
             return True
     except Exception:  # noqa: BLE001 - any failure means "no server here"
         return False
+
+
+@pytest.fixture(autouse=True, scope="session")
+def act_as_platform() -> Iterator[None]:
+    """Core calls that name nobody act as the platform's system identity (as Dagster's do);
+    identity tests act as specific people with `acting_as` or `actor=`, and the command line
+    always acts as FP_USER / the OS user."""
+    with acting_as(system_actor()):
+        yield
+
+
+def register_people(engine: sa.Engine, role: str = "annotator", *names: str) -> None:
+    """Register `names` with `role` (as the platform), for tests whose people label."""
+    from feature_platform.governance.roles import AnnotatorRegistry
+
+    registry = AnnotatorRegistry(engine)
+    for name in names:
+        registry.add(name, role, actor=system_actor())
 
 
 @pytest.fixture

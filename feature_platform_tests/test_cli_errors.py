@@ -15,6 +15,7 @@ from feature_platform.cli import main
 from feature_platform.errors import FeaturePlatformError, InvalidArgumentError
 from feature_platform.labeling.agreement import cohen_kappa
 from feature_platform.labeling.queue import TaskSpec
+from feature_platform_tests.conftest import register_people
 
 
 @pytest.fixture
@@ -22,7 +23,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for variable in ("FP_DATABASE_URL", "FP_OFFLINE_DIR", "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("FP_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FP_USER", "tester")  # the command line acts as FP_USER
     store = FeatureStore(Settings.from_env())
+    register_people(store.engine, "admin", "tester")
     specs = [TaskSpec(f"s{i}", "margin", 0.5, "pick", "pets@v1", "m1") for i in range(200)]
     store.queue.create_batch("round-001", specs, ["cat", "dog"])
     return tmp_path

@@ -11,6 +11,7 @@ import pytest
 from feature_platform import FeatureStore, Settings
 from feature_platform.cli import main
 from feature_platform.labeling.queue import TaskSpec
+from feature_platform_tests.conftest import register_people
 
 CLASSES = ["cat", "dog"]
 
@@ -20,8 +21,10 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for variable in ("FP_DATABASE_URL", "FP_OFFLINE_DIR", "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("FP_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("FP_ACTOR", "tester")
+    monkeypatch.setenv("FP_USER", "tester")  # the CLI acts as FP_USER: an admin here
     store = FeatureStore(Settings.from_env())
+    register_people(store.engine, "admin", "tester")
+    register_people(store.engine, "annotator", "bob")
     specs = [
         TaskSpec(
             f"s{i}",
@@ -40,7 +43,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_export_import_and_status_through_the_cli(
-    home: Path, capsys: pytest.CaptureFixture[str]
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert main(["annotators", "add", "ann", "--label-studio-id", "1"]) == 0
     assert main(["annotators", "add", "rita", "--role", "reviewer"]) == 0
@@ -103,12 +106,16 @@ def test_export_import_and_status_through_the_cli(
     }
     assert status["oldest_lease"]["annotator"] == "bob"
 
-    assert main(["labels", "adjudicate", tasks[0]["task_id"], "dog", "--reviewer", "rita"]) == 0
+    monkeypatch.setenv("FP_USER", "rita")  # the reviewer is whoever runs the command
+    assert main(["labels", "adjudicate", tasks[0]["task_id"], "dog"]) == 0
+    assert "(by rita)" in capsys.readouterr().out
     assert main(["labels", "snapshot", "--method", "dawid_skene"]) == 0
     assert "1 labels from 1 answers" in capsys.readouterr().out.splitlines()[-1]
 
 
-def test_cli_errors_say_what_was_wrong(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_errors_say_what_was_wrong(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert main(["tasks", "export", "--round", "round-01", "--format", "jsonl", "-o", "-"]) == 2
     assert "No tasks in round 'round-01'. Did you mean 'round-001'?" in capsys.readouterr().err
     assert main(["labels", "import", str(home / "missing.json"), "--format", "label-studio"]) == 2
@@ -122,5 +129,6 @@ def test_cli_errors_say_what_was_wrong(home: Path, capsys: pytest.CaptureFixture
     assert main(["labels", "import", str(garbage), "--format", "label-studio"]) == 2
     refused = capsys.readouterr().err  # a damaged export is refused whole
     assert "malformed JSON at line 1 column 3" in refused and "nothing was imported" in refused
-    assert main(["labels", "adjudicate", "x", "cat", "--reviewer", "nobody"]) == 2
+    monkeypatch.setenv("FP_USER", "nobody")
+    assert main(["labels", "adjudicate", "x", "cat"]) == 2
     assert "Unknown annotator 'nobody'" in capsys.readouterr().err

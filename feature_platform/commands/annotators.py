@@ -1,9 +1,13 @@
-"""`feature-platform annotators ...`: register the people who label and review."""
+"""`feature-platform annotators ...`: register the people who label and review.
+
+Acts as the configured identity (`FP_USER`, default: the OS user), which must be an admin to
+register or deactivate people; on a platform without an admin yet, a person may register
+themselves as its first admin.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -11,14 +15,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = parser.add_subparsers(dest="annotators_command", required=True)
     add = commands.add_parser("add", help="register a person (or change their role)")
     add.add_argument("name")
-    add.add_argument("--role", default="annotator", help="annotator, reviewer, engineer or admin")
+    add.add_argument(
+        "--role", default="annotator", help="viewer, annotator, reviewer, lead (engineer) or admin"
+    )
     add.add_argument(
         "--label-studio-id", default=None, help="their Label Studio user id (completed_by)"
     )
-    add.add_argument("--actor", default=None, help="who registers them (audit log)")
     add.set_defaults(handler=run_add)
+    deactivate = commands.add_parser("deactivate", help="stop accepting a person's work")
+    deactivate.add_argument("name")
+    deactivate.set_defaults(handler=run_deactivate)
     listing = commands.add_parser("list", help="everyone registered")
     listing.set_defaults(handler=run_list)
+    whoami = commands.add_parser("whoami", help="the identity commands act as, and its role")
+    whoami.set_defaults(handler=run_whoami)
 
 
 def _registry():  # noqa: ANN202
@@ -32,17 +42,36 @@ def run_add(args: argparse.Namespace) -> int:
     from feature_platform.labeling.connectors.label_studio import SYSTEM
 
     ids = {SYSTEM: args.label_studio_id} if args.label_studio_id else {}
-    actor = args.actor or os.environ.get("FP_ACTOR") or os.environ.get("USER") or "cli"
-    person = _registry().add(args.name, args.role, ids, actor=actor)
+    person = _registry().add(args.name, args.role, ids)
     print(f"{person.name}: {person.role}" + (f", ids {person.identities}" if ids else ""))
     return 0
 
 
+def run_deactivate(args: argparse.Namespace) -> int:
+    person = _registry().deactivate(args.name)
+    print(f"{person.name}: deactivated (their answers are kept)")
+    return 0
+
+
 def run_list(args: argparse.Namespace) -> int:
+    from feature_platform.names import printable
+
     people = _registry().list()
     if not people:
         print("nobody registered yet")
     for person in people:
         state = "" if person.active else " (deactivated)"
-        print(f"{person.name}: {person.role}{state} {person.identities or ''}".rstrip())
+        ids = printable(person.identities or "")
+        print(printable(f"{person.name}: {person.role}{state} {ids}".rstrip()))
+    return 0
+
+
+def run_whoami(args: argparse.Namespace) -> int:
+    from feature_platform.governance.identity import current_actor
+    from feature_platform.names import printable
+
+    actor = current_actor()
+    person = _registry().find(actor.name)
+    role = "not registered" if person is None else person.role
+    print(f"{printable(actor.name)} (via {actor.via}): {role}")
     return 0

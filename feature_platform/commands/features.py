@@ -34,6 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     history.set_defaults(handler=run_history)
 
 
+def printable(text: object) -> str:
+    from feature_platform.names import printable as escape
+
+    return escape(text)
+
+
 def _store():  # noqa: ANN202 - imported lazily so `--help` stays fast
     from feature_platform import FeatureStore, Settings
 
@@ -60,8 +66,10 @@ def run_list(args: argparse.Namespace) -> int:
     for fsv in versions:
         aliases = sorted(a for a, v in registry.aliases(fsv.name).items() if v == fsv.version)
         print(
-            f"{fsv.id:<24} {fsv.status:<10} {len(fsv.features):>4} features  "
-            f"aliases: {', '.join(aliases) or '-'}  fingerprint {fsv.fingerprint}"
+            printable(
+                f"{fsv.id:<24} {fsv.status:<10} {len(fsv.features):>4} features  "
+                f"aliases: {', '.join(aliases) or '-'}  fingerprint {fsv.fingerprint}"
+            )
         )
     return 0
 
@@ -81,7 +89,7 @@ def run_show(args: argparse.Namespace) -> int:
         reason = f" ({change['reason']})" if change["reason"] else ""
         print(
             f"  {change['changed_at']:%Y-%m-%d %H:%M:%S} "
-            f"{change['from_status'] or 'new'} -> {change['to_status']}{reason}"
+            f"{change['from_status'] or 'new'} -> {change['to_status']}{printable(reason)}"
         )
     return 0
 
@@ -125,5 +133,5 @@ def run_history(args: argparse.Namespace) -> int:
         for m in registry.alias_history(args.name)
     ]
     for at, text in sorted(events, key=lambda e: e[0]):
-        print(f"{at:%Y-%m-%d %H:%M:%S}  {text}")
+        print(f"{at:%Y-%m-%d %H:%M:%S}  {printable(text)}")
     return 0

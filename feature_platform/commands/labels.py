@@ -4,14 +4,9 @@ adjudicate, measure agreement, freeze a label snapshot."""
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 FORMATS = ("label-studio", "jsonl", "csv")
-
-
-def _actor() -> str:
-    return os.environ.get("FP_ACTOR") or os.environ.get("USER") or "cli"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,7 +24,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     imp.add_argument("file", type=Path)
     imp.add_argument("--format", choices=FORMATS, required=True)
-    imp.add_argument("--actor", default=None, help="who runs the import (audit log)")
     imp.add_argument(
         "--from-name",
         default="label",
@@ -50,7 +44,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     adjudicate.add_argument("task_id")
     adjudicate.add_argument("label")
-    adjudicate.add_argument("--reviewer", required=True)
     adjudicate.add_argument("--reason", default="")
     adjudicate.set_defaults(handler=run_adjudicate)
 
@@ -113,16 +106,18 @@ def run_import(args: argparse.Namespace) -> int:
         rows,
         source=str(args.file),
         format=args.format,
-        actor=args.actor or _actor(),
     )
     print(
         f"{args.file} ({args.format}), import {report.import_id}: accepted {report.accepted}"
         + (f" ({report.revised} as revisions)" if report.revised else "")
         + f", already recorded {report.already_recorded}, rejected {len(report.rejected)}"
     )
+    from feature_platform.names import printable
+
     for row in report.rejected:
         print(
-            f"  {row.describe()}" + (" (already in quarantine)" if row.already_quarantined else "")
+            f"  {printable(row.describe())}"
+            + (" (already in quarantine)" if row.already_quarantined else "")
         )
     if len(report.rejected) > report.requarantined:
         print(
@@ -137,14 +132,16 @@ def run_import(args: argparse.Namespace) -> int:
 
 def run_quarantine(args: argparse.Namespace) -> int:
     from feature_platform.labeling.imports import quarantined
+    from feature_platform.names import printable
 
     frame = quarantined(_store().engine, args.import_id)
     if frame.empty:
         print("no quarantined rows")
         return 0
+    # Rejected rows are untrusted text: control characters are shown escaped, never sent raw.
     for row in frame.itertuples(index=False):
-        print(f"{row.import_id} {row.source} line {row.line}: {row.reason}")
-        print(f"    {row.raw[:300]}")
+        print(printable(f"{row.import_id} {row.source} line {row.line}: {row.reason}"))
+        print(f"    {printable(row.raw[:300])}")
     return 0
 
 
@@ -153,14 +150,19 @@ def run_conflicts(args: argparse.Namespace) -> int:
     if conflicts.empty:
         print("no undecided conflicts")
         return 0
+    from feature_platform.names import printable
+
     for row in conflicts.itertuples(index=False):
-        print(f"{row.task_id} {row.round} sample {row.sample_key}: votes {row.votes}")
+        print(printable(f"{row.task_id} {row.round} sample {row.sample_key}: votes {row.votes}"))
     return 0
 
 
 def run_adjudicate(args: argparse.Namespace) -> int:
+    from feature_platform.governance.identity import current_actor
+
+    # The reviewer is whoever runs the command (FP_USER / the OS user), never a flag.
     decision = _store().labels.adjudications.decide(
-        args.task_id, args.label, args.reviewer, args.reason
+        args.task_id, args.label, current_actor().name, args.reason
     )
     print(
         f"decision {decision.id}: sample {decision.sample_key} is {decision.label!r} "

@@ -48,22 +48,28 @@ def run_status(args: argparse.Namespace) -> int:
         }
         print(json.dumps(document, indent=2))
         return 0
-    scope = f"round {args.round_key}" if args.round_key else "all rounds"
+    from feature_platform.names import printable
+
+    scope = f"round {printable(args.round_key)}" if args.round_key else "all rounds"
     counts = ", ".join(f"{state} {n}" for state, n in status.counts.items())
     print(f"{scope}: {sum(status.counts.values())} tasks ({counts})")
     print(f"leases: {status.live_leases} live, {status.expired_leases} expired awaiting requeue")
     if oldest is not None:
         print(
-            f"oldest lease: task {oldest.task_id} held by {oldest.annotator} since "
+            f"oldest lease: task {oldest.task_id} held by {printable(oldest.annotator)} since "
             f"{oldest.leased_at:%Y-%m-%d %H:%M:%S} UTC (expires {oldest.expires_at:%H:%M:%S})"
         )
     if status.per_annotator.empty:
         print("no annotator activity yet")
     else:
-        print(status.per_annotator.to_string(index=False, float_format="%.1f"))
+        print(printable(status.per_annotator.to_string(index=False, float_format="%.1f")))
     return 0
 
 
 def run_requeue(args: argparse.Namespace) -> int:
-    print(f"requeued {_store().queue.requeue_expired()} expired lease(s)")
+    from feature_platform.governance import require
+
+    store = _store()
+    require(None, "manage_queue", store.engine)  # the command line's identity: lead or admin
+    print(f"requeued {store.queue.requeue_expired()} expired lease(s)")
     return 0

@@ -20,8 +20,10 @@ from feature_platform.catalog import digits
 from feature_platform.definitions import build_definitions
 from feature_platform.defs.assets.rounds import round_assets
 from feature_platform.defs.partitions import all_arrival_days_tags, rounds_partitions
-from feature_platform.defs.resources import ProgramResource, StoreResource, build_resources
+from feature_platform.defs.resources import MlflowResource, ProgramResource, store_for
+from feature_platform.errors import FeaturePlatformError
 from feature_platform.feature_store import FeatureStore
+from feature_platform.governance.identity import system_actor
 from feature_platform.labeling.simulated import SimulatedAnnotators
 from feature_platform.learning.loop import run_loop
 from feature_platform.settings import Settings
@@ -67,10 +69,67 @@ class DemoReport:
         }
 
 
+# The demo empties its stores and forgets its rounds before each run. It only ever does that to
+# a directory it created (or found empty) and marked with this file: never to a directory of
+# unrelated files, a production store or a production Dagster instance.
+DEMO_MARKER = ".feature-platform-demo"
+
+
+class NotADemoDirectoryError(FeaturePlatformError):
+    """The demo was pointed at a directory it did not create."""
+
+
+def _mark(directory: Path, what: str) -> None:
+    (directory / DEMO_MARKER).write_text(
+        f"Created by `feature-platform demo` as its {what}; the demo empties this directory "
+        f"before each run. Delete this file to protect the directory from the demo.\n"
+    )
+
+
+def claim_demo_home(home: Path) -> Path:
+    """Make `home` an empty demo store directory: created and marked when missing or empty,
+    emptied when it carries the demo's marker, refused otherwise."""
+    home = home.resolve()
+    if not home.exists():
+        home.mkdir(parents=True)
+    elif not home.is_dir():
+        raise NotADemoDirectoryError(f"The demo's store directory {home} is not a directory.")
+    elif any(home.iterdir()):
+        if not (home / DEMO_MARKER).is_file():
+            raise NotADemoDirectoryError(
+                f"Refusing to empty {home} (FP_HOME / --home): it is not empty and was not "
+                f"created by the demo (no {DEMO_MARKER} file in it). The demo deletes what is in "
+                f"its directory; point FP_HOME or --home at a new or empty directory."
+            )
+        for child in home.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    _mark(home, "store directory (FP_HOME)")
+    return home
+
+
+def _is_fresh_instance(home: Path) -> bool:
+    """No run history and no storage configured: nothing to lose (e.g. `make`'s fresh home)."""
+    config = home / "dagster.yaml"
+    other = {p.name for p in home.iterdir()} - {"dagster.yaml"}
+    return not other and (not config.exists() or "storage" not in config.read_text())
+
+
 def project_dagster_home() -> Path:
     """DAGSTER_HOME, defaulting to `.dagster_home` in the working directory (created)."""
     home = Path(os.environ.get("DAGSTER_HOME") or Path.cwd() / ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
+    if not (home / DEMO_MARKER).is_file():
+        if not _is_fresh_instance(home):
+            raise NotADemoDirectoryError(
+                f"Refusing to run the demo on the Dagster instance in {home} (DAGSTER_HOME): "
+                f"the demo forgets the rounds recorded there, and this instance was not created "
+                f"by the demo (no {DEMO_MARKER} file). Point DAGSTER_HOME at a new or empty "
+                f"directory."
+            )
+        _mark(home, "Dagster instance (DAGSTER_HOME)")
     config = home / "dagster.yaml"
     if not config.exists():
         config.write_text(
@@ -111,9 +170,12 @@ def _evaluate_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, name: s
 
 def run_demo(options: DemoOptions, home: Path, log=print) -> DemoReport:  # noqa: ANN001
     """Start a fresh labeling program with every store embedded under `home` (emptied first,
-    so the web UI and the CLI see this program) and run up to `options.rounds` rounds."""
-    if home.exists():
-        shutil.rmtree(home)
+    so the web UI and the CLI see this program) and run up to `options.rounds` rounds.
+
+    Refused (NotADemoDirectoryError, nothing deleted) when `home` or DAGSTER_HOME holds
+    something the demo did not create (see `claim_demo_home`)."""
+    project_dagster_home()  # checked before anything is deleted
+    home = claim_demo_home(home)
     settings = Settings.under(home)
     program = ProgramResource(
         feature_set=options.feature_set,
@@ -124,19 +186,18 @@ def run_demo(options: DemoOptions, home: Path, log=print) -> DemoReport:  # noqa
         seed=options.seed,
         cold_start=options.cold_start,
     )
-    project_dagster_home()
     instance = dg.DagsterInstance.get()
     # A fresh program: forget the previous demo's rounds (its runs stay in the run history).
     instance.wipe_assets([asset.key for asset in round_assets])
     for key in instance.get_dynamic_partitions(rounds_partitions.name):
         instance.delete_dynamic_partition(rounds_partitions.name, key)
     defs = build_definitions(settings, program)
-    store: FeatureStore = StoreResource.from_settings(settings).get()
+    store: FeatureStore = store_for(settings)
     annotators = _annotators(options)
 
     log("baseline: the same rounds with random selection (same seed, same annotators) ...")
     with tempfile.TemporaryDirectory() as scratch:
-        baseline_store = FeatureStore(Settings.under(scratch))
+        baseline_store = FeatureStore(Settings.under(scratch), actor=system_actor())
         digits.bootstrap(baseline_store)
         baseline = run_loop(
             baseline_store,
@@ -146,7 +207,9 @@ def run_demo(options: DemoOptions, home: Path, log=print) -> DemoReport:  # noqa
         )
         baseline_store.engine.dispose()
     # Logged first, so every round's learning-curve picture can show it beside the strategy.
-    tracker = build_resources(settings, program)["mlflow"].tracker()
+    tracker = MlflowResource(
+        tracking_uri=settings.mlflow_tracking_uri, artifact_dir=str(settings.mlflow_artifact_dir)
+    ).tracker()
     tracker.log_reference_curve("random", [(r.labels, r.accuracy) for r in baseline])
 
     log("refreshing raw source and feature sets through Dagster ...")

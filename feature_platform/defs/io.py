@@ -5,14 +5,20 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from feature_platform.names import check_name, path_under
+
 
 class ParquetIOManager(dg.ConfigurableIOManager):
     root: str
 
     def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
-        key = "/".join(context.asset_key.path)
-        partition = context.asset_partition_key if context.has_asset_partitions else "_"
-        return Path(self.root) / key / f"{partition}.parquet"
+        # Partition keys come from whoever may add a dynamic partition (the web UI): checked
+        # and resolved under `root`, so `../../x` can never write outside it.
+        folder = path_under(self.root, *context.asset_key.path, what="asset key")
+        if not context.has_asset_partitions:
+            return folder / "_.parquet"
+        partition = check_name(context.asset_partition_key, what="partition key")
+        return path_under(folder, f"{partition}.parquet", what="partition key")
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         path = self._path(context)

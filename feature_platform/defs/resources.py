@@ -1,13 +1,24 @@
 """Resources: the stores and MLflow, configured from the environment with embedded defaults,
-and the labeling program's settings."""
+and the labeling program's settings.
+
+Dagster records every resource's configuration in its run storage (job snapshots, run
+config). A setting that may carry a secret (a database URL with a password, a tracking URI
+with credentials) is therefore handed to Dagster as `dg.EnvVar(<variable>)` whenever its value
+comes from that variable: Dagster stores the variable's name and reads the value at run time.
+A URL with a password that does not come from its variable is refused rather than recorded.
+"""
 
 import functools
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dagster as dg
+import sqlalchemy as sa
 
+from feature_platform.errors import FeaturePlatformError
 from feature_platform.feature_store import FeatureStore
+from feature_platform.governance.identity import system_actor
 from feature_platform.learning.rounds import Program
 from feature_platform.learning.stopping import StoppingRules
 from feature_platform.learning.tracking import ModelTracker
@@ -16,8 +27,40 @@ from feature_platform.settings import Settings
 
 @functools.cache
 def _store(settings: Settings) -> FeatureStore:
-    # One store (engine, caches) per process and location, shared by every step and sensor.
-    return FeatureStore(settings)
+    # One store (engine, caches) per process and location, shared by every step and sensor;
+    # Dagster's assets and sensors act as the platform's system identity (audited as such).
+    return FeatureStore(settings, actor=system_actor())
+
+
+def store_for(settings: Settings) -> FeatureStore:
+    """The process's shared store for `settings`, outside a Dagster run (demo, tests)."""
+    return _store(settings)
+
+
+def _has_password(url: str) -> bool:
+    try:
+        if sa.engine.make_url(url).password:
+            return True
+    except sa.exc.ArgumentError:
+        pass
+    try:
+        return bool(urlsplit(url).password)
+    except ValueError:
+        return False
+
+
+def recorded_safely(value: str, variable: str) -> str | dg.EnvVar:
+    """`value` as Dagster may record it: `dg.EnvVar(variable)` when it comes from that
+    variable, the value itself when it holds no password; refused otherwise."""
+    if os.environ.get(variable) == value:
+        return dg.EnvVar(variable)
+    if _has_password(value):
+        raise FeaturePlatformError(
+            f"A URL with a password was configured for {variable} without going through that "
+            f"environment variable; Dagster would store the password in its run storage. "
+            f"Set {variable} instead."
+        )
+    return value
 
 
 class StoreResource(dg.ConfigurableResource):
@@ -29,9 +72,11 @@ class StoreResource(dg.ConfigurableResource):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "StoreResource":
+        """For Dagster: the database URL is recorded as `FP_DATABASE_URL` when it comes from
+        there (see the module docstring). Outside a run, use `store_for(settings)`."""
         return cls(
             home=str(settings.home),
-            database_url=settings.database_url,
+            database_url=recorded_safely(settings.database_url, "FP_DATABASE_URL"),
             offline_dir=str(settings.offline_dir),
         )
 
@@ -121,7 +166,7 @@ def build_resources(settings: Settings, program: ProgramResource) -> dict[str, o
     return {
         "store": StoreResource.from_settings(settings),
         "mlflow": MlflowResource(
-            tracking_uri=settings.mlflow_tracking_uri,
+            tracking_uri=recorded_safely(settings.mlflow_tracking_uri, "MLFLOW_TRACKING_URI"),
             artifact_dir=str(settings.mlflow_artifact_dir),
         ),
         "program": program,

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from feature_platform.governance.identity import Actor
 from feature_platform.store.db import create_tables, metadata, utcnow
 
 audit_log = sa.Table(
@@ -37,7 +38,7 @@ class AuditLog:
 
     def record(
         self,
-        actor: str,
+        actor: Actor | str,
         action: str,
         target: str = "",
         detail: Mapping[str, Any] | None = None,
@@ -45,13 +46,18 @@ class AuditLog:
         conn: sa.Connection | None = None,
         now: datetime | None = None,
     ) -> None:
-        """Append one entry; inside `conn`'s transaction when given."""
+        """Append one entry; inside `conn`'s transaction when given. For an `Actor`, how the
+        identity was established is kept in the detail (`via`: session, FP_USER, os-user,
+        system), so a command-line identity is recorded as such."""
+        detail = dict(detail or {})
+        if isinstance(actor, Actor):
+            detail.setdefault("via", actor.via)
         values = {
             "at": now or utcnow(),
-            "actor": actor,
+            "actor": str(actor),
             "action": action,
             "target": target,
-            "detail": json.dumps(dict(detail or {}), default=str, sort_keys=True),
+            "detail": json.dumps(detail, default=str, sort_keys=True),
         }
         if conn is not None:
             conn.execute(audit_log.insert().values(**values))

@@ -1,8 +1,22 @@
 """Known people and their roles: who may label, adjudicate, publish or deprecate.
 
-An annotator is registered once under a name, with a role and optionally the ids other tools
-know them by (`identities`, e.g. {"label-studio": "7"}), so an import can say which of our
-people a Label Studio `completed_by` is. Every change is written to the audit log.
+A person is registered once under a name (`names.check_name`), with a role and optionally the
+ids other tools know them by (`identities`, e.g. {"label-studio": "7"}), so an import can say
+which of our people a Label Studio `completed_by` is. Every change is written to the audit log.
+
+Roles, each allowed what the one before it is, plus more:
+
+| permission        | viewer | annotator | reviewer | lead | admin |
+|-------------------|--------|-----------|----------|------|-------|
+| view              |   x    |     x     |    x     |  x   |   x   |
+| label (lease, submit, revise, skip, unsure) |  |  x  |  x  |  x  |  x  |
+| adjudicate        |        |           |    x     |  x   |   x   |
+| import, publish, deprecate, alias, manage_programs, manage_queue | | | |  x  |  x  |
+| manage_people     |        |           |          |      |   x   |
+
+`engineer` is accepted as another name for `lead`. Who may register people: an admin; the
+system identity `platform` (registered as admin the first time it acts); and, on a platform
+with no admin yet, a person registering themselves as its first admin.
 """
 
 from __future__ import annotations
@@ -15,26 +29,48 @@ import sqlalchemy as sa
 
 from feature_platform.errors import FeaturePlatformError, closest
 from feature_platform.governance.audit import AuditLog
-from feature_platform.store.db import as_utc, create_tables, metadata, utcnow
+from feature_platform.governance.identity import SYSTEM, Actor, as_actor
+from feature_platform.names import check_name, printable
+from feature_platform.store.db import (
+    as_utc,
+    create_tables,
+    metadata,
+    utcnow,
+    write_transaction,
+)
 
-ANNOTATOR, REVIEWER, ENGINEER, ADMIN = "annotator", "reviewer", "engineer", "admin"
-ROLES = (ANNOTATOR, REVIEWER, ENGINEER, ADMIN)
+VIEWER, ANNOTATOR, REVIEWER, LEAD, ADMIN = "viewer", "annotator", "reviewer", "lead", "admin"
+ENGINEER = "engineer"  # another name for lead
+ROLES = (VIEWER, ANNOTATOR, REVIEWER, LEAD, ADMIN)
+ROLE_ALIASES = {ENGINEER: LEAD}
+_AT_LEAST = {role: frozenset(ROLES[i:]) for i, role in enumerate(ROLES)}
 PERMISSIONS: dict[str, frozenset[str]] = {
-    "label": frozenset({ANNOTATOR, REVIEWER, ADMIN}),
-    "adjudicate": frozenset({REVIEWER, ADMIN}),
-    "publish": frozenset({ENGINEER, ADMIN}),
-    "deprecate": frozenset({ENGINEER, ADMIN}),
-    "manage_people": frozenset({ADMIN}),
+    "view": _AT_LEAST[VIEWER],
+    "label": _AT_LEAST[ANNOTATOR],
+    "adjudicate": _AT_LEAST[REVIEWER],
+    "import": _AT_LEAST[LEAD],
+    "publish": _AT_LEAST[LEAD],
+    "deprecate": _AT_LEAST[LEAD],
+    "alias": _AT_LEAST[LEAD],
+    "manage_programs": _AT_LEAST[LEAD],
+    "manage_queue": _AT_LEAST[LEAD],
+    "manage_people": _AT_LEAST[ADMIN],
 }
 
 
-class UnknownAnnotatorError(FeaturePlatformError, KeyError):
-    def __str__(self) -> str:
-        return str(self.args[0])
+def canonical_role(role: str) -> str:
+    return ROLE_ALIASES.get(role, role)
 
 
 class PermissionDeniedError(FeaturePlatformError):
     """Someone tried something their role does not allow."""
+
+
+class UnknownAnnotatorError(PermissionDeniedError, KeyError):
+    """A name nobody registered (refused like any other missing permission)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 people = sa.Table(
@@ -64,7 +100,7 @@ class Person:
     identities: dict[str, str] = field(default_factory=dict)  # system -> external id
 
     def may(self, permission: str) -> bool:
-        return self.active and self.role in PERMISSIONS[permission]
+        return self.active and canonical_role(self.role) in PERMISSIONS[permission]
 
 
 class AnnotatorRegistry:
@@ -81,16 +117,30 @@ class AnnotatorRegistry:
         role: str = ANNOTATOR,
         external_ids: Mapping[str, str] | None = None,
         *,
-        actor: str = "system",
+        actor: Actor | str | None = None,
         now: datetime | None = None,
     ) -> Person:
-        """Register `name` (or update its role and add identities). Idempotent."""
+        """Register `name` (or update its role and add identities). Idempotent. `actor`
+        (default: the current actor) must be allowed to manage people (see the module)."""
+        role = canonical_role(role)
         _check_role(role)
-        if not name or not name.strip():
-            raise FeaturePlatformError("A person needs a non-empty name.")
+        check_name(name, "person name")
+        acting = as_actor(actor)
+        if name == SYSTEM and not acting.is_system:
+            raise PermissionDeniedError(
+                f"{SYSTEM!r} is the platform's own identity; it cannot be registered or changed."
+            )
         now = now or utcnow()
         ids = {str(k): str(v) for k, v in (external_ids or {}).items()}
-        with self.engine.begin() as conn:
+        for system, external_id in ids.items():
+            check_name(system, "identity system")
+            if not external_id or len(external_id) > 200 or not external_id.isprintable():
+                raise FeaturePlatformError(
+                    f"Invalid {system} id {printable(external_id)!r} for {name!r}: expected "
+                    f"1 to 200 printable characters."
+                )
+        with write_transaction(self.engine) as conn:
+            action = self._authorize_people_change(conn, acting, name, role, now)
             current = conn.execute(sa.select(people).where(people.c.name == name)).first()
             if current is None:
                 conn.execute(
@@ -121,8 +171,8 @@ class AnnotatorRegistry:
                     added[system] = external_id
             if current is None or current.role != role or not current.active or added:
                 self.audit.record(
-                    actor,
-                    "person.add" if current is None else "person.update",
+                    acting,
+                    action or ("person.add" if current is None else "person.update"),
                     name,
                     {"role": role, "identities": added},
                     conn=conn,
@@ -130,13 +180,73 @@ class AnnotatorRegistry:
                 )
         return self.get(name)
 
-    def deactivate(self, name: str, *, actor: str = "system") -> Person:
+    def deactivate(self, name: str, *, actor: Actor | str | None = None) -> Person:
         """Keep the person (their answers still point at them) but stop accepting their work."""
-        self.get(name)
-        with self.engine.begin() as conn:
+        person = self.get(name)
+        acting = as_actor(actor)
+        if name == SYSTEM:
+            raise PermissionDeniedError(f"{SYSTEM!r} is the platform's own identity.")
+        with write_transaction(self.engine) as conn:
+            self._authorize_people_change(conn, acting, name, person.role, utcnow())
             conn.execute(people.update().where(people.c.name == name).values(active=False))
-            self.audit.record(actor, "person.deactivate", name, conn=conn)
+            self.audit.record(acting, "person.deactivate", name, conn=conn)
         return self.get(name)
+
+    def ensure_system(self) -> Person:
+        """Register the system identity `platform` as admin if it is not yet (audited)."""
+        with write_transaction(self.engine) as conn:
+            self._ensure_system(conn)
+        return self.get(SYSTEM)
+
+    def _ensure_system(self, conn: sa.Connection) -> None:
+        if conn.execute(sa.select(people.c.name).where(people.c.name == SYSTEM)).first():
+            return
+        now = utcnow()
+        conn.execute(people.insert().values(name=SYSTEM, role=ADMIN, active=True, created_at=now))
+        self.audit.record(
+            Actor(SYSTEM, "system"),
+            "person.bootstrap",
+            SYSTEM,
+            {"role": ADMIN, "why": "the platform's own identity (Dagster assets, sensors, demo)"},
+            conn=conn,
+            now=now,
+        )
+
+    def _authorize_people_change(
+        self, conn: sa.Connection, acting: Actor, name: str, role: str, now: datetime
+    ) -> str | None:
+        """Raise unless `acting` may register or change `name`; the audit action when it is a
+        bootstrap (the first admin registering themselves), else None."""
+        if acting.is_system:
+            self._ensure_system(conn)
+            return None
+        row = conn.execute(sa.select(people).where(people.c.name == acting.name)).first()
+        if row is not None and row.active and canonical_role(row.role) == ADMIN:
+            return None
+        admins = conn.execute(
+            sa.select(sa.func.count()).where(
+                people.c.role == ADMIN, people.c.active.is_(True), people.c.name != SYSTEM
+            )
+        ).scalar_one()
+        if not admins and name == acting.name and role == ADMIN:
+            return "person.bootstrap"
+        why = (
+            "they are not registered"
+            if row is None
+            else "they are deactivated"
+            if not row.active
+            else f"their role is {row.role!r}"
+        )
+        hint = (
+            f" No admin exists yet: register yourself first "
+            f"(feature-platform annotators add {acting.name} --role admin)."
+            if not admins
+            else ""
+        )
+        raise PermissionDeniedError(
+            f"{acting.name!r} (via {acting.via}) may not manage people: {why}; roles allowed: "
+            f"['admin'].{hint}"
+        )
 
     def find(self, name: str) -> Person | None:
         with self.engine.connect() as conn:
@@ -175,20 +285,43 @@ class AnnotatorRegistry:
             names = conn.execute(sa.select(people.c.name).order_by(people.c.name)).scalars().all()
         return [p for p in (self.find(n) for n in names) if p is not None]
 
-    def require(self, name: str, permission: str) -> Person:
-        """The person, if registered, active and allowed `permission`; raises otherwise."""
+    def require(self, actor: Actor | str | None, permission: str) -> Person:
+        """The acting person (default: the current actor), if registered, active and allowed
+        `permission`; raises UnknownAnnotatorError / PermissionDeniedError otherwise."""
         if permission not in PERMISSIONS:
             raise FeaturePlatformError(
                 f"Unknown permission {permission!r}; known: {sorted(PERMISSIONS)}."
             )
-        person = self.get(name)
+        acting = as_actor(actor)
+        person = self.find(acting.name)
+        if person is None and acting.is_system:
+            person = self.ensure_system()
+        if person is None:
+            raise UnknownAnnotatorError(
+                f"Unknown annotator {printable(acting.name)!r} (via {acting.via}) may not "
+                f"{permission}: they are not registered; an admin registers people with "
+                f"`feature-platform annotators add NAME --role ROLE`."
+            )
         if not person.may(permission):
             why = "they are deactivated" if not person.active else f"their role is {person.role!r}"
-            allowed = sorted(PERMISSIONS[permission])
+            allowed = [r for r in ROLES if r in PERMISSIONS[permission]]
             raise PermissionDeniedError(
-                f"{name!r} may not {permission}: {why}; roles allowed: {allowed}."
+                f"{acting.name!r} may not {permission}: {why}; roles allowed: {allowed}."
             )
         return person
+
+
+def labeling_problem(conn: sa.Connection, name: str) -> str | None:
+    """Why `name` may not label (read inside the caller's transaction), or None."""
+    row = conn.execute(sa.select(people.c.role, people.c.active).where(people.c.name == name))
+    found = row.first()
+    if found is None:
+        return f"{printable(name)!r} is not a registered person (feature-platform annotators add)"
+    if not found.active:
+        return f"{name!r} is deactivated"
+    if canonical_role(found.role) not in PERMISSIONS["label"]:
+        return f"{name!r} may not label (role {found.role!r})"
+    return None
 
 
 def _check_role(role: str) -> None:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import sqlalchemy as sa
 
+from feature_platform.governance.identity import Actor, as_actor
 from feature_platform.governance.roles import AnnotatorRegistry, Person
 from feature_platform.labeling.queue import (
     ACCEPTED,
@@ -175,7 +176,7 @@ def import_answers(
     *,
     source: str,
     format: str,
-    actor: str = "system",
+    actor: Actor | str | None = None,
     registry: AnnotatorRegistry | None = None,
 ) -> ImportReport:
     """Check and record `rows` in one transaction (see the module docstring).
@@ -185,8 +186,13 @@ def import_answers(
     missing labels or labels outside the task's classes, a second answer by the same person to
     the same task within the file, answers conflicting with a stored one, answers to tasks that
     already have all their answers.
+
+    `actor` (default: the current actor) must be allowed to import (lead or admin); refused
+    with PermissionDeniedError before anything is read otherwise.
     """
     registry = registry or AnnotatorRegistry(engine)
+    actor = as_actor(actor)
+    registry.require(actor, "import")
     create_tables(engine, quarantine, imports, answer_sources_table)
     import_id = f"imp-{uuid.uuid4().hex[:12]}"
     rejected: list[RejectedRow] = []
@@ -270,7 +276,7 @@ def import_answers(
             imports.insert().values(
                 id=import_id,
                 at=now,
-                actor=actor,
+                actor=str(actor),
                 source=source,
                 format=format,
                 accepted=accepted,

@@ -7,6 +7,9 @@ people (overlap), so it counts as leased only while answers plus live leases fil
 
 API (every write is one transaction; people are named by their registered name)
 -------------------------------------------------------------------------------
+Only registered, active people whose role may `label` (annotator, reviewer, lead, admin; see
+`governance.roles`) may lease, submit, revise, skip or mark unsure: anyone else is refused
+(PermissionDeniedError; code `not_allowed` in a SubmitOutcome).
 - `create_batch(round, specs, classes, answers_needed, ...)`: one task per sample (idempotent).
 - `lease(person, limit, lease_seconds)`: hand out open tasks. **A live lease reserves its slot**:
   until it expires nobody else can fill it (a submission from someone else, an import included,
@@ -19,6 +22,8 @@ API (every write is one transaction; people are named by their registered name)
 - `skip(task, person, reason)` / `unsure(task, person, note)`: the person passes on the task.
   Recorded with the person (`passes()`), the person's lease is released and the task is never
   offered to them again; a pass is not an answer and fills no slot.
+- `renew(task, person, lease_seconds)` / `release(task, person, event=...)`: keep a lease alive
+  while the person works, or give it back early (sign-out).
 - `answers(round)`: the **effective** answers, one per (task, person), which is what
   aggregation, agreement, conflicts and label snapshots read. `answers(history=True)` and
   `answer_history(task, person)`: every revision, with an `effective` flag.
@@ -61,6 +66,12 @@ import pandas as pd
 import sqlalchemy as sa
 
 from feature_platform.errors import InvalidAnswerError, InvalidArgumentError, UnknownTaskError
+from feature_platform.governance.roles import (
+    AnnotatorRegistry,
+    PermissionDeniedError,
+    labeling_problem,
+)
+from feature_platform.names import check_name
 from feature_platform.store.db import as_utc, create_tables, metadata, utcnow, write_transaction
 
 PENDING, LEASED, ANSWERED, RESOLVED = "pending", "leased", "answered", "resolved"
@@ -238,8 +249,8 @@ ACCEPTED, ALREADY_RECORDED, REJECTED = "accepted", "already_recorded", "rejected
 class SubmitOutcome:
     """What became of one submission: accepted (a new answer, or a revision of the person's
     answer: then `answer.revises` is set), already_recorded (an identical retry) or rejected,
-    with `code` (unknown_task, invalid_label, conflict, task_complete, slot_reserved,
-    invalid_time, nothing_to_revise, grace_expired) and a sentence saying why."""
+    with `code` (not_allowed, unknown_task, invalid_label, conflict, task_complete,
+    slot_reserved, invalid_time, nothing_to_revise, grace_expired) and a sentence saying why."""
 
     submission: Submission
     status: str
@@ -320,8 +331,10 @@ def _is_retryable(exc: sa.exc.DBAPIError) -> bool:
 
 
 class TaskQueue:
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, registry: AnnotatorRegistry | None = None) -> None:
         self.engine = engine
+        # Only registered, active people with a labeling role may lease, answer, revise, skip.
+        self.registry = registry or AnnotatorRegistry(engine)
         create_tables(engine, tasks, leases, answers, passes, task_events)
 
     def _write(self, work: Callable[[sa.Connection], T], attempts: int = 3) -> T:
@@ -354,6 +367,7 @@ class TaskQueue:
         `overlap_fraction` of the tasks (chosen by hash, see `overlap_selected`) wants
         `overlap_answers` (e.g. 10 % of tasks answered by 3 people to measure agreement).
         """
+        check_name(round_key, "round")  # becomes a partition key and folder names
         if answers_needed < 1:
             raise InvalidArgumentError("answers_needed must be at least 1.")
         if not 0.0 <= overlap_fraction <= 1.0:
@@ -618,6 +632,7 @@ class TaskQueue:
         expires = now + timedelta(seconds=lease_seconds)
 
         def work(conn: sa.Connection) -> list[Task]:
+            _require_labeler(conn, annotator, "lease tasks")
             self._expire(conn, now)
             query = (
                 sa.select(tasks.c.id)
@@ -811,6 +826,9 @@ class TaskQueue:
             return rejected(
                 "invalid_time", f"time_spent_s must be a number >= 0, got {sub.time_spent_s!r}."
             )
+        problem = _labeler_problem(conn, sub.annotator)
+        if problem is not None:
+            return rejected("not_allowed", f"{problem}; nothing recorded.")
         mine = conn.execute(
             sa.select(answers)
             .where(answers.c.task_id == task.id, answers.c.annotator == sub.annotator)
@@ -973,6 +991,7 @@ class TaskQueue:
         now = now or utcnow()
 
         def work(conn: sa.Connection) -> Pass:
+            _require_labeler(conn, annotator, f"mark tasks {outcome}")
             row = conn.execute(
                 sa.select(tasks.c.id).where(tasks.c.id == task_id).with_for_update()
             ).first()
@@ -1115,6 +1134,52 @@ class TaskQueue:
 
         return self._write(work)
 
+    def renew(
+        self, task_id: str, annotator: str, lease_seconds: float = 900, now: datetime | None = None
+    ) -> Lease | None:
+        """Push a live lease's expiry to `now + lease_seconds` (a person still at work on it).
+        None when `annotator` holds no live lease on the task (it expired or was answered)."""
+        now = now or utcnow()
+        expires = now + timedelta(seconds=lease_seconds)
+
+        def work(conn: sa.Connection) -> Lease | None:
+            _lock(conn, [task_id])
+            mine = (leases.c.task_id == task_id) & (leases.c.annotator == annotator)
+            row = conn.execute(sa.select(leases).where(mine, leases.c.expires_at > now)).first()
+            if row is None:
+                return None
+            conn.execute(leases.update().where(mine).values(expires_at=expires))
+            log_event(
+                conn, task_id, "lease_renewed", now, annotator, expires_at=expires.isoformat()
+            )
+            return Lease(task_id, annotator, as_utc(row.leased_at), expires)
+
+        return self._write(work)
+
+    def release(
+        self,
+        task_id: str,
+        annotator: str,
+        *,
+        event: str = "released",
+        now: datetime | None = None,
+        **detail: Any,
+    ) -> bool:
+        """Give a lease back before it expires (signed out, skipped), so the task is offered
+        again at once; `event` and `detail` go into its history. False if none was held."""
+        now = now or utcnow()
+
+        def work(conn: sa.Connection) -> bool:
+            _lock(conn, [task_id])
+            mine = (leases.c.task_id == task_id) & (leases.c.annotator == annotator)
+            if conn.execute(leases.delete().where(mine)).rowcount == 0:
+                return False
+            log_event(conn, task_id, event, now, annotator, **detail)
+            self._refresh_state(conn, task_id, now)
+            return True
+
+        return self._write(work)
+
     @staticmethod
     def _counts(conn: sa.Connection, task_id: str, now: datetime) -> tuple[int, int]:
         """(answers, live leases) of a task; revisions do not count as more answers."""
@@ -1165,8 +1230,29 @@ class TaskQueue:
             log_event(conn, task_id, "state", now, None, **{"from": state, "to": new})
 
 
+def _labeler_problem(conn: sa.Connection, name: str) -> str | None:
+    """Why `name` may not label, cached for the current transaction (an import checks the
+    same few people for thousands of rows)."""
+    transaction = conn.get_transaction()
+    cached = conn.info.get("fp_labelers")
+    if cached is None or cached[0] is not transaction:
+        cached = conn.info["fp_labelers"] = (transaction, {})
+    known: dict[str, str | None] = cached[1]
+    if name not in known:
+        known[name] = labeling_problem(conn, name)
+    return known[name]
+
+
+def _require_labeler(conn: sa.Connection, name: str, doing: str) -> None:
+    problem = _labeler_problem(conn, name)
+    if problem is not None:
+        raise PermissionDeniedError(f"{problem}: may not {doing}.")
+
+
 def _raise_or_answer(outcome: SubmitOutcome) -> Answer:
     if outcome.status == REJECTED:
+        if outcome.code == "not_allowed":
+            raise PermissionDeniedError(outcome.reason)
         if outcome.code == "unknown_task":
             raise UnknownTaskError(outcome.reason)
         raise InvalidAnswerError(outcome.reason)

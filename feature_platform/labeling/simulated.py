@@ -2,6 +2,8 @@
 
 They answer through the same queue API a person's answers take (lease, then submit), from a
 ground-truth oracle they are handed. Nothing else in the platform reads that ground truth.
+Like any labeler they must be registered people: the platform's system identity registers
+them as annotators (`sim-annotator-N`, audited) the first time they answer.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from feature_platform.errors import InvalidArgumentError
+from feature_platform.governance.identity import system_actor
+from feature_platform.governance.roles import ANNOTATOR
 from feature_platform.labeling.queue import TaskQueue
 
 
@@ -41,6 +45,7 @@ class SimulatedAnnotators:
     def answer(self, queue: TaskQueue, round_key: str | None = None, limit: int = 10_000) -> int:
         """Annotators take turns leasing and answering until no open task is left for them.
         Returns how many answers were submitted."""
+        self.enroll(queue)
         submitted = 0
         active = list(self.names)
         while active and submitted < limit:
@@ -59,6 +64,12 @@ class SimulatedAnnotators:
                 )
                 submitted += 1
         return submitted
+
+    def enroll(self, queue: TaskQueue) -> None:
+        """Register these annotators (as the platform) unless they already are."""
+        for name in self.names:
+            if queue.registry.find(name) is None:
+                queue.registry.add(name, ANNOTATOR, actor=system_actor())
 
     def _label_for(self, sample_key: str, classes: Sequence[str], accuracy: float) -> str:
         true = str(self.truth[str(sample_key)])

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pandera.pandas as pa
 
+from feature_platform.names import path_under
 from feature_platform.store.db import utcnow
 
 
@@ -63,15 +64,26 @@ def validate(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> ValidationRepor
 
 
 class Quarantine:
-    """Rows that failed row-level checks, kept as Parquet for review instead of dropped."""
+    """Rows that failed row-level checks, kept as Parquet for review instead of dropped.
+
+    Layout: `<root>/<asset>/<partition or _>/<time>-<id>.parquet`, where a feature set version
+    `name@version` is the folder `name/version`. Asset names and partition keys are checked
+    names (`feature_platform.names`): a partition key such as `../../x` is refused."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
+    def folder(self, asset: str, partition: str | None = None) -> Path:
+        """Where `asset`'s quarantined rows (of one partition) go, always under the root."""
+        folder = path_under(self.root, *asset.split("@", 1), what="asset name")
+        if partition is None:
+            return folder / "_"
+        return path_under(folder, partition, what="partition key")
+
     def put(self, asset: str, partition: str | None, rows: pd.DataFrame) -> Path | None:
+        directory = self.folder(asset, partition)  # checked even when nothing fails
         if rows.empty:
             return None
-        directory = self.root / asset / (partition or "_")
         directory.mkdir(parents=True, exist_ok=True)
         stamped = rows.assign(quarantined_at=utcnow())
         path = directory / f"{utcnow().strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}.parquet"
@@ -79,5 +91,5 @@ class Quarantine:
         return path
 
     def list(self, asset: str | None = None) -> list[Path]:
-        base = self.root / asset if asset else self.root
+        base = path_under(self.root, *asset.split("@", 1)) if asset else self.root
         return sorted(base.rglob("*.parquet")) if base.exists() else []

@@ -33,6 +33,8 @@ from feature_platform.errors import (
     UnknownFeatureSetError,
     closest,
 )
+from feature_platform.governance.identity import Actor, as_actor
+from feature_platform.governance.roles import AnnotatorRegistry
 from feature_platform.names import check_name
 from feature_platform.store.changes import change_feed
 from feature_platform.store.db import as_utc, create_tables, metadata, utcnow, write_transaction
@@ -217,8 +219,12 @@ def _conflict(old: sa.Row, spec: FeatureSetSpec) -> FeatureVersionConflictError:
 class Registry:
     """Feature set versions keyed by (name, version); aliases resolve to versions."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, actor: Actor | str | None = None) -> None:
+        """`actor`: who this registry's writes act as when a call names nobody (Dagster's
+        store acts as `platform`); None: the current actor (`governance.current_actor`)."""
         self.engine = engine
+        self.actor = actor
+        self.people = AnnotatorRegistry(engine)
         create_tables(
             engine,
             feature_set_versions,
@@ -270,11 +276,22 @@ class Registry:
         return versions, aliases
 
     # -- writing ---------------------------------------------------------------------------
-    def register(self, spec: FeatureSetSpec, status: str = "draft") -> FeatureSetVersion:
+    def _authorize(self, actor: Actor | str | None, permission: str) -> Actor:
+        """Who acts (the call's actor, else this registry's, else the current one), once
+        they are allowed `permission` (lifecycle changes: lead or admin)."""
+        acting = as_actor(actor if actor is not None else self.actor)
+        self.people.require(acting, permission)
+        return acting
+
+    def register(
+        self, spec: FeatureSetSpec, status: str = "draft", *, actor: Actor | str | None = None
+    ) -> FeatureSetVersion:
         """Register `spec`. Re-registering the identical definition is a no-op; a changed
-        definition under an existing version is refused with the difference spelled out."""
+        definition under an existing version is refused with the difference spelled out.
+        Registering takes the `publish` permission."""
         check_name(spec.name, "feature set name")
         check_name(spec.version, "version")
+        acting = self._authorize(actor, "publish")
         if status not in ("draft", "active"):
             raise LifecycleError(f"A new version starts as 'draft' or 'active', not {status!r}.")
         if not spec.features:
@@ -333,6 +350,9 @@ class Registry:
                     changed_at=now,
                 )
             )
+            self.people.audit.record(
+                acting, "feature_set.register", spec.id, {"status": status}, conn=conn, now=now
+            )
         return self.get(spec.name, spec.version)
 
     def check(self, spec: FeatureSetSpec) -> None:
@@ -352,14 +372,21 @@ class Registry:
             raise _conflict(row, spec)
 
     def set_status(
-        self, name: str, version: str, status: str, reason: str = ""
+        self,
+        name: str,
+        version: str,
+        status: str,
+        reason: str = "",
+        *,
+        actor: Actor | str | None = None,
     ) -> FeatureSetVersion:
         """Move a version along its lifecycle (draft -> active -> deprecated), recorded.
 
         Deprecating is refused while a registered model uses the version or an alias points
-        at it; the error lists them."""
+        at it; the error lists them. Takes the `publish` / `deprecate` permission."""
         if status not in STATUSES:
             raise LifecycleError(f"Unknown status {status!r}; expected one of {STATUSES}.")
+        acting = self._authorize(actor, "deprecate" if status == "deprecated" else "publish")
         self.get(name, version)  # unknown version: a clear error before any write
         with write_transaction(self.engine) as conn:
             self.changes.bump(conn)
@@ -411,21 +438,36 @@ class Registry:
                     changed_at=utcnow(),
                 )
             )
+            self.people.audit.record(
+                acting,
+                "feature_set.status",
+                f"{name}@{version}",
+                {"from": current, "to": status, "reason": reason},
+                conn=conn,
+            )
         return self.get(name, version)
 
-    def publish(self, name: str, version: str, reason: str = "") -> FeatureSetVersion:
+    def publish(
+        self, name: str, version: str, reason: str = "", *, actor: Actor | str | None = None
+    ) -> FeatureSetVersion:
         """draft -> active. Publishing an active version is a no-op."""
-        return self.set_status(name, version, "active", reason)
+        return self.set_status(name, version, "active", reason, actor=actor)
 
-    def deprecate(self, name: str, version: str, reason: str = "") -> FeatureSetVersion:
+    def deprecate(
+        self, name: str, version: str, reason: str = "", *, actor: Actor | str | None = None
+    ) -> FeatureSetVersion:
         """-> deprecated, refused while a registered model or an alias depends on it."""
-        return self.set_status(name, version, "deprecated", reason)
+        return self.set_status(name, version, "deprecated", reason, actor=actor)
 
-    def set_alias(self, name: str, alias: str, version: str) -> dict[str, Any] | None:
-        """Point `name@alias` at `version` in one transaction, recording the move.
+    def set_alias(
+        self, name: str, alias: str, version: str, *, actor: Actor | str | None = None
+    ) -> dict[str, Any] | None:
+        """Point `name@alias` at `version` in one transaction, recording the move (and who
+        moved it, in the audit log). Takes the `alias` permission.
 
         Returns the recorded move, or None when the alias already points there."""
         check_name(alias, "alias")
+        acting = self._authorize(actor, "alias")
         versions, _ = self._load(name)
         if alias in versions or _looks_like_version(alias):
             raise FeaturePlatformError(
@@ -474,6 +516,14 @@ class Registry:
                 "moved_at": now,
             }
             conn.execute(alias_moves.insert().values(**move))
+            self.people.audit.record(
+                acting,
+                "feature_set.alias",
+                f"{name}@{alias}",
+                {"from": current, "to": version},
+                conn=conn,
+                now=now,
+            )
         return move
 
     def record_usage(

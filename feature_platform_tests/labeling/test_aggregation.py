@@ -22,6 +22,7 @@ from feature_platform.governance.roles import (
 from feature_platform.labeling.aggregation import dawid_skene, fit_dawid_skene, majority_vote
 from feature_platform.labeling.queue import RESOLVED, TaskSpec
 from feature_platform.labeling.simulated import SimulatedAnnotators
+from feature_platform_tests.conftest import register_people
 
 DIGITS = [str(c) for c in range(10)]
 TEAM = (0.9, 0.8, 0.7, 0.55, 0.12)  # the last one is close to random for 10 classes
@@ -95,9 +96,11 @@ def test_dawid_skene_is_deterministic_and_estimates_annotator_quality() -> None:
 
 @pytest.fixture
 def fs(database_url: str, tmp_path: Path) -> FeatureStore:
-    return FeatureStore(
+    store = FeatureStore(
         dataclasses.replace(Settings.under(tmp_path / "fp"), database_url=database_url)
     )
+    register_people(store.engine, "annotator", "ann", "bob", "cid")
+    return store
 
 
 def test_dawid_skene_snapshot_beats_majority_snapshot_through_the_queue(tmp_path: Path) -> None:
@@ -140,7 +143,7 @@ def _conflicted_store(fs: FeatureStore) -> tuple[str, str]:
 def test_reviewer_decision_overrides_every_method_and_is_kept_apart(fs: FeatureStore) -> None:
     conflicted, agreed = _conflicted_store(fs)
     registry = AnnotatorRegistry(fs.engine)
-    registry.add("rita", "reviewer", actor="admin")
+    registry.add("rita", "reviewer")
     registry.add("ann", "annotator")
     adjudications = fs.labels.adjudications
 

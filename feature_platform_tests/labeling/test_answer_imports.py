@@ -27,7 +27,8 @@ def fs(database_url: str, tmp_path: Path) -> FeatureStore:
     registry = AnnotatorRegistry(store.engine)
     for name in ("ann", "bob", "gone"):
         registry.add(name, "annotator")
-    registry.add("eve", "engineer")
+    registry.add("eve", "viewer")
+    registry.add("ops", "lead")  # runs imports
     registry.deactivate("gone")
     specs = [TaskSpec(f"s{i}", "margin", 0.5, "test", "pets@v1", "m1") for i in range(3)]
     store.queue.create_batch("r1", specs, CLASSES, answers_needed=2)
@@ -75,7 +76,7 @@ def test_jsonl_import_takes_valid_rows_and_reports_each_bad_one(fs: FeatureStore
     assert rejected[5].startswith("duplicate of line 1")
     assert "unknown annotator: 'mallory'" in rejected[6]
     assert "'gone' may not label (deactivated)" in rejected[7]
-    assert "'eve' may not label (role 'engineer')" in rejected[8]
+    assert "'eve' may not label (role 'viewer')" in rejected[8]
     assert "no task for sample 's9' in 'r1'" in rejected[10]
     assert "time_spent_s 'soon' is not a number" in rejected[11]
     assert "answered_at 'yesterday'" in rejected[12]

@@ -34,6 +34,7 @@ def make_store(path: Path, database_url: str | None = None) -> FeatureStore:
     registry = AnnotatorRegistry(store.engine)
     for name in ("ann", "bob"):
         registry.add(name, "annotator")
+    registry.add("tester", "admin")  # the command line acts as FP_USER=tester
     specs = [TaskSpec(f"s{i}", "margin", 0.5, "test", "pets@v1", "m1") for i in range(4)]
     store.queue.create_batch("r1", specs, CLASSES, answers_needed=2)
     return store
@@ -165,6 +166,7 @@ def test_a_locked_sqlite_database_gives_a_clear_message(
         assert "locked by another writer" in message and "nothing was changed" in message
         assert "\n" not in message
         monkeypatch.setenv("FP_HOME", str(tmp_path / "fp"))
+        monkeypatch.setenv("FP_USER", "tester")
         for variable in ("FP_DATABASE_URL", "FP_OFFLINE_DIR", "MLFLOW_TRACKING_URI"):
             monkeypatch.delenv(variable, raising=False)
         assert main(["queue", "requeue-expired"]) == 3
@@ -202,6 +204,7 @@ def test_postgres_connection_lost_mid_import_rolls_back_with_its_own_exit_code(
     try:
         monkeypatch.setenv("FP_HOME", str(tmp_path / "fp"))
         monkeypatch.setenv("FP_DATABASE_URL", postgres_url)
+        monkeypatch.setenv("FP_USER", "tester")
         code = main(["labels", "import", str(answers), "--format", "jsonl"])
     finally:
         sa.event.remove(sa.Engine, "before_cursor_execute", cut)

@@ -38,6 +38,7 @@ def fs(tmp_path: Path) -> FeatureStore:
     registry = AnnotatorRegistry(store.engine)
     registry.add("ann", "annotator", {"label-studio": "1"})
     registry.add("bob", "annotator", {"label-studio": "2"})
+    registry.add("lead", "admin")  # the command line acts as FP_USER=lead
     images = load_digits().data[:3] / 16.0
     specs = [
         TaskSpec(
@@ -305,6 +306,7 @@ def test_label_studio_ids_are_kept_in_provenance(fs: FeatureStore) -> None:
 
 def use_home(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     monkeypatch.setenv("FP_HOME", str(home))
+    monkeypatch.setenv("FP_USER", "lead")  # the command line acts as FP_USER
     for variable in ("FP_DATABASE_URL", "FP_OFFLINE_DIR", "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(variable, raising=False)
 

@@ -17,6 +17,7 @@ from feature_platform.labeling.metrics import (
     turnaround,
 )
 from feature_platform.labeling.queue import TaskSpec
+from feature_platform_tests.conftest import register_people
 
 T0 = pd.Timestamp("2026-06-01 09:00", tz="UTC").to_pydatetime()
 CLASSES = ["a", "b"]
@@ -29,6 +30,7 @@ def hours(n: float) -> timedelta:
 @pytest.fixture
 def fs(tmp_path: Path) -> FeatureStore:
     store = FeatureStore(Settings.under(tmp_path / "fp"))
+    register_people(store.engine, "annotator", "ann", "bob", "cid")
     specs = [TaskSpec(f"s{i}", "margin", 0.5, "t", "x@v1") for i in range(4)]
     store.queue.create_batch("round-001", specs[:2], CLASSES, answers_needed=2, now=T0)
     store.queue.create_batch("round-002", specs[2:], CLASSES, now=T0 + hours(10))

@@ -25,6 +25,7 @@ from feature_platform.labeling.queue import (
     TaskSpec,
 )
 from feature_platform.store.db import create_engine
+from feature_platform_tests.conftest import register_people
 
 CLASSES = ["a", "b", "c"]
 WRITERS = 8
@@ -88,9 +89,12 @@ def _run(target: Any, args_per_process: list[tuple]) -> list[Any]:
 
 @pytest.fixture
 def fs(database_url: str, tmp_path: Path) -> FeatureStore:
-    return FeatureStore(
+    store = FeatureStore(
         dataclasses.replace(Settings.under(tmp_path / "fp"), database_url=database_url)
     )
+    names = [f"ann-{j}" for j in range(4)] + [f"ann-{p}-{k}" for p in range(6) for k in range(2)]
+    register_people(store.engine, "annotator", *names)
+    return store
 
 
 def _specs(n: int) -> list[TaskSpec]:

@@ -23,6 +23,7 @@ from feature_platform.labeling.queue import (
     TaskSpec,
 )
 from feature_platform.store.db import utcnow
+from feature_platform_tests.conftest import register_people
 
 CLASSES = ["cat", "dog", "bird"]
 
@@ -42,9 +43,11 @@ def spec(key: str, score: float = 0.5, model: str | None = "m1") -> TaskSpec:
 
 @pytest.fixture
 def fs(database_url: str, tmp_path: Path) -> FeatureStore:
-    return FeatureStore(
+    store = FeatureStore(
         dataclasses.replace(Settings.under(tmp_path / "fp"), database_url=database_url)
     )
+    register_people(store.engine, "annotator", "a", "ann", "b", "c", "slow", "other")
+    return store
 
 
 def test_task_moves_pending_leased_answered_resolved_with_history(fs: FeatureStore) -> None:

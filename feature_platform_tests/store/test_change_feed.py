@@ -47,7 +47,9 @@ def test_a_commit_by_another_process_is_seen_by_the_next_read(tmp_path, database
     assert store.registry.token() > before
     assert store.get_online_features(["items@serving:x"], [1])["x"].tolist() == [5.0]
     _warm(store)
-    _in_another_process(tmp_path, database_url, "store.set_alias('items', 'serving', 'v2')")
+    _in_another_process(
+        tmp_path, database_url, "store.set_alias('items', 'serving', 'v2', actor='platform')"
+    )
     assert store.get_online_features(["items@serving:x"], [1])["x"].tolist() == [2.0]
 
 
@@ -65,7 +67,7 @@ def test_reads_keep_up_with_a_busy_writer_thread(tmp_path, database_url) -> None
     def move_back_and_forth() -> None:
         try:
             for i in range(moves):
-                writer.set_alias("items", "serving", "v2" if i % 2 == 0 else "v1")
+                writer.set_alias("items", "serving", "v2" if i % 2 == 0 else "v1", actor="platform")
         finally:
             done.set()
 

@@ -9,6 +9,7 @@ from store_test_support import doubled, make_store, spec
 
 from feature_platform.cli import main
 from feature_platform.errors import FeaturePlatformError, UnknownFeatureSetError
+from feature_platform_tests.conftest import register_people
 
 
 @pytest.fixture
@@ -93,7 +94,11 @@ def test_lineage_command_prints_markdown_or_json(fs, capsys) -> None:
     assert "error: Nothing called 'nothing-like-it'" in capsys.readouterr().err
 
 
-def test_features_command_lists_publishes_deprecates_and_moves_aliases(fs, capsys) -> None:
+def test_features_command_lists_publishes_deprecates_and_moves_aliases(
+    fs, capsys, monkeypatch
+) -> None:
+    register_people(fs.engine, "lead", "lee")
+    monkeypatch.setenv("FP_USER", "lee")  # the command line acts as FP_USER
     assert main(["features", "list"]) == 0
     out = capsys.readouterr().out
     assert "items@v1" in out and "aliases: serving" in out

@@ -95,6 +95,13 @@ def test_a_baseline_database_upgrades_in_place_keeping_every_row(
     # revision, which the baseline's unique submission id would have refused.
     queue = TaskQueue(engine)
     old = queue.answer_history("k0")[0]
+    with engine.begin() as conn:  # the generated person behind the answer may label
+        conn.execute(
+            sa.text(
+                "UPDATE governance_people SET role = 'annotator', active = :on WHERE name = :n"
+            ),
+            {"on": True, "n": old.annotator},
+        )
     queue.submit("k0", old.annotator, "other", submission_id=old.submission_id)
     assert [a.revision for a in queue.answer_history("k0", old.annotator)] == [1, 2]
     assert migrations.upgrade(engine) == (end, end)  # idempotent

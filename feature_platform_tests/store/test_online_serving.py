@@ -162,7 +162,9 @@ def test_one_response_never_mixes_versions_while_an_alias_moves(tmp_path, databa
     def mover() -> None:
         try:
             for step in range(40):
-                mover_store.set_alias("items", "serving", "v2" if step % 2 == 0 else "v1")
+                mover_store.set_alias(
+                    "items", "serving", "v2" if step % 2 == 0 else "v1", actor="platform"
+                )
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
         finally:

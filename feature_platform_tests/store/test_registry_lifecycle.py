@@ -272,7 +272,7 @@ def test_concurrent_alias_moves_serialize_into_one_consistent_history(
     def mover(store, offset: int) -> None:
         try:
             for step in range(15):
-                store.set_alias("items", "serving", versions[(offset + step) % 3])
+                store.set_alias("items", "serving", versions[(offset + step) % 3], actor="platform")
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 

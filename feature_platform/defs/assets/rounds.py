@@ -4,8 +4,6 @@ The candidate pool is scored by the MLflow `champion` (the previous round's mode
 the registry rather than wired as an edge, since an edge back would make the graph a cycle.
 """
 
-from pathlib import Path
-
 import dagster as dg
 import pandas as pd
 
@@ -15,6 +13,7 @@ from feature_platform.defs.resources import MlflowResource, ProgramResource, Sto
 from feature_platform.learning import plots, promotion, rounds, stopping
 from feature_platform.learning.tracking import CHAMPION
 from feature_platform.learning.training import training_set_from_frame, training_set_to_frame
+from feature_platform.names import path_under
 
 
 def _table(frame: pd.DataFrame, rows: int = 10) -> dg.MetadataValue:
@@ -205,7 +204,7 @@ def model(
 def _round_pictures(fs, settings, tracker, built, trained, as_of, round_name):  # noqa: ANN001, ANN202
     """The learning curve so far (beside a logged random reference, if any) and this round's
     confusion matrix on the held-out split."""
-    folder = Path(fs.settings.home) / "pictures" / round_name
+    folder = path_under(fs.settings.home, "pictures", round_name, what="round")
     curves = {settings.strategy: plots.curve_from_history(stopping.history_from_tracker(tracker))}
     reference = tracker.reference_curve(plots.BASELINE)
     if reference:
