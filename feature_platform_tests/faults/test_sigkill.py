@@ -46,7 +46,7 @@ ANSWERS, BAD = 60, 3
 def _import(home: str, path: str) -> None:
     store = store_at(Path(home))
     rows = read_jsonl(Path(path).read_text())
-    import_answers(store.engine, store.queue, rows, source=path, format="jsonl", actor="faults")
+    import_answers(store.engine, store.queue, rows, source=path, format="jsonl")
 
 
 def import_state(store: FeatureStore, round_key: str, path: str) -> tuple[int, int, int, int]:
