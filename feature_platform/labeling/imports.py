@@ -397,9 +397,15 @@ def _check(
         people[who] = person
     person = people[who]
     if person is None:
-        named = f"{row.external[0]} user {row.external[1]}" if row.external else repr(who)
+        if row.external:  # the hint names the other tool's id, so it is not taken as a name
+            system, external_id = row.external
+            return (
+                f"unknown annotator: {system} user {external_id!r} is not linked to anyone "
+                f"(feature-platform annotators add NAME --{system}-id {external_id})",
+                None,
+            )
         return (
-            f"unknown annotator: {named} is not registered (feature-platform annotators add)",
+            f"unknown annotator: {who!r} is not registered (feature-platform annotators add)",
             None,
         )
     if not person.may("label"):

@@ -253,6 +253,7 @@ def test_json_min_export_is_imported(fs: FeatureStore) -> None:
 def test_label_studio_csv_export_is_imported_with_times(fs: FeatureStore) -> None:
     full = label_studio_export(label_studio.export_tasks(fs.queue.tasks("round-001")), ANSWERS)
     records = min_records(full)
+    records.append(dict(records[0], annotator=9, annotation_id=1999))  # nobody linked to 9
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(records[0]))
     writer.writeheader()
@@ -260,7 +261,9 @@ def test_label_studio_csv_export_is_imported_with_times(fs: FeatureStore) -> Non
         writer.writerow({k: json.dumps(v) if isinstance(v, dict) else v for k, v in record.items()})
     rows = label_studio.read_export(buffer.getvalue())
     report = import_answers(fs.engine, fs.queue, rows, source="c.csv", format="label-studio")
-    assert (report.accepted, len(report.rejected)) == (3, 0)
+    assert (report.accepted, len(report.rejected)) == (3, 1)
+    # The hint links the Label Studio id to a person; it does not register "9" as a name.
+    assert "annotators add NAME --label-studio-id 9" in report.rejected[0].reason
     answers = fs.queue.answers().sort_values(["sample_key", "annotator"])
     assert answers["annotator"].tolist() == ["ann", "bob", "bob"]  # Label Studio ids resolved
     assert answers["time_spent_s"].tolist() == [3.5, 4.0, 9.0]
