@@ -7,7 +7,33 @@ from collections.abc import Iterable
 
 
 class FeaturePlatformError(Exception):
-    """Base class for every error this package raises on bad input."""
+    """Base class for every error this package raises on bad input.
+
+    The command line prints the message on one line and exits with `exit_code`."""
+
+    exit_code = 2
+
+
+class UnreadableFileError(FeaturePlatformError, ValueError):
+    """A file refused whole (truncated, damaged, not the format asked for, a directory):
+    nothing in it was imported."""
+
+
+class StoreUnavailableError(FeaturePlatformError):
+    """The database could not be reached, lost its connection, or stayed locked by another
+    writer: the operation was rolled back and can be re-run as it is."""
+
+    exit_code = 3
+
+
+class ConcurrentChangeError(FeaturePlatformError, RuntimeError):
+    """Data kept changing under a read (e.g. an alias moved repeatedly); trying again works."""
+
+    exit_code = 3
+
+
+class InvalidArgumentError(FeaturePlatformError, ValueError):
+    """An argument outside what an operation accepts (a count, a key of the wrong type...)."""
 
 
 class UnknownFeatureSetError(FeaturePlatformError, KeyError):

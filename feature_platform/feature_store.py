@@ -31,7 +31,7 @@ from feature_platform.store.feature_set import (
 )
 from feature_platform.store.lineage import LineageGraph
 from feature_platform.store.offline import OfflineStore, SnapshotInfo
-from feature_platform.store.online import OnlineStore
+from feature_platform.store.online import OnlineStore, online_keys
 from feature_platform.store.refs import parse_feature_set, parse_reference
 from feature_platform.store.registry import Registry, Usage
 from feature_platform.store.sources import SourceStore
@@ -334,7 +334,7 @@ class FeatureStore:
             raise SchemaMismatchError(
                 f"Online lookups take features of one entity; these use {entities}."
             )
-        keys = entity_keys if isinstance(entity_keys, list) else list(entity_keys)
+        keys = online_keys(entity_keys)
         parts = []
         for part in plan.parts:
             matrix = self.online.values(part.fsv, keys, plan.token)

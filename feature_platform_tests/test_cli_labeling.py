@@ -126,8 +126,9 @@ def test_cli_errors_say_what_was_wrong(
     assert "is not UTF-8 text" in capsys.readouterr().err
     garbage = home / "garbage.json"
     garbage.write_text("[{]")
-    assert main(["labels", "import", str(garbage), "--format", "label-studio"]) == 1
-    assert "line 1: malformed JSON at line 1 column 3" in capsys.readouterr().out
+    assert main(["labels", "import", str(garbage), "--format", "label-studio"]) == 2
+    refused = capsys.readouterr().err  # a damaged export is refused whole
+    assert "malformed JSON at line 1 column 3" in refused and "nothing was imported" in refused
     monkeypatch.setenv("FP_USER", "nobody")
     assert main(["labels", "adjudicate", "x", "cat"]) == 2
     assert "Unknown annotator 'nobody'" in capsys.readouterr().err

@@ -39,7 +39,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+def _check_counts(args: argparse.Namespace) -> None:
+    """Refuse counts the simulated team cannot work with before anything is touched."""
+    from feature_platform.errors import InvalidArgumentError
+
+    if args.annotators < 1:
+        raise InvalidArgumentError(f"--annotators must be at least 1, got {args.annotators}.")
+    if args.batch_size < 1:
+        raise InvalidArgumentError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    if not 1 <= args.answers_per_task <= args.annotators:
+        raise InvalidArgumentError(
+            f"--answers-per-task must lie in 1..--annotators ({args.annotators}), got "
+            f"{args.answers_per_task}: each answer to a task comes from another annotator."
+        )
+    if not 0.0 <= args.annotator_accuracy <= 1.0:
+        raise InvalidArgumentError(
+            f"--annotator-accuracy must lie in [0, 1], got {args.annotator_accuracy}."
+        )
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_counts(args)
     from feature_platform.defs.demo import DemoOptions, format_table, run_demo
     from feature_platform.learning.strategies import STRATEGIES
     from feature_platform.settings import Settings

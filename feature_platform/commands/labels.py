@@ -15,13 +15,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     imp = commands.add_parser(
         "import",
-        help="take answers from a Label Studio export, JSONL or CSV file",
-        description="Valid rows become answers; every rejected row is printed with its line and "
-        "reason and kept in quarantine. All in one transaction. Exit status 1 when nothing "
-        "could be taken.",
+        help="take answers from a Label Studio export (JSON, JSON-MIN or CSV), JSONL or CSV file",
+        description="Valid rows become answers; every rejected row is printed with where it "
+        "is (line, or Label Studio task and annotation) and its reason, and kept in quarantine "
+        "(once). All in one transaction. A file that is truncated or not in the format asked "
+        "for is refused whole. Exit status: 0 something taken, 1 nothing could be taken, "
+        "2 refused (bad file or arguments), 3 the database was unavailable (rolled back).",
     )
     imp.add_argument("file", type=Path)
     imp.add_argument("--format", choices=FORMATS, required=True)
+    imp.add_argument(
+        "--from-name",
+        default="label",
+        help="Label Studio <Choices> name: the answer's column in JSON-MIN and CSV exports",
+    )
     imp.set_defaults(handler=run_import)
 
     quarantine = commands.add_parser("quarantine", help="rejected import rows kept for review")
@@ -56,32 +63,43 @@ def _store():  # noqa: ANN202 - deferred import keeps `--help` fast
     return FeatureStore(Settings.from_env())
 
 
-def read_rows(path: Path, format: str) -> list:
+def read_rows(path: Path, format: str, from_name: str = "label") -> list:
     """The file's rows as IncomingAnswer (errors per row); unreadable files raise."""
-    from feature_platform.errors import FeaturePlatformError
+    from functools import partial
+
+    from feature_platform.errors import FeaturePlatformError, UnreadableFileError
     from feature_platform.labeling.connectors import files, label_studio
 
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except FileNotFoundError:
         raise FeaturePlatformError(f"No such file: {path}") from None
+    except IsADirectoryError:
+        raise UnreadableFileError(
+            f"{path} is a directory; give one export file. Nothing was imported."
+        ) from None
+    except PermissionError:
+        raise UnreadableFileError(f"{path} cannot be read (permission denied).") from None
     except UnicodeDecodeError as exc:
-        raise FeaturePlatformError(
+        raise UnreadableFileError(
             f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}); nothing was imported."
         ) from None
     reader = {
-        "label-studio": label_studio.read_export,
+        "label-studio": partial(label_studio.read_export, from_name=from_name),
         "jsonl": files.read_jsonl,
         "csv": files.read_csv,
     }[format]
-    return reader(text)
+    try:
+        return reader(text)
+    except UnreadableFileError as exc:
+        raise UnreadableFileError(f"{path}: {exc}") from None
 
 
 def run_import(args: argparse.Namespace) -> int:
     from feature_platform.labeling.imports import import_answers
 
     store = _store()
-    rows = read_rows(args.file, args.format)
+    rows = read_rows(args.file, args.format, args.from_name)
     report = import_answers(
         store.engine,
         store.queue,
@@ -90,14 +108,18 @@ def run_import(args: argparse.Namespace) -> int:
         format=args.format,
     )
     print(
-        f"{args.file} ({args.format}), import {report.import_id}: accepted {report.accepted}, "
-        f"already recorded {report.already_recorded}, rejected {len(report.rejected)}"
+        f"{args.file} ({args.format}), import {report.import_id}: accepted {report.accepted}"
+        + (f" ({report.revised} as revisions)" if report.revised else "")
+        + f", already recorded {report.already_recorded}, rejected {len(report.rejected)}"
     )
     from feature_platform.names import printable
 
     for row in report.rejected:
-        print(f"  line {row.line}: {printable(row.reason)}")
-    if report.rejected:
+        print(
+            f"  {printable(row.describe())}"
+            + (" (already in quarantine)" if row.already_quarantined else "")
+        )
+    if len(report.rejected) > report.requarantined:
         print(
             f"rejected rows are kept for review: feature-platform labels quarantine "
             f"--import {report.import_id}"

@@ -28,6 +28,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     export.add_argument("--from-name", default="label", help="Label Studio <Choices> name")
     export.add_argument("--to-name", default="image", help="Label Studio object tag name")
+    export.add_argument(
+        "--no-image", action="store_true", help="no pixel-grid image in the tasks' data"
+    )
+    export.add_argument(
+        "--config",
+        default=None,
+        help="where to write the matching Label Studio labeling config (XML); default: "
+        "beside the output as <name>.config.xml",
+    )
     export.set_defaults(handler=run_export)
 
 
@@ -50,14 +59,39 @@ def run_export(args: argparse.Namespace) -> int:
             + (f" in state {args.state!r}" if args.state else "")
             + f".{closest(args.round_key, rounds)} Rounds with tasks: {rounds}."
         )
+    config = None
     if args.format == "label-studio":
-        payload = label_studio.export_tasks(tasks, from_name=args.from_name, to_name=args.to_name)
+        payload = label_studio.export_tasks(
+            tasks, from_name=args.from_name, to_name=args.to_name, with_image=not args.no_image
+        )
         text = json.dumps(payload, indent=1) + "\n"
+        classes = list(dict.fromkeys(c for t in tasks for c in t.classes))
+        config = label_studio.labeling_config(
+            payload, classes, from_name=args.from_name, to_name=args.to_name
+        )
     else:
         text = files.tasks_to_jsonl(tasks)
+    config_path = None
+    if config is not None and (args.config or args.output != "-"):
+        output = Path(args.output)
+        config_path = Path(args.config) if args.config else output.with_suffix(".config.xml")
+        _write(config_path, config)
     if args.output == "-":
         sys.stdout.write(text)
     else:
-        Path(args.output).write_text(text, encoding="utf-8")
+        _write(Path(args.output), text)
         print(f"wrote {len(tasks)} task(s) of {args.round_key} as {args.format} to {args.output}")
+        if config_path is not None:
+            print(f"wrote the matching Label Studio labeling config to {config_path}")
     return 0
+
+
+def _write(path: Path, text: str) -> None:
+    from feature_platform.errors import FeaturePlatformError
+
+    try:
+        path.write_text(text, encoding="utf-8")
+    except IsADirectoryError:
+        raise FeaturePlatformError(f"{path} is a directory; give a file to write.") from None
+    except OSError as exc:
+        raise FeaturePlatformError(f"Could not write {path}: {exc.strerror}.") from None

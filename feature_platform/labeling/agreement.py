@@ -21,6 +21,8 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
+from feature_platform.errors import InvalidArgumentError
+
 
 def _overlapping(answers: pd.DataFrame) -> pd.DataFrame:
     frame = answers[["sample_key", "annotator", "label"]].astype(str)
@@ -70,7 +72,9 @@ def cohen_kappa(first: Sequence[str], second: Sequence[str]) -> float:
     """
     a, b = np.asarray(first, dtype=str), np.asarray(second, dtype=str)
     if len(a) != len(b):
-        raise ValueError(f"Both raters need the same items; got {len(a)} and {len(b)} labels.")
+        raise InvalidArgumentError(
+            f"Both raters need the same items; got {len(a)} and {len(b)} labels."
+        )
     if len(a) == 0:
         return float("nan")
     observed = float((a == b).mean())

@@ -5,15 +5,17 @@ line it came from. `import_answers` checks every row (who answered, which task, 
 duplicates within the file) and then, in ONE transaction, records the valid answers through the
 queue's idempotent submission, writes every rejected row with its line and reason to the
 quarantine table for review, and logs the import. A crash stores nothing; a re-import of the
-same file stores nothing new (its rows come back as `already recorded`).
+same file stores nothing new (its rows come back as `already recorded`, and its rejected rows
+are not quarantined a second time). Where an answer came from another tool (Label Studio's
+task, annotation and user ids) is kept beside it in `labeling_answer_sources`.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import sqlalchemy as sa
@@ -39,6 +41,22 @@ quarantine = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("raw", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Where each imported answer came from in the other tool: one row per stored answer (each
+# revision too: a correction re-imported under the same submission id), written when it is
+# recorded (a re-import finds it already there).
+answer_sources_table = sa.Table(
+    "labeling_answer_sources",
+    metadata,
+    sa.Column("answer_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("submission_id", sa.String(200), nullable=False, index=True),
+    sa.Column("system", sa.String(50), nullable=False),
+    sa.Column("external_task", sa.String(200)),
+    sa.Column("external_annotation", sa.String(200)),
+    sa.Column("external_user", sa.String(200)),
+    sa.Column("import_id", sa.String(40), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
 )
 
 imports = sa.Table(
@@ -73,14 +91,22 @@ class IncomingAnswer:
     submission_id: str | None = None
     cancelled: bool = False
     error: str | None = None
-    where: str = ""  # extra position text, e.g. "annotation 2 (id 7)"
+    where: str = ""  # position in the other tool, e.g. "Label Studio task 4, annotation 1"
+    # (system, task id, annotation id, user id) in the tool the answer came from
+    provenance: tuple[str, str | None, str | None, str | None] | None = None
 
 
 @dataclass(frozen=True)
 class RejectedRow:
     line: int
-    reason: str
+    reason: str  # starts with `where` when the row has a position in another tool
     raw: str
+    where: str = ""
+    already_quarantined: bool = False  # kept by an earlier import of the same row
+
+    def describe(self) -> str:
+        """One line for a person: the task and annotation when known, else the file line."""
+        return self.reason if self.where else f"line {self.line}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -91,6 +117,12 @@ class ImportReport:
     accepted: int
     already_recorded: int
     rejected: list[RejectedRow] = field(default_factory=list)
+    revised: int = 0  # of `accepted`: corrections of an earlier answer (stored as revisions)
+
+    @property
+    def requarantined(self) -> int:
+        """Rejected rows an earlier import already put in quarantine (not added again)."""
+        return sum(r.already_quarantined for r in self.rejected)
 
     @property
     def taken(self) -> int:
@@ -98,12 +130,39 @@ class ImportReport:
         return self.accepted + self.already_recorded
 
 
+# Answer times outside this window are typos or placeholders (0001-01-01, 9999-12-31): they
+# would also fall outside what pandas can hold and break every later read of the answers.
+EARLIEST_ANSWER = datetime(1970, 1, 1, tzinfo=UTC)
+CLOCK_SKEW = timedelta(days=1)
+
+
 def parse_time(value: object) -> datetime | None:
-    """ISO-8601 text (a trailing Z allowed) to an aware UTC datetime; naive means UTC."""
-    if value is None or value == "":
+    """ISO-8601 text (a trailing Z allowed) to an aware UTC datetime; naive means UTC.
+
+    Raises ValueError, with a sentence saying why, for numbers (seconds, milliseconds or
+    nanoseconds since 1970 cannot be told apart), unparseable text, and times before 1970 or
+    more than a day in the future."""
+    if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(
+            f"{value!r} is a number, not an ISO-8601 time (e.g. 2026-11-25T19:32:26Z); "
+            f"epoch numbers are ambiguous (seconds? milliseconds?)"
+        )
+    text = str(value).strip()
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is before datetime.min in UTC
+        parsed = None
+    except ValueError:
+        raise ValueError(f"{text[:60]!r} is not an ISO-8601 time") from None
+    latest = utcnow() + CLOCK_SKEW
+    if parsed is None or not EARLIEST_ANSWER <= parsed <= latest:
+        raise ValueError(
+            f"{text[:60]!r} is outside {EARLIEST_ANSWER:%Y-%m-%d} .. {latest:%Y-%m-%d} (UTC)"
+        )
+    return parsed
 
 
 def _reason(row: IncomingAnswer, text: str) -> str:
@@ -134,11 +193,12 @@ def import_answers(
     registry = registry or AnnotatorRegistry(engine)
     actor = as_actor(actor)
     registry.require(actor, "import")
-    create_tables(engine, quarantine, imports)
+    create_tables(engine, quarantine, imports, answer_sources_table)
     import_id = f"imp-{uuid.uuid4().hex[:12]}"
     rejected: list[RejectedRow] = []
     valid: list[tuple[IncomingAnswer, Submission]] = []
     seen: dict[tuple[str, str], tuple[int, str]] = {}
+    seen_ids: dict[str, tuple[int, str, str, str]] = {}
     people: dict[object, Person | None] = {}
 
     for row in rows:
@@ -152,28 +212,52 @@ def import_answers(
                     f"{submission.task_id} there"
                     + ("" if first_label == submission.label else f" with {first_label!r}")
                 )
+            elif submission.submission_id in seen_ids:
+                # The same retry key on two different answers of this file: blame the row of
+                # the file that used it first, not the answer this import is about to write.
+                line, task_id, annotator, label = seen_ids[str(submission.submission_id)]
+                problem = (
+                    f"submission_id {submission.submission_id!r} is already used by line "
+                    f"{line} of this file ({annotator!r} answered task {task_id} with "
+                    f"{label!r}); one submission id is one answer"
+                )
             else:
                 seen[key] = (row.line, submission.label)
+                seen_ids[str(submission.submission_id)] = (
+                    row.line,
+                    submission.task_id,
+                    submission.annotator,
+                    submission.label,
+                )
         if problem is not None or submission is None:
-            rejected.append(RejectedRow(row.line, _reason(row, problem or "unreadable"), row.raw))
+            rejected.append(_rejected(row, problem or "unreadable"))
         else:
             valid.append((row, submission))
 
     now = utcnow()
+    sources: list[tuple[int, str, tuple[str, str | None, str | None, str | None]]] = []
     with write_transaction(engine) as conn:
-        accepted = already = 0
+        accepted = already = revised = 0
         # Task id order: every transaction that waits for several task locks takes them in
         # the same order, so concurrent imports cannot deadlock (Postgres).
         for row, submission in sorted(valid, key=lambda pair: (pair[1].task_id, pair[0].line)):
             outcome = queue.submit_in(conn, submission, now=now)
             if outcome.status == ACCEPTED:
                 accepted += 1
+                # The same submission id with a new label: corrected at its source (e.g. in
+                # Label Studio); the queue stores it as a revision, history kept.
+                revised += outcome.answer is not None and outcome.answer.revises is not None
             elif outcome.status == ALREADY_RECORDED:
                 already += 1
             else:
-                rejected.append(RejectedRow(row.line, _reason(row, outcome.reason), row.raw))
-        rejected.sort(key=lambda r: r.line)
-        if rejected:
+                rejected.append(_rejected(row, outcome.reason))
+                continue
+            if row.provenance is not None and outcome.answer is not None:
+                sources.append((outcome.answer.id, outcome.answer.submission_id, row.provenance))
+        _record_sources(conn, sources, import_id, source)
+        rejected = _mark_quarantined(conn, sorted(rejected, key=lambda r: r.line))
+        fresh = [r for r in rejected if not r.already_quarantined]
+        if fresh:
             conn.execute(
                 quarantine.insert(),
                 [
@@ -185,7 +269,7 @@ def import_answers(
                         "raw": r.raw,
                         "created_at": now,
                     }
-                    for r in rejected
+                    for r in fresh
                 ],
             )
         conn.execute(
@@ -209,12 +293,87 @@ def import_answers(
                 "format": format,
                 "accepted": accepted,
                 "already_recorded": already,
+                "revised": revised,
                 "rejected": len(rejected),
             },
             conn=conn,
             now=now,
         )
-    return ImportReport(import_id, source, format, accepted, already, rejected)
+    return ImportReport(import_id, source, format, accepted, already, rejected, revised)
+
+
+def _rejected(row: IncomingAnswer, problem: str) -> RejectedRow:
+    return RejectedRow(row.line, _reason(row, problem), row.raw, row.where)
+
+
+def _mark_quarantined(conn: sa.Connection, rejected: list[RejectedRow]) -> list[RejectedRow]:
+    """Flag rows (same raw text, same reason) that an earlier import already quarantined, so
+    re-importing a file does not pile the same rejected rows up again."""
+    kept: set[tuple[str, str]] = set()
+    raws = sorted({r.raw for r in rejected})
+    for start in range(0, len(raws), 500):
+        chunk = raws[start : start + 500]
+        kept.update(
+            (raw, reason)
+            for raw, reason in conn.execute(
+                sa.select(quarantine.c.raw, quarantine.c.reason).where(quarantine.c.raw.in_(chunk))
+            )
+        )
+    out, this_import = [], set()
+    for r in rejected:
+        key = (r.raw, r.reason)
+        out.append(replace(r, already_quarantined=key in kept or key in this_import))
+        this_import.add(key)
+    return out
+
+
+def _record_sources(
+    conn: sa.Connection,
+    sources: list[tuple[int, str, tuple[str, str | None, str | None, str | None]]],
+    import_id: str,
+    source: str,
+) -> None:
+    if not sources:
+        return
+    known = set()
+    ids = [answer_id for answer_id, _, _ in sources]
+    for start in range(0, len(ids), 500):
+        known.update(
+            conn.execute(
+                sa.select(answer_sources_table.c.answer_id).where(
+                    answer_sources_table.c.answer_id.in_(ids[start : start + 500])
+                )
+            ).scalars()
+        )
+    rows = [
+        {
+            "submission_id": submission_id,
+            "answer_id": answer_id,
+            "system": system,
+            "external_task": task,
+            "external_annotation": annotation,
+            "external_user": user,
+            "import_id": import_id,
+            "source": source,
+        }
+        for answer_id, submission_id, (system, task, annotation, user) in sources
+        if answer_id not in known
+    ]
+    if rows:
+        conn.execute(answer_sources_table.insert(), rows)
+
+
+def answer_sources(engine: sa.Engine) -> pd.DataFrame:
+    """Where imported answers came from: the other tool's task, annotation and user ids."""
+    create_tables(engine, answer_sources_table)
+    with engine.connect() as conn:
+        frame = pd.DataFrame(
+            conn.execute(sa.select(answer_sources_table).order_by(answer_sources_table.c.answer_id))
+            .mappings()
+            .all()
+        )
+    columns = [c.name for c in answer_sources_table.columns]
+    return frame[columns] if not frame.empty else pd.DataFrame(columns=columns)
 
 
 def _check(
@@ -238,9 +397,15 @@ def _check(
         people[who] = person
     person = people[who]
     if person is None:
-        named = f"{row.external[0]} user {row.external[1]}" if row.external else repr(who)
+        if row.external:  # the hint names the other tool's id, so it is not taken as a name
+            system, external_id = row.external
+            return (
+                f"unknown annotator: {system} user {external_id!r} is not linked to anyone "
+                f"(feature-platform annotators add NAME --{system}-id {external_id})",
+                None,
+            )
         return (
-            f"unknown annotator: {named} is not registered (feature-platform annotators add)",
+            f"unknown annotator: {who!r} is not registered (feature-platform annotators add)",
             None,
         )
     if not person.may("label"):

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from feature_platform.errors import InvalidArgumentError
 from feature_platform.labeling.label_store import LabelStore
 from feature_platform.labeling.queue import Lease, TaskQueue
 from feature_platform.store.db import utcnow
@@ -168,7 +169,7 @@ def lead_times(
         found = found[found.notna()]
         tasks = tasks.assign(registered_at=found.map(lambda f: f[0]), via=found.map(lambda f: f[1]))
     else:
-        raise ValueError(f"by must be 'snapshot' or 'round', got {by!r}.")
+        raise InvalidArgumentError(f"by must be 'snapshot' or 'round', got {by!r}.")
     if tasks.empty:
         return pd.DataFrame(columns=columns)
     tasks["registered_at"] = pd.to_datetime(tasks["registered_at"], utc=True)

@@ -65,7 +65,7 @@ from typing import Any, TypeVar
 import pandas as pd
 import sqlalchemy as sa
 
-from feature_platform.errors import InvalidAnswerError, UnknownTaskError
+from feature_platform.errors import InvalidAnswerError, InvalidArgumentError, UnknownTaskError
 from feature_platform.governance.roles import (
     AnnotatorRegistry,
     PermissionDeniedError,
@@ -369,11 +369,13 @@ class TaskQueue:
         """
         check_name(round_key, "round")  # becomes a partition key and folder names
         if answers_needed < 1:
-            raise ValueError("answers_needed must be at least 1.")
+            raise InvalidArgumentError("answers_needed must be at least 1.")
         if not 0.0 <= overlap_fraction <= 1.0:
-            raise ValueError(f"overlap_fraction must lie in [0, 1], got {overlap_fraction}.")
+            raise InvalidArgumentError(
+                f"overlap_fraction must lie in [0, 1], got {overlap_fraction}."
+            )
         if overlap_fraction > 0 and (overlap_answers is None or overlap_answers < 1):
-            raise ValueError("overlap_fraction needs overlap_answers >= 1.")
+            raise InvalidArgumentError("overlap_fraction needs overlap_answers >= 1.")
         created = now or utcnow()
         class_list = json.dumps([str(c) for c in classes])
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from feature_platform.errors import InvalidArgumentError
 from feature_platform.governance.identity import system_actor
 from feature_platform.governance.roles import ANNOTATOR
 from feature_platform.labeling.queue import TaskQueue
@@ -34,7 +35,9 @@ class SimulatedAnnotators:
             list(self.accuracies) if self.accuracies is not None else [self.accuracy] * self.count
         )
         if not levels or not all(0.0 <= a <= 1.0 for a in levels):
-            raise ValueError(f"accuracies must lie in [0, 1], got {levels}.")
+            raise InvalidArgumentError(
+                f"Simulated annotators need at least one accuracy, each in [0, 1]; got {levels}."
+            )
         self._rng = np.random.default_rng(self.seed)
         self.names = [f"sim-annotator-{i + 1}" for i in range(len(levels))]
         self.accuracy_of = dict(zip(self.names, levels, strict=True))

@@ -133,7 +133,13 @@ def open_batch(
     pool: pd.DataFrame,
     model_version: str | None,
 ) -> list[Task]:
-    """Pick the round's batch from the pool and put it in the queue with its context."""
+    """Pick the round's batch from the pool and put it in the queue with its context.
+
+    A round has one batch: re-running this step (a retry, a run killed after the batch was
+    committed) returns the batch already opened instead of adding a second one."""
+    opened = store.queue.tasks(round_name)
+    if opened:
+        return opened
     labeled_or_queued = len(store.queue.sample_keys())
     size = min(program.batch_size, program.label_budget - labeled_or_queued, len(pool))
     if size <= 0:

@@ -61,6 +61,13 @@ class SnapshotInfo:
 
 def to_utc(values: pd.Series, what: str) -> pd.Series:
     """Timestamps as UTC nanoseconds; naive values are taken to be UTC (as Feast does)."""
+    if len(values) and values.dtype.kind in "iufb":
+        # pandas would read integers as nanoseconds since 1970 (seconds become 1970-01-01).
+        raise SchemaMismatchError(
+            f"{what} holds numbers, not timestamps: seconds, milliseconds and nanoseconds "
+            f"since 1970 cannot be told apart; convert first, e.g. "
+            f"pd.to_datetime(values, unit='s', utc=True)."
+        )
     try:
         with warnings.catch_warnings():  # a dateutil fallback notice for text is noise here
             warnings.simplefilter("ignore", UserWarning)

@@ -28,7 +28,11 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from feature_platform.errors import SchemaMismatchError
+from feature_platform.errors import (
+    ConcurrentChangeError,
+    InvalidArgumentError,
+    SchemaMismatchError,
+)
 from feature_platform.store.changes import change_feed
 from feature_platform.store.db import create_tables, metadata, utcnow, write_transaction
 from feature_platform.store.feature_set import (
@@ -92,6 +96,24 @@ def _copy_text(value: str) -> str:
 
 def _is_missing(value: object) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
+def online_keys(keys: object) -> list[object]:
+    """`keys` as a list, refusing what would be looked up wrongly: a bare string (its
+    characters would become keys), None or a scalar, and missing keys inside the list."""
+    if keys is None or isinstance(keys, str | bytes) or not isinstance(keys, Iterable):
+        raise InvalidArgumentError(
+            f"Online lookups take a list of keys; got {type(keys).__name__} {keys!r:.60}. "
+            f"For one key, pass [{keys!r:.60}]."
+        )
+    out = keys if isinstance(keys, list) else list(keys)
+    missing = [i for i, key in enumerate(out) if _is_missing(key)]
+    if missing:
+        raise InvalidArgumentError(
+            f"Online lookups need a key at every position; position {missing[0]} holds "
+            f"{out[missing[0]]!r} ({len(missing)} missing in all)."
+        )
+    return out
 
 
 def _plain(value: object) -> object:
@@ -431,7 +453,7 @@ class OnlineStore:
         self, fsv: FeatureSetVersion, keys: Sequence[object]
     ) -> dict[str, list[float] | None]:
         """Values of every feature of `fsv` for each key (None for an unknown entity)."""
-        texts = [entity_key(k) for k in keys]
+        texts = [entity_key(k) for k in online_keys(keys)]
         matrix, rows = self._locate(fsv, texts)
         return {
             text: (values if row != _MISSING else None)
@@ -467,7 +489,7 @@ class OnlineStore:
             with self._lock:  # changed while filling: start over from a fresh cache
                 if self._caches.get(fsv.id) is cache:
                     del self._caches[fsv.id]
-        raise RuntimeError(f"{fsv.id} kept changing during a lookup; try again.")
+        raise ConcurrentChangeError(f"{fsv.id} kept changing during a lookup; try again.")
 
     def _cache(self, fsv: FeatureSetVersion, token: int | None = None) -> _VersionCache:
         if token is None:

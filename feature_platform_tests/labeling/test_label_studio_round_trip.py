@@ -1,33 +1,35 @@
 """Export a batch as Label Studio import JSON and take Label Studio's JSON export back, using
-the shapes a real Label Studio 1.23.2 server produced (/work/shared/reference)."""
+the shapes a real Label Studio 1.23.2 server produced (copied into fixtures/label_studio)."""
 
 from __future__ import annotations
 
 import base64
 import copy
+import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pandas as pd
 import pytest
 from sklearn.datasets import load_digits
 
 from feature_platform import FeatureStore, Settings
+from feature_platform.cli import main
+from feature_platform.errors import FeaturePlatformError
 from feature_platform.governance.roles import AnnotatorRegistry
 from feature_platform.labeling.connectors import label_studio
-from feature_platform.labeling.imports import import_answers, quarantined
+from feature_platform.labeling.imports import answer_sources, import_answers, quarantined
 from feature_platform.labeling.queue import TaskSpec
 
-REFERENCE = Path("/work/shared/reference")
+REFERENCE = Path(__file__).parent / "fixtures" / "label_studio"
 DIGITS = [str(c) for c in range(10)]
 
 
 def reference(name: str) -> Any:
-    path = REFERENCE / f"label-studio-1.23.2-{name}.json"
-    if not path.exists():
-        pytest.skip(f"reference file {path} is not available")
-    return json.loads(path.read_text())
+    return json.loads((REFERENCE / f"label-studio-1.23.2-{name}.json").read_text())
 
 
 @pytest.fixture
@@ -36,6 +38,7 @@ def fs(tmp_path: Path) -> FeatureStore:
     registry = AnnotatorRegistry(store.engine)
     registry.add("ann", "annotator", {"label-studio": "1"})
     registry.add("bob", "annotator", {"label-studio": "2"})
+    registry.add("lead", "admin")  # the command line acts as FP_USER=lead
     images = load_digits().data[:3] / 16.0
     specs = [
         TaskSpec(
@@ -100,10 +103,10 @@ def test_export_has_label_studio_import_shape_with_context(fs: FeatureStore) -> 
         assert set(ref_prediction) <= set(prediction)
         assert set(prediction["result"][0]) == set(ref_prediction["result"][0])
         assert prediction["result"][0]["value"] == {"choices": ["3"]}
-        assert (prediction["model_version"], prediction["score"]) == (
-            task.model_version,
-            task.score,
-        )
+        # Label Studio shows a prediction's score as the model's confidence: the probability
+        # of the predicted class; the selection score stays in meta.
+        assert (prediction["model_version"], prediction["score"]) == (task.model_version, 0.41)
+        assert item["meta"]["score"] == task.score
         assert item["data"]["task_id"] == task.id and item["data"]["sample_key"] == task.sample_key
         assert item["meta"]["reason"] == task.reason
         assert item["meta"]["top_classes"] == [["3", 0.41], ["8", 0.39], ["5", 0.1]]
@@ -179,7 +182,7 @@ def test_the_reference_export_itself_is_rejected_row_by_row(fs: FeatureStore) ->
     assert fs.queue.answers().empty
 
 
-def test_malformed_export_keeps_the_tasks_before_the_break(fs: FeatureStore) -> None:
+def test_a_truncated_export_imports_nothing(fs: FeatureStore) -> None:
     tasks = fs.queue.tasks("round-001")
     t0 = "2026-11-25T19:32:26Z"
     text = label_studio_export(
@@ -187,10 +190,210 @@ def test_malformed_export_keeps_the_tasks_before_the_break(fs: FeatureStore) -> 
         [[{"user": 1, "choice": "3", "created_at": t0, "lead_time": 1.0}]] * 3,
     )
     broken = text[: text.rindex('"lead_time"')]  # cut inside the last task
-    rows = label_studio.read_export(broken)
-    report = import_answers(fs.engine, fs.queue, rows, source="cut.json", format="label-studio")
-    assert report.accepted == 2
-    [bad] = report.rejected
-    assert bad.reason.startswith("malformed JSON at line")
-    assert "the rest of the file was not read" in bad.reason
-    assert label_studio.read_export("{}")[0].error.startswith("expected a JSON array")
+    with pytest.raises(FeaturePlatformError, match="truncated or damaged") as refused:
+        label_studio.read_export(broken)
+    assert "nothing was imported" in str(refused.value)
+    with pytest.raises(FeaturePlatformError, match="expected a JSON array"):
+        label_studio.read_export("{}")
+    assert fs.queue.answers().empty
+
+
+def min_records(text: str) -> list[dict]:
+    """What Label Studio's JSON-MIN export holds for the same annotations (its converter
+    flattens each non-cancelled annotation: the task's data, `id` = the Label Studio task,
+    the choice under the <Choices> name, annotator, annotation_id, times)."""
+    records = []
+    for task in json.loads(text):
+        for annotation in task["annotations"]:
+            if annotation["was_cancelled"]:
+                continue
+            record = dict(task["data"])
+            record.update(
+                id=task["id"],
+                label=annotation["result"][0]["value"]["choices"][0],
+                annotator=annotation["completed_by"],
+                annotation_id=annotation["id"],
+                created_at=annotation["created_at"],
+                updated_at=annotation["updated_at"],
+                lead_time=annotation["lead_time"],
+            )
+            records.append(record)
+    return records
+
+
+ANSWERS = [
+    [
+        {"user": 1, "choice": "3", "created_at": "2026-11-25T19:32:26Z", "lead_time": 3.5},
+        {"user": 2, "choice": "8", "created_at": "2026-11-25T19:33:00Z", "lead_time": 4.0},
+    ],
+    [{"user": 1, "cancelled": True, "created_at": "2026-11-25T19:32:26Z"}],
+    [{"user": 2, "choice": "0", "created_at": "2026-11-25T19:34:00Z", "lead_time": 9.0}],
+]
+
+
+def test_json_min_export_is_imported(fs: FeatureStore) -> None:
+    full = label_studio_export(label_studio.export_tasks(fs.queue.tasks("round-001")), ANSWERS)
+    text = json.dumps(min_records(full))
+    report = import_answers(
+        fs.engine, fs.queue, label_studio.read_export(text), source="m", format="label-studio"
+    )
+    assert (report.accepted, len(report.rejected)) == (3, 0)
+    answers = fs.queue.answers().sort_values(["sample_key", "annotator"])
+    assert answers[["sample_key", "annotator", "label", "time_spent_s"]].values.tolist() == [
+        ["0", "ann", "3", 3.5],
+        ["0", "bob", "8", 4.0],
+        ["2", "bob", "0", 9.0],
+    ]
+    assert answers["answered_at"].min() == pd.Timestamp("2026-11-25T19:32:26Z")
+    # Neither a JSON nor a JSON-MIN export: refused whole, with the reason.
+    with pytest.raises(FeaturePlatformError, match="not a Label Studio export"):
+        label_studio.read_export(json.dumps([{"hello": 1}]))
+
+
+def test_label_studio_csv_export_is_imported_with_times(fs: FeatureStore) -> None:
+    full = label_studio_export(label_studio.export_tasks(fs.queue.tasks("round-001")), ANSWERS)
+    records = min_records(full)
+    records.append(dict(records[0], annotator=9, annotation_id=1999))  # nobody linked to 9
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(records[0]))
+    writer.writeheader()
+    for record in records:  # nested data (the features) is written as JSON text
+        writer.writerow({k: json.dumps(v) if isinstance(v, dict) else v for k, v in record.items()})
+    rows = label_studio.read_export(buffer.getvalue())
+    report = import_answers(fs.engine, fs.queue, rows, source="c.csv", format="label-studio")
+    assert (report.accepted, len(report.rejected)) == (3, 1)
+    # The hint links the Label Studio id to a person; it does not register "9" as a name.
+    assert "annotators add NAME --label-studio-id 9" in report.rejected[0].reason
+    answers = fs.queue.answers().sort_values(["sample_key", "annotator"])
+    assert answers["annotator"].tolist() == ["ann", "bob", "bob"]  # Label Studio ids resolved
+    assert answers["time_spent_s"].tolist() == [3.5, 4.0, 9.0]
+    assert answers["answered_at"].tolist() == [
+        pd.Timestamp("2026-11-25T19:32:26Z"),
+        pd.Timestamp("2026-11-25T19:33:00Z"),
+        pd.Timestamp("2026-11-25T19:34:00Z"),
+    ]
+    with pytest.raises(FeaturePlatformError, match="not a Label Studio export"):
+        label_studio.read_export("a,b\n1,2\n")
+
+
+def test_reimport_does_not_quarantine_the_same_rows_again(fs: FeatureStore) -> None:
+    text = label_studio_export(label_studio.export_tasks(fs.queue.tasks("round-001")), ANSWERS)
+    first = import_answers(
+        fs.engine, fs.queue, label_studio.read_export(text), source="a", format="label-studio"
+    )
+    again = import_answers(
+        fs.engine, fs.queue, label_studio.read_export(text), source="a", format="label-studio"
+    )
+    assert len(first.rejected) == len(again.rejected) == 1  # the cancelled annotation
+    assert again.requarantined == 1
+    assert len(quarantined(fs.engine)) == 1
+
+
+def test_label_studio_ids_are_kept_in_provenance(fs: FeatureStore) -> None:
+    text = label_studio_export(label_studio.export_tasks(fs.queue.tasks("round-001")), ANSWERS)
+    report = import_answers(
+        fs.engine, fs.queue, label_studio.read_export(text), source="a", format="label-studio"
+    )
+    sources = answer_sources(fs.engine).sort_values("external_annotation")
+    answers = fs.queue.answers().set_index("submission_id")
+    columns = ["system", "external_task", "external_annotation", "external_user"]
+    assert sources[columns].values.tolist() == [
+        ["label-studio", "100", "1000", "1"],
+        ["label-studio", "100", "1001", "2"],
+        ["label-studio", "102", "1020", "2"],
+    ]
+    assert set(sources["import_id"]) == {report.import_id}
+    for row in sources.itertuples():
+        assert answers.loc[row.submission_id, "answer_id"] == row.answer_id
+
+
+def use_home(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    monkeypatch.setenv("FP_HOME", str(home))
+    monkeypatch.setenv("FP_USER", "lead")  # the command line acts as FP_USER
+    for variable in ("FP_DATABASE_URL", "FP_OFFLINE_DIR", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(variable, raising=False)
+
+
+def test_rejections_name_the_task_and_annotation_not_line_1(
+    fs: FeatureStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = label_studio_export(label_studio.export_tasks(fs.queue.tasks("round-001")), ANSWERS)
+    one_line = tmp_path / "one-line.json"
+    one_line.write_text(json.dumps(json.loads(text)))  # Label Studio writes a single line
+    use_home(monkeypatch, tmp_path / "fp")
+    assert main(["labels", "import", str(one_line), "--format", "label-studio"]) == 0
+    out = capsys.readouterr().out
+    assert "  Label Studio task 101, annotation 1 (id 1010): annotation was cancelled" in out
+    assert "line 1" not in out
+
+
+def test_export_ships_the_labeling_config_it_matches(
+    fs: FeatureStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_home(monkeypatch, tmp_path / "fp")
+    out = tmp_path / "batch.json"
+    assert main(["tasks", "export", "--round", "round-001", "-o", str(out)]) == 0
+    config = ElementTree.fromstring((tmp_path / "batch.config.xml").read_text())
+    exported = json.loads(out.read_text())
+    names = {e.get("name"): e for e in config.iter() if e.get("name")}
+    choices = names["label"]
+    assert choices.tag == "Choices" and choices.get("choice") == "single"
+    assert [c.get("value") for c in choices] == DIGITS
+    assert names[choices.get("toName")].tag == "Image"
+    assert names["image"].get("value") == "$image"
+    for task in exported:  # every prediction's names exist in the config
+        result = task["predictions"][0]["result"][0]
+        assert result["from_name"] in names and result["to_name"] in names
+    plain_out, config_out = tmp_path / "plain.json", tmp_path / "elsewhere.xml"
+    argv = ["tasks", "export", "--round", "round-001", "-o", str(plain_out), "--no-image"]
+    assert main([*argv, "--config", str(config_out)]) == 0
+    plain = ElementTree.fromstring(config_out.read_text())
+    target = {e.get("name"): e for e in plain.iter() if e.get("name")}
+    assert target[target["label"].get("toName")].tag == "Text"
+    for task in json.loads(plain_out.read_text()):
+        assert "image" not in task["data"]
+        result = task["predictions"][0]["result"][0]
+        assert result["from_name"] in target and result["to_name"] in target
+
+
+def test_an_answer_corrected_in_label_studio_comes_back_as_a_revision(fs: FeatureStore) -> None:
+    exported = label_studio.export_tasks(fs.queue.tasks("round-001"))
+    first = label_studio_export(exported, ANSWERS)
+    import_answers(
+        fs.engine, fs.queue, label_studio.read_export(first), source="a", format="label-studio"
+    )
+    corrected = json.loads(first)
+    annotation = corrected[0]["annotations"][1]  # bob's answer to sample 0: 8 -> 5
+    annotation["result"][0]["value"]["choices"] = ["5"]
+    annotation["updated_at"] = "2026-11-25T20:00:00Z"
+    report = import_answers(
+        fs.engine,
+        fs.queue,
+        label_studio.read_export(json.dumps(corrected)),
+        source="a",
+        format="label-studio",
+    )
+    assert (report.accepted, report.revised, report.already_recorded) == (1, 1, 2)
+    assert [r.reason for r in report.rejected if "conflict" in r.reason] == []
+    task_id = fs.queue.find("round-001", "0").id
+    history = fs.queue.answer_history(task_id, "bob")
+    assert [(a.label, a.revision) for a in history] == [("8", 1), ("5", 2)]
+    assert history[1].revises == history[0].id
+    effective = fs.queue.answers().set_index(["sample_key", "annotator"])
+    assert effective.loc[("0", "bob"), "label"] == "5"
+    # The revision keeps its Label Studio provenance too.
+    sources = answer_sources(fs.engine)
+    assert sources.loc[sources["answer_id"] == history[1].id, "external_annotation"].tolist() == [
+        "1001"
+    ]
+    # Replaying the old export does not flip the answer back.
+    replay = import_answers(
+        fs.engine, fs.queue, label_studio.read_export(first), source="a", format="label-studio"
+    )
+    assert (replay.accepted, replay.revised) == (0, 0)
+    assert (
+        fs.queue.answers().set_index(["sample_key", "annotator"]).loc[("0", "bob"), "label"] == "5"
+    )

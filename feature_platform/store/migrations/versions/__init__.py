@@ -1,0 +1,1 @@
+"""Alembic revisions of the platform schema (a package so installs ship them)."""

@@ -1,0 +1,138 @@
+"""Alembic migrations: a database with the baseline schema (main before migrations, commit
+6e9c4ec) and rows in every table upgrades in place to head with every row kept, on SQLite and
+Postgres; a fresh database is created at head; `feature-platform db upgrade / current`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+
+from feature_platform.cli import main
+from feature_platform.labeling.queue import TaskQueue
+from feature_platform.store import migrations
+from feature_platform.store.db import create_engine
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+ROWS = 3
+
+
+def value(column: sa.Column, i: int) -> object:
+    """A value of the column's type for row i; equal across tables for the same i, so a
+    foreign key finds the row it points at."""
+    kind = column.type
+    if isinstance(kind, sa.Integer):
+        return i + 1
+    if isinstance(kind, sa.Float):
+        return i + 0.5
+    if isinstance(kind, sa.DateTime):
+        return T0 + timedelta(minutes=i)
+    if isinstance(kind, sa.Boolean):
+        return bool(i % 2)
+    if isinstance(kind, sa.LargeBinary):
+        return bytes([i, 1, 2])
+    if isinstance(kind, sa.Text):  # JSON text, as the stores keep it
+        return f'["k{i}", "other"]' if column.name == "classes" else f'{{"row": {i}}}'
+    return f"k{i}"
+
+
+def baseline_database(url: str, *, stamped: bool) -> dict[str, list[tuple]]:
+    """The baseline schema with ROWS rows in every table; without the version table when not
+    `stamped` (a database the stores made with create_all before migrations existed)."""
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        command.upgrade(migrations._config(conn), migrations.BASELINE)
+        conn.commit()
+    reflected = sa.MetaData()
+    reflected.reflect(engine)
+    rows: dict[str, list[tuple]] = {}
+    with engine.begin() as conn:
+        if not stamped:
+            conn.execute(sa.text(f"DROP TABLE {migrations.VERSION_TABLE}"))
+        for table in reflected.sorted_tables:
+            if table.name == migrations.VERSION_TABLE:
+                continue
+            records = [{c.name: value(c, i) for c in table.columns} for i in range(ROWS)]
+            conn.execute(table.insert(), records)
+            key = [c.name for c in table.primary_key.columns]
+            rows[table.name] = [
+                tuple(r) for r in conn.execute(sa.select(table).order_by(*key)).all()
+            ]
+            if conn.dialect.name == "postgresql" and key == ["id"]:
+                conn.execute(
+                    sa.text(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), {ROWS})")
+                )
+    engine.dispose()
+    return rows
+
+
+@pytest.mark.parametrize("stamped", [False, True], ids=["pre-alembic", "at-baseline"])
+def test_a_baseline_database_upgrades_in_place_keeping_every_row(
+    database_url: str, stamped: bool
+) -> None:
+    before = baseline_database(database_url, stamped=stamped)
+    assert len(before) >= 20 and all(len(r) == ROWS for r in before.values())
+    engine = create_engine(database_url)
+    assert migrations.current(engine) == (migrations.BASELINE if stamped else None)
+
+    start, end = migrations.upgrade(engine)
+    assert (start, end) == (migrations.BASELINE if stamped else None, migrations.head())
+    after = sa.MetaData()
+    after.reflect(engine)
+    with engine.connect() as conn:
+        for name, rows in before.items():
+            table = after.tables[name]
+            old_columns = [table.c[c] for c in table.columns.keys()][: len(rows[0])]
+            key = [c.name for c in table.primary_key.columns]
+            kept = [tuple(r) for r in conn.execute(sa.select(*old_columns).order_by(*key)).all()]
+            assert kept == rows, name
+        revisions = conn.execute(sa.text("SELECT revision FROM labeling_answers")).scalars()
+        assert set(revisions) == {1}  # the new column's default fills the old rows
+    # The upgraded database works: an answer corrected under the same submission id is a
+    # revision, which the baseline's unique submission id would have refused.
+    queue = TaskQueue(engine)
+    old = queue.answer_history("k0")[0]
+    with engine.begin() as conn:  # the generated person behind the answer may label
+        conn.execute(
+            sa.text(
+                "UPDATE governance_people SET role = 'annotator', active = :on WHERE name = :n"
+            ),
+            {"on": True, "n": old.annotator},
+        )
+    queue.submit("k0", old.annotator, "other", submission_id=old.submission_id)
+    assert [a.revision for a in queue.answer_history("k0", old.annotator)] == [1, 2]
+    assert migrations.upgrade(engine) == (end, end)  # idempotent
+
+
+def test_a_fresh_database_is_created_at_head_and_the_cli_reports_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for variable in ("FP_DATABASE_URL", "FP_OFFLINE_DIR", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("FP_HOME", str(tmp_path / "fp"))
+    assert main(["db", "current"]) == 1
+    assert "no version" in capsys.readouterr().out
+    assert main(["db", "upgrade"]) == 0
+    assert f"to {migrations.head()}" in capsys.readouterr().out
+    assert main(["db", "current"]) == 0
+    assert capsys.readouterr().out.strip() == f"{migrations.head()} (head)"
+    assert main(["db", "upgrade"]) == 0
+    assert "already at" in capsys.readouterr().out
+    engine = create_engine(f"sqlite:///{tmp_path / 'fp' / 'platform.db'}")
+    tables = set(sa.inspect(engine).get_table_names())
+    assert set(migrations.target_metadata().tables) <= tables
+
+
+def test_a_pre_alembic_database_that_does_not_match_the_baseline_is_left_alone(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'odd.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE labeling_tasks (id VARCHAR(40) PRIMARY KEY)"))
+    with pytest.raises(migrations.SchemaMismatchOnUpgradeError, match="labeling_tasks lacks"):
+        migrations.upgrade(engine)
+    assert migrations.current(engine) is None
