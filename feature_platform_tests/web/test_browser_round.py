@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import socket
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -31,8 +32,11 @@ from feature_platform.web.app import WebConfig, create_app
 
 pytestmark = pytest.mark.slow
 
+# A test run must not rewrite tracked files: screenshots go to a scratch folder unless
+# FP_SCREENSHOT_DIR points elsewhere (docs/screenshots to refresh the README's pictures).
 SCREENSHOTS = Path(
-    os.environ.get("FP_SCREENSHOT_DIR") or Path(__file__).parents[2] / "docs" / "screenshots"
+    os.environ.get("FP_SCREENSHOT_DIR")
+    or Path(tempfile.gettempdir()) / "feature_platform_screenshots"
 )
 CHROMIUM_ARGS = [
     "--no-sandbox",
