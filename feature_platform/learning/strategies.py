@@ -487,6 +487,75 @@ def _cluster_margin(
     return picks
 
 
+# k-center distances are computed in blocks of at most this many float64 entries (8 MiB), so
+# memory stays O(pool) however many samples are labeled.
+KCENTER_BLOCK = 1 << 20
+
+
+def kcenter_distances(
+    features: np.ndarray, others: np.ndarray, block: int = KCENTER_BLOCK
+) -> np.ndarray:
+    """Euclidean distance from each row of `features` to its nearest row of `others`.
+
+    One running minimum per row, filled block by block (rows × others ≤ `block`): never the
+    full distance matrix. A row's value depends only on the rows of its own block, so a pool
+    scanned in the same blocks gets the same values wherever it is scanned.
+    """
+    nearest = np.full(len(features), np.inf)
+    if len(others) == 0 or len(features) == 0:
+        return nearest
+    others = np.asarray(others, dtype="float64")
+    per_block = max(1, min(len(others), block))
+    rows = max(1, block // per_block)
+    other_norms = np.einsum("ij,ij->i", others, others)
+    for start in range(0, len(features), rows):
+        chunk = features[start : start + rows]
+        norms = np.einsum("ij,ij->i", chunk, chunk)[:, None]
+        squared = nearest[start : start + rows] ** 2
+        for low in range(0, len(others), per_block):
+            # |x - y|^2 = |x|^2 - 2 x.y + |y|^2, clipped: rounding can make it slightly negative.
+            block_squared = chunk @ others[low : low + per_block].T
+            block_squared *= -2.0
+            block_squared += norms
+            block_squared += other_norms[low : low + per_block]
+            np.maximum(block_squared, 0.0, out=block_squared)
+            np.minimum(squared, block_squared.min(axis=1), out=squared)
+        nearest[start : start + rows] = np.sqrt(squared)
+    return nearest
+
+
+def _distances_to(
+    features: np.ndarray, point: np.ndarray, block: int = KCENTER_BLOCK
+) -> np.ndarray:
+    """Euclidean distance of every row to one point, row by row (exact differences, so a row's
+    value does not depend on which other rows are in the matrix), in blocks of rows."""
+    out = np.empty(len(features))
+    rows = max(1, block // max(features.shape[1], 1))
+    for start in range(0, len(features), rows):
+        diff = features[start : start + rows] - point
+        np.square(diff, out=diff)
+        out[start : start + rows] = np.sqrt(diff.sum(axis=1))
+    return out
+
+
+def kcenter_greedy(
+    features: np.ndarray, nearest: np.ndarray, batch_size: int
+) -> tuple[list[int], list[float]]:
+    """Greedy k-center from `nearest` (each row's distance to the labeled set): repeatedly the
+    row farthest from every labeled or already picked sample, ties by row order. Returns the
+    picked rows and each one's distance at the time it was picked (non-increasing)."""
+    nearest = np.array(nearest, dtype="float64")
+    chosen: list[int] = []
+    distances: list[float] = []
+    for _ in range(min(batch_size, len(nearest))):
+        i = int(np.argmax(nearest))  # first of equals: ties break by pool order
+        chosen.append(i)
+        distances.append(float(nearest[i]))
+        np.minimum(nearest, _distances_to(features, features[i]), out=nearest)
+        nearest[i] = -1.0  # never pick twice
+    return chosen, distances
+
+
 def _kcenter(
     keys: Sequence[str],
     features: np.ndarray,
@@ -495,16 +564,9 @@ def _kcenter(
     proba: np.ndarray | None,
     classes: Sequence[str],
 ) -> list[Pick]:
-    from sklearn.metrics import pairwise_distances
-
-    nearest = pairwise_distances(features, labeled_features).min(axis=1)
-    chosen, distances = [], []
-    for _ in range(batch_size):
-        i = int(np.argmax(nearest))  # first of equals: ties break by pool order
-        chosen.append(i)
-        distances.append(float(nearest[i]))
-        nearest = np.minimum(nearest, pairwise_distances(features, features[i : i + 1])[:, 0])
-        nearest[i] = -1.0  # never pick twice
+    chosen, distances = kcenter_greedy(
+        features, kcenter_distances(features, labeled_features), batch_size
+    )
     picks = []
     for rank, (i, distance) in enumerate(zip(chosen, distances, strict=True)):
         reason = (
