@@ -567,13 +567,31 @@ def _kcenter(
     chosen, distances = kcenter_greedy(
         features, kcenter_distances(features, labeled_features), batch_size
     )
+    return kcenter_picks(
+        [keys[i] for i in chosen],
+        distances,
+        None if proba is None else proba[chosen],
+        classes,
+        len(keys),
+    )
+
+
+def kcenter_picks(
+    keys: Sequence[str],
+    distances: Sequence[float],
+    proba: np.ndarray | None,
+    classes: Sequence[str],
+    pool_size: int,
+) -> list[Pick]:
+    """Picks for k-center choices already made: `keys[r]` picked r-th, `distances[r]` from its
+    nearest labeled or earlier pick; `proba` (optional) has the picks' rows, in pick order."""
     picks = []
-    for rank, (i, distance) in enumerate(zip(chosen, distances, strict=True)):
+    for rank, (key, distance) in enumerate(zip(keys, distances, strict=True)):
         reason = (
             f"k-center: the sample farthest from every labeled or already picked sample "
             f"(distance {distance:.2f} to the nearest), covering an unexplored region; "
-            f"pick {rank + 1} of {batch_size} from {len(keys)} unlabeled samples"
+            f"pick {rank + 1} of {len(keys)} from {pool_size} unlabeled samples"
         )
-        top = _top_classes(proba, classes, i) if proba is not None else []
-        picks.append(Pick(str(keys[i]), distance, reason, top, "kcenter"))
+        top = _top_classes(proba, classes, rank) if proba is not None else []
+        picks.append(Pick(str(key), float(distance), reason, top, "kcenter"))
     return picks
