@@ -273,6 +273,10 @@ def merge_candidates(
     champion: Any = None,
 ) -> PoolSelection:
     """The batch from the partitions' shortlists: identical to selecting from the whole pool."""
+    if plan.batch_size > spec.size:
+        raise FeaturePlatformError(
+            f"batch_size {plan.batch_size} is larger than the pool ({spec.size} samples)."
+        )
     covered = sorted(b for p in parts for b in p.blocks)
     if covered != list(range(spec.blocks)):
         raise FeaturePlatformError(

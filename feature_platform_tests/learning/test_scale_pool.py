@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 from sklearn.dummy import DummyClassifier
@@ -107,3 +109,26 @@ def test_a_merge_refuses_partitions_that_miss_or_repeat_blocks():
         sp.merge_candidates(SPEC, [*parts, parts[0]], plan)
     with pytest.raises(FeaturePlatformError, match="cannot be selected in partitions"):
         sp.SelectionPlan("committee", batch_size=5)
+
+
+def test_a_partition_holds_one_block_and_its_shortlist_not_the_pool():
+    # 200k × 16 features is 25.6 MB; a scan holds one 4,096-row block (0.5 MB) and the
+    # shortlist, so its peak stays far below the pool whatever the pool's size.
+    spec = sp.PoolSpec(size=200_000, n_features=16, n_classes=4, block_rows=4_096)
+    champion = sp.train_champion(spec, 100)
+    plan = sp.SelectionPlan("cluster_margin", batch_size=10)
+    tracemalloc.start()
+    try:
+        kept = sp.scan_partition(spec, range(spec.blocks), plan, champion)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert kept.scanned == 200_000 and len(kept.ids) == 101
+    assert peak < 6 * 2**20, peak / 2**20
+
+
+def test_batch_larger_than_the_pool_is_refused():
+    spec = sp.PoolSpec(size=50, n_features=4, n_classes=2)
+    champion = sp.train_champion(spec, 40)
+    with pytest.raises(FeaturePlatformError, match="larger than the pool"):
+        sp.select_from_pool(spec, sp.SelectionPlan("kcenter", 60), champion, LABELED[:, :4])
