@@ -68,6 +68,34 @@ def measure_core(args: dict) -> dict:
     }
 
 
+def measure_select_kcenter(args: dict) -> dict:
+    """`strategies.select("kcenter")` on the whole pool in memory (defect 3: it held the
+    pool × labeled distance matrix, 7.5 GB at 200k × 5,000)."""
+    from feature_platform.learning import scale_pool as sp
+    from feature_platform.learning.strategies import select
+
+    spec = sp.PoolSpec(size=args["size"], seed=args["seed"])
+    pool = sp.read_pool(spec)
+    labeled, labels = sp.labeled_set(spec, args["labeled"])
+    keys = spec.keys(pool.ids)
+    started = time.perf_counter()
+    picks = select(
+        "kcenter",
+        keys,
+        None,
+        spec.classes,
+        args["batch"],
+        features=pool.features,
+        labeled_features=labeled,
+        labeled_labels=labels,
+    )
+    return {
+        "total_s": time.perf_counter() - started,
+        "peak_mib": _peak_mib(),
+        "batch": [p.key for p in picks],
+    }
+
+
 def measure_generate(args: dict) -> dict:
     from feature_platform.learning import scale_pool as sp
 
@@ -230,10 +258,13 @@ def exponent(sizes: list[int], seconds: list[float]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--kcenter-sizes", type=int, nargs="*", default=[100_000, 1_000_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--kcenter-sizes", type=int, nargs="*", default=[200_000, 1_000_000])
     parser.add_argument("--kcenter-labeled", type=int, default=5_000)
-    parser.add_argument("--coreset-max", type=int, default=100_000, help="largest CoreSet pool")
+    parser.add_argument("--coreset-max", type=int, default=200_000, help="largest CoreSet pool")
+    parser.add_argument(
+        "--in-memory-max", type=int, default=200_000, help="largest pool for select() in memory"
+    )
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--labeled", type=int, default=2_000, help="the champion's training set")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
@@ -248,6 +279,7 @@ def main() -> None:
             "generate": measure_generate,
             "sklearn": measure_sklearn,
             "dagster": measure_dagster,
+            "select_kcenter": measure_select_kcenter,
         }[options.measure](json.loads(options.measure_args))
         print(json.dumps(measured))
         return
@@ -259,7 +291,7 @@ def main() -> None:
         f"{options.labeled} labels; dagster runs split the pool in 2 partitions"
     )
     header = (
-        f"{'size':>9} {'what':<26} {'score s':>8} {'select s':>8} {'total s':>8} "
+        f"{'size':>9} {'what':<32} {'score s':>8} {'select s':>8} {'total s':>8} "
         f"{'peak MiB':>9} {'load':>5}  note"
     )
     print(header)
@@ -269,7 +301,7 @@ def main() -> None:
         series.setdefault(what, []).append((size, m["total_s"]))
         cells = [f"{m[k]:8.2f}" if k in m else f"{'':>8}" for k in ("score_s", "select_s")]
         print(
-            f"{size:>9} {what:<26} {cells[0]} {cells[1]} {m['total_s']:8.2f} "
+            f"{size:>9} {what:<32} {cells[0]} {cells[1]} {m['total_s']:8.2f} "
             f"{m['peak_mib']:9.0f} {m['load']:5.2f}  {note}",
             flush=True,
         )
@@ -310,6 +342,10 @@ def main() -> None:
         args = {**base, "size": size, "labeled": options.kcenter_labeled}
         ours = run_measure("core", strategy="kcenter", **args)
         row(size, f"core kcenter L={options.kcenter_labeled}", ours, ours["exact_by"])
+        if size <= options.in_memory_max:
+            whole = run_measure("select_kcenter", **args)
+            same = "same batch" if whole["batch"] == ours["batch"] else "BATCH DIFFERS"
+            row(size, f"select kcenter in memory L={options.kcenter_labeled}", whole, same)
         python = options.skactiveml_python
         if size <= options.coreset_max and Path(python).exists():
             reference = measure_coreset(args, python)
@@ -332,7 +368,11 @@ def main() -> None:
     for what, points in series.items():
         if len(points) >= 2:
             sizes, seconds = zip(*points, strict=True)
-            print(f"#   {what:<28} k = {exponent(list(sizes), list(seconds)):.2f}")
+            tail = exponent(list(sizes[-2:]), list(seconds[-2:]))
+            print(
+                f"#   {what:<34} k = {exponent(list(sizes), list(seconds)):.2f} over "
+                f"{sizes[0]}..{sizes[-1]}, {tail:.2f} over the last two sizes"
+            )
     for workers, run in targets:
         ok = run["total_s"] <= 60 and run["peak_mib"] <= 2 * 1024
         print(

@@ -13,7 +13,9 @@ Why the merge is exact (identical to one process selecting from the whole pool):
   the pool's top `M + 1` (the extra one is the best sample left out, used by kcenter);
 - the final step (`strategies.select` on the shortlist, or the k-center greedy) runs once, on
   the shortlist in that order. A sample's score depends only on its own block (the same blocks
-  are scanned wherever they are scanned), so the shortlist's values are bit-identical too.
+  are scanned wherever they are scanned), so the shortlist's values are bit-identical too
+  (given the same numpy / scikit-learn / BLAS build on every worker: floating-point results of
+  matrix products are only reproducible on one numeric stack).
 - kcenter's greedy looks at the whole pool, not a shortlist: a pick's distance only shrinks as
   samples are picked. The shortlist is the `M` samples farthest from the labeled set; when the
   greedy's last pick on it is still farther than the best sample left out, no sample left out

@@ -487,41 +487,27 @@ def _cluster_margin(
     return picks
 
 
-# k-center distances are computed in blocks of at most this many float64 entries (8 MiB), so
-# memory stays O(pool) however many samples are labeled.
+# Distances to one picked sample are computed this many float64 entries at a time (8 MiB), so
+# memory stays O(pool) however large the pool.
 KCENTER_BLOCK = 1 << 20
 
 
-def kcenter_distances(
-    features: np.ndarray, others: np.ndarray, block: int = KCENTER_BLOCK
-) -> np.ndarray:
+def kcenter_distances(features: np.ndarray, others: np.ndarray) -> np.ndarray:
     """Euclidean distance from each row of `features` to its nearest row of `others`.
 
-    One running minimum per row, filled block by block (rows × others ≤ `block`): never the
-    full distance matrix. A row's value depends only on the rows of its own block, so a pool
-    scanned in the same blocks gets the same values wherever it is scanned.
+    scikit-learn's chunked nearest-neighbour reduction: one running minimum per row, never the
+    full distance matrix (its fallback path is held to 64 MiB of working memory). The same
+    matrix gives the same values on the same numeric stack, so a pool scanned in the same blocks
+    gets the same distances in any process.
     """
-    nearest = np.full(len(features), np.inf)
+    from sklearn import config_context
+    from sklearn.metrics import pairwise_distances_argmin_min
+
     if len(others) == 0 or len(features) == 0:
-        return nearest
-    others = np.asarray(others, dtype="float64")
-    per_block = max(1, min(len(others), block))
-    rows = max(1, block // per_block)
-    other_norms = np.einsum("ij,ij->i", others, others)
-    for start in range(0, len(features), rows):
-        chunk = features[start : start + rows]
-        norms = np.einsum("ij,ij->i", chunk, chunk)[:, None]
-        squared = nearest[start : start + rows] ** 2
-        for low in range(0, len(others), per_block):
-            # |x - y|^2 = |x|^2 - 2 x.y + |y|^2, clipped: rounding can make it slightly negative.
-            block_squared = chunk @ others[low : low + per_block].T
-            block_squared *= -2.0
-            block_squared += norms
-            block_squared += other_norms[low : low + per_block]
-            np.maximum(block_squared, 0.0, out=block_squared)
-            np.minimum(squared, block_squared.min(axis=1), out=squared)
-        nearest[start : start + rows] = np.sqrt(squared)
-    return nearest
+        return np.full(len(features), np.inf)
+    with config_context(working_memory=64):
+        _, nearest = pairwise_distances_argmin_min(features, np.asarray(others, dtype="float64"))
+    return np.asarray(nearest, dtype="float64")
 
 
 def _distances_to(
