@@ -13,6 +13,7 @@ from feature_platform.defs.checks import asset_checks
 from feature_platform.defs.executors import executor_from_env
 from feature_platform.defs.jobs import jobs, monitor_drift_job, refresh_features_job
 from feature_platform.defs.resources import ProgramResource, build_resources
+from feature_platform.defs.scale_pool import scale_pool_job
 from feature_platform.defs.sensors import sensors
 from feature_platform.settings import Settings
 
@@ -42,7 +43,7 @@ def build_definitions(
             round_report,
         ],
         asset_checks=asset_checks,
-        jobs=jobs,
+        jobs=[*jobs, scale_pool_job],
         sensors=sensors,
         schedules=[daily_feature_refresh, daily_drift],
         # FP_EXECUTOR: multiprocess (default), in_process or celery (defs/executors.py).

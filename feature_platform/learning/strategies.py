@@ -552,6 +552,61 @@ def _cluster_margin(
     return picks
 
 
+# Distances to one picked sample are computed this many float64 entries at a time (8 MiB), so
+# memory stays O(pool) however large the pool.
+KCENTER_BLOCK = 1 << 20
+
+
+def kcenter_distances(features: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Euclidean distance from each row of `features` to its nearest row of `others`.
+
+    scikit-learn's chunked nearest-neighbour reduction: one running minimum per row, never the
+    full distance matrix (its fallback path is held to 64 MiB of working memory). The same
+    matrix gives the same values on the same numeric stack, so a pool scanned in the same blocks
+    gets the same distances in any process.
+    """
+    from sklearn import config_context
+    from sklearn.metrics import pairwise_distances_argmin_min
+
+    if len(others) == 0 or len(features) == 0:
+        return np.full(len(features), np.inf)
+    with config_context(working_memory=64):
+        _, nearest = pairwise_distances_argmin_min(features, np.asarray(others, dtype="float64"))
+    return np.asarray(nearest, dtype="float64")
+
+
+def _distances_to(
+    features: np.ndarray, point: np.ndarray, block: int = KCENTER_BLOCK
+) -> np.ndarray:
+    """Euclidean distance of every row to one point, row by row (exact differences, so a row's
+    value does not depend on which other rows are in the matrix), in blocks of rows."""
+    out = np.empty(len(features))
+    rows = max(1, block // max(features.shape[1], 1))
+    for start in range(0, len(features), rows):
+        diff = features[start : start + rows] - point
+        np.square(diff, out=diff)
+        out[start : start + rows] = np.sqrt(diff.sum(axis=1))
+    return out
+
+
+def kcenter_greedy(
+    features: np.ndarray, nearest: np.ndarray, batch_size: int
+) -> tuple[list[int], list[float]]:
+    """Greedy k-center from `nearest` (each row's distance to the labeled set): repeatedly the
+    row farthest from every labeled or already picked sample, ties by row order. Returns the
+    picked rows and each one's distance at the time it was picked (non-increasing)."""
+    nearest = np.array(nearest, dtype="float64")
+    chosen: list[int] = []
+    distances: list[float] = []
+    for _ in range(min(batch_size, len(nearest))):
+        i = int(np.argmax(nearest))  # first of equals: ties break by pool order
+        chosen.append(i)
+        distances.append(float(nearest[i]))
+        np.minimum(nearest, _distances_to(features, features[i]), out=nearest)
+        nearest[i] = -1.0  # never pick twice
+    return chosen, distances
+
+
 def _kcenter(
     keys: Sequence[str],
     features: np.ndarray,
@@ -560,23 +615,34 @@ def _kcenter(
     proba: np.ndarray | None,
     classes: Sequence[str],
 ) -> list[Pick]:
-    from sklearn.metrics import pairwise_distances
+    chosen, distances = kcenter_greedy(
+        features, kcenter_distances(features, labeled_features), batch_size
+    )
+    return kcenter_picks(
+        [keys[i] for i in chosen],
+        distances,
+        None if proba is None else proba[chosen],
+        classes,
+        len(keys),
+    )
 
-    nearest = pairwise_distances(features, labeled_features).min(axis=1)
-    chosen, distances = [], []
-    for _ in range(batch_size):
-        i = int(np.argmax(nearest))  # first of equals: ties break by pool order
-        chosen.append(i)
-        distances.append(float(nearest[i]))
-        nearest = np.minimum(nearest, pairwise_distances(features, features[i : i + 1])[:, 0])
-        nearest[i] = -1.0  # never pick twice
+
+def kcenter_picks(
+    keys: Sequence[str],
+    distances: Sequence[float],
+    proba: np.ndarray | None,
+    classes: Sequence[str],
+    pool_size: int,
+) -> list[Pick]:
+    """Picks for k-center choices already made: `keys[r]` picked r-th, `distances[r]` from its
+    nearest labeled or earlier pick; `proba` (optional) has the picks' rows, in pick order."""
     picks = []
-    for rank, (i, distance) in enumerate(zip(chosen, distances, strict=True)):
+    for rank, (key, distance) in enumerate(zip(keys, distances, strict=True)):
         reason = (
             f"k-center: the sample farthest from every labeled or already picked sample "
             f"(distance {distance:.2f} to the nearest), covering an unexplored region; "
-            f"pick {rank + 1} of {batch_size} from {len(keys)} unlabeled samples"
+            f"pick {rank + 1} of {len(keys)} from {pool_size} unlabeled samples"
         )
-        top = _top_classes(proba, classes, i) if proba is not None else []
-        picks.append(Pick(str(keys[i]), distance, reason, top, "kcenter"))
+        top = _top_classes(proba, classes, rank) if proba is not None else []
+        picks.append(Pick(str(key), float(distance), reason, top, "kcenter"))
     return picks
