@@ -34,7 +34,9 @@ import numpy as np
 
 GIB = 2**30
 HERE = Path(__file__).resolve()
-SKACTIVEML_PYTHON = "/tmp/skactiveml-venv/bin/python"  # python -m venv + scikit-activeml==1.0.1
+# A Python with scikit-activeml==1.0.1 for the CoreSet reference (its own venv: it pins other
+# versions than ours); the row is skipped when unset.
+SKACTIVEML_PYTHON = os.environ.get("SKACTIVEML_PYTHON", "")
 
 
 def _peak_mib() -> float:
@@ -358,7 +360,7 @@ def main() -> None:
             same = "same batch" if whole["batch"] == ours["batch"] else "BATCH DIFFERS"
             row(size, f"select kcenter in memory L={options.kcenter_labeled}", whole, same)
         python = options.skactiveml_python
-        if size <= options.coreset_max and Path(python).exists():
+        if python and size <= options.coreset_max and Path(python).exists():
             reference = measure_coreset(args, python)
             reference["load"] = os.getloadavg()[0]
             same = "same batch" if reference["batch"] == ours["batch"] else "batch differs"
