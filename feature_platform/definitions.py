@@ -1,56 +1,52 @@
-"""The Dagster code location: `dagster dev -w workspace.yaml` loads `defs` from here."""
+"""The Dagster code location: `dagster dev` (or `dagster dev -w workspace.yaml`) loads `defs`.
+
+It holds every shipped example program (`catalog/programs/*.yaml`) side by side, each with its
+own prefixed assets, partitions, sensors, jobs and registered model. A user's project has the
+same shape and loads with `project_definitions(<project dir>)` (see `feature-platform init`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 import dagster as dg
 
-from feature_platform.defs.assets.features import feature_assets, training_features
-from feature_platform.defs.assets.monitoring import pool_drift
-from feature_platform.defs.assets.reports import round_report
-from feature_platform.defs.assets.rounds import round_assets
-from feature_platform.defs.assets.sources import digits_source
-from feature_platform.defs.checks import asset_checks
+from feature_platform.catalog import PROJECT_DIR
 from feature_platform.defs.executors import executor_from_env
-from feature_platform.defs.jobs import jobs, monitor_drift_job, refresh_features_job
-from feature_platform.defs.resources import ProgramResource, build_resources
-from feature_platform.defs.sensors import sensors
+from feature_platform.defs.factory import ProgramDefs, build_program_defs
+from feature_platform.defs.resources import build_resources
+from feature_platform.errors import FeaturePlatformError
+from feature_platform.programs.project import ProgramDefinition, load_project
 from feature_platform.settings import Settings
-
-# Each night: yesterday's arrivals and their features, then drift against the champion.
-daily_feature_refresh = dg.build_schedule_from_partitioned_job(
-    refresh_features_job,
-    hour_of_day=3,
-    description="Load yesterday's arrivals and compute their features, every night.",
-)
-daily_drift = dg.ScheduleDefinition(
-    job=monitor_drift_job,
-    cron_schedule="0 4 * * *",
-    description="Recompute pool drift against the champion's training set every night.",
-)
 
 
 def build_definitions(
-    settings: Settings | None = None, program: ProgramResource | None = None
+    settings: Settings | None = None,
+    programs: Sequence[ProgramDefinition] | None = None,
 ) -> dg.Definitions:
+    """A code location with `programs` (default: the shipped examples)."""
+    programs = list(programs) if programs is not None else load_project(PROJECT_DIR)
+    names = [p.name for p in programs]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise FeaturePlatformError(f"Program name(s) {duplicated} appear twice in one location.")
+    built: list[ProgramDefs] = [build_program_defs(p) for p in programs]
     return dg.Definitions(
-        assets=[
-            digits_source,
-            *feature_assets,
-            training_features,
-            *round_assets,
-            pool_drift,
-            round_report,
-        ],
-        asset_checks=asset_checks,
-        jobs=jobs,
-        sensors=sensors,
-        schedules=[daily_feature_refresh, daily_drift],
+        assets=[a for b in built for a in b.assets],
+        asset_checks=[c for b in built for c in b.checks],
+        jobs=[j for b in built for j in b.jobs.all()],
+        sensors=[s for b in built for s in b.sensors],
+        schedules=[s for b in built for s in b.schedules],
         # FP_EXECUTOR: multiprocess (default), in_process or celery (defs/executors.py).
         executor=executor_from_env(),
-        resources=build_resources(
-            settings or Settings.from_env(), program or ProgramResource.from_env()
-        ),
+        resources=build_resources(settings or Settings.from_env()),
     )
+
+
+def project_definitions(project_dir: str | Path, settings: Settings | None = None):
+    """The code location of a user's project (its `programs/*.yaml` and feature modules)."""
+    return build_definitions(settings, load_project(Path(project_dir)))
 
 
 defs = build_definitions()

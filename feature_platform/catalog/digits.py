@@ -132,11 +132,9 @@ DEFAULT_ALIASES = {"training": "v1", "labeling": "v1", "serving": "v1"}
 
 def ensure_default_aliases(store: FeatureStore) -> None:
     """Point each default alias at its version unless a user already moved it."""
-    current = store.registry.aliases("digits")
-    versions = store.registry.versions("digits")
-    for alias, version in DEFAULT_ALIASES.items():
-        if alias not in current and version in versions:
-            store.set_alias("digits", alias, version)
+    from feature_platform.programs.project import ensure_default_aliases as ensure
+
+    ensure(store, "digits", DEFAULT_ALIASES)
 
 
 TEMPLATE = Path(__file__).parent / "programs" / "digits.yaml"

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from feature_platform.errors import FeaturePlatformError
+from feature_platform.feature_store import FeatureStore
 from feature_platform.names import path_under
 from feature_platform.programs.model import Program
 from feature_platform.programs.template import (
@@ -168,3 +169,24 @@ def find_program(programs: list[ProgramDefinition], name: str) -> ProgramDefinit
     raise FeaturePlatformError(
         f"No program {name!r} in this code location; programs: {[p.name for p in programs]}."
     )
+
+
+def ensure_default_aliases(store: FeatureStore, name: str, aliases: dict[str, str]) -> None:
+    """Point each of the template's aliases at its version unless a user already moved it."""
+    current = store.registry.aliases(name)
+    versions = store.registry.versions(name)
+    for alias, version in aliases.items():
+        if alias not in current and version in versions:
+            store.set_alias(name, alias, version)
+
+
+def bootstrap_program(store: FeatureStore, definition: ProgramDefinition) -> None:
+    """Load the program's declared source and publish its feature set versions in one go (the
+    plain-Python path; the Dagster assets run the same steps by day of arrival)."""
+    source = definition.source
+    raw = source.read()
+    store.sources.write(source.name, raw)
+    store.sources.write(source.holdout_name, source.holdout_labels(raw))
+    for spec in definition.feature_sets:
+        store.materialize(spec, raw)
+        ensure_default_aliases(store, spec.name, definition.aliases)

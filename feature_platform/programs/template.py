@@ -14,6 +14,8 @@ source:                          # declared, not coded (store.sources.SourceSpec
   holdout_fraction: 0.2          # or split_column: a column whose 'holdout' rows are held out
   columns: {tenure: int64}       # optional: declared columns and dtypes (Pandera guards them)
   start_date: 2024-01-01         # first day of arrivals (day partitions start here)
+  end_date: null                 # optional: a historical source stops here
+  partitions: daily              # daily | weekly | monthly arrival partitions
 features:                        # FeatureSetSpec objects by import path
   - features.churn:CHURN_V1
 aliases: {training: v1, labeling: v1, serving: v1}   # set when first published
@@ -108,7 +110,10 @@ SOURCE_KEYS = (
     "split_column",
     "columns",
     "start_date",
+    "end_date",
+    "partitions",
 )
+ARRIVAL_PARTITIONS = ("daily", "weekly", "monthly")
 
 
 @dataclass(frozen=True)
@@ -406,6 +411,20 @@ class ProgramTemplate:
                 dt.date.fromisoformat(str(source["start_date"]))
             except ValueError:
                 err("source.start_date", f"expected YYYY-MM-DD, got {source['start_date']!r}")
+        if source.get("end_date"):
+            try:
+                end = dt.date.fromisoformat(str(source["end_date"]))
+                if source.get("start_date") and end <= dt.date.fromisoformat(
+                    str(source["start_date"])
+                ):
+                    err("source.end_date", "must come after start_date")
+            except ValueError:
+                err("source.end_date", f"expected YYYY-MM-DD, got {source['end_date']!r}")
+        if source.get("partitions", "daily") not in ARRIVAL_PARTITIONS:
+            err(
+                "source.partitions",
+                f"expected one of {list(ARRIVAL_PARTITIONS)}, got {source.get('partitions')!r}",
+            )
         fraction = source.get("holdout_fraction", 0.2)
         if not isinstance(fraction, int | float) or not 0 < fraction < 1:
             err("source.holdout_fraction", f"expected a number in (0, 1), got {fraction!r}")

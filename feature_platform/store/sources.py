@@ -171,7 +171,10 @@ class SourceSpec:
         frame = frame.copy()
         for column in (self.event_time, self.created_time):
             if column:
-                frame[column] = pd.to_datetime(frame[column], utc=True)
+                # One resolution for every source (CSV parsing may pick microseconds).
+                frame[column] = pd.to_datetime(frame[column], utc=True).astype(
+                    "datetime64[ns, UTC]"
+                )
         if self.ground_truth:
             frame[self.ground_truth] = frame[self.ground_truth].astype(str)
         if self.split_column:
