@@ -24,6 +24,8 @@ class ProgramDefs:
     context: ProgramContext
     assets: list
     round_assets: list
+    pool_drift: dg.AssetsDefinition
+    round_report: dg.AssetsDefinition
     checks: list
     jobs: ProgramJobs
     sensors: list
@@ -37,6 +39,7 @@ class ProgramDefs:
 def build_program_defs(definition: ProgramDefinition) -> ProgramDefs:
     ctx = ProgramContext(definition)
     round_assets = build_round_assets(ctx)
+    pool_drift, round_report = build_pool_drift(ctx), build_round_report(ctx)
     jobs = build_jobs(ctx)
     schedules = [
         # Each night: yesterday's arrivals and their features, then drift against the champion.
@@ -60,10 +63,12 @@ def build_program_defs(definition: ProgramDefinition) -> ProgramDefs:
             *[build_feature_asset(ctx, spec) for spec in ctx.feature_sets],
             build_training_features(ctx),
             *round_assets,
-            build_pool_drift(ctx),
-            build_round_report(ctx),
+            pool_drift,
+            round_report,
         ],
         round_assets=round_assets,
+        pool_drift=pool_drift,
+        round_report=round_report,
         checks=build_checks(ctx),
         jobs=jobs,
         sensors=build_sensors(ctx, jobs),
