@@ -17,7 +17,7 @@ from feature_platform.defs.executors import executor_from_env
 from feature_platform.defs.factory import ProgramDefs, build_program_defs
 from feature_platform.defs.resources import build_resources
 from feature_platform.errors import FeaturePlatformError
-from feature_platform.programs.project import ProgramDefinition, load_project
+from feature_platform.programs.project import ProgramDefinition, load_project, template_registry
 from feature_platform.settings import Settings
 
 
@@ -26,7 +26,10 @@ def build_definitions(
     programs: Sequence[ProgramDefinition] | None = None,
 ) -> dg.Definitions:
     """A code location with `programs` (default: the shipped examples)."""
-    programs = list(programs) if programs is not None else load_project(PROJECT_DIR)
+    settings = settings or Settings.from_env()
+    if programs is None:
+        programs = load_project(PROJECT_DIR, registry=template_registry(settings))
+    programs = list(programs)
     names = [p.name for p in programs]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
@@ -40,13 +43,15 @@ def build_definitions(
         schedules=[s for b in built for s in b.schedules],
         # FP_EXECUTOR: multiprocess (default), in_process or celery (defs/executors.py).
         executor=executor_from_env(),
-        resources=build_resources(settings or Settings.from_env()),
+        resources=build_resources(settings),
     )
 
 
 def project_definitions(project_dir: str | Path, settings: Settings | None = None):
     """The code location of a user's project (its `programs/*.yaml` and feature modules)."""
-    return build_definitions(settings, load_project(Path(project_dir)))
+    settings = settings or Settings.from_env()
+    registry = template_registry(settings)
+    return build_definitions(settings, load_project(Path(project_dir), registry=registry))
 
 
 defs = build_definitions()

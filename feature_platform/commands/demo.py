@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         programs=tuple(args.program or ["digits"]),
         project_dirs=tuple(p.resolve() for p in args.project),
     )
-    home = args.home or Settings.from_env().home
+    home = args.home or Settings.from_env(scoped=False).home
 
     def log(message: str) -> None:
         print(message, file=sys.stderr if args.json else sys.stdout, flush=True)

@@ -8,6 +8,7 @@ never blocks or retrains another. The template registry lives in the platform da
 
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +20,14 @@ from feature_platform.errors import FeaturePlatformError
 from feature_platform.feature_store import FeatureStore
 from feature_platform.names import path_under
 from feature_platform.programs.model import Program
+from feature_platform.programs.registry import TemplateRegistry
 from feature_platform.programs.template import (
     ProgramTemplate,
     TemplateError,
     TemplateValidationError,
 )
 from feature_platform.settings import Settings
+from feature_platform.store.db import create_engine
 from feature_platform.store.feature_set import FeatureSetSpec
 from feature_platform.store.sources import SourceSpec
 
@@ -107,8 +110,12 @@ def validate_project(project_dir: Path, check_data: bool = True) -> dict[str, li
     return found
 
 
-def load_project(project_dir: Path, check_data: bool = False) -> list[ProgramDefinition]:
-    """The project's programs, validated (all errors of all files in one exception)."""
+def load_project(
+    project_dir: Path, check_data: bool = False, registry: Any | None = None
+) -> list[ProgramDefinition]:
+    """The project's programs, validated (all errors of all files in one exception). With a
+    `TemplateRegistry`, each program runs under the published version matching its content
+    (recorded on every model it trains); an unpublished template runs as a draft."""
     problems = {p: e for p, e in validate_project(project_dir, check_data).items() if e}
     if problems:
         errors = [
@@ -117,7 +124,10 @@ def load_project(project_dir: Path, check_data: bool = False) -> list[ProgramDef
             for e in es
         ]
         raise TemplateValidationError(f"project {project_dir}", errors)
-    return [ProgramDefinition(t) for t in load_templates(project_dir)]
+    templates = load_templates(project_dir)
+    if registry is None:
+        return [ProgramDefinition(t) for t in templates]
+    return [ProgramDefinition(t, registry.version_of(t)) for t in templates]
 
 
 # -- each program's own stores ---------------------------------------------------------------
@@ -190,3 +200,13 @@ def bootstrap_program(store: FeatureStore, definition: ProgramDefinition) -> Non
     for spec in definition.feature_sets:
         store.materialize(spec, raw)
         ensure_default_aliases(store, spec.name, definition.aliases)
+
+
+def template_registry(settings: Settings) -> TemplateRegistry:
+    """The published templates, in the platform database."""
+    return TemplateRegistry(_engine(settings.database_url))
+
+
+@functools.cache
+def _engine(url: str) -> sa.Engine:
+    return create_engine(url)

@@ -17,7 +17,11 @@ import sqlalchemy as sa
 
 from feature_platform.errors import FeaturePlatformError, closest
 from feature_platform.names import check_name
-from feature_platform.programs.template import ProgramTemplate
+from feature_platform.programs.template import (
+    ProgramTemplate,
+    TemplateError,
+    TemplateValidationError,
+)
 from feature_platform.store.db import as_utc, create_tables, metadata, utcnow, write_transaction
 
 program_templates = sa.Table(
@@ -83,29 +87,58 @@ class TemplateRegistry:
     ) -> tuple[PublishedTemplate, bool]:
         """Validate and publish; returns (the version, whether it is new). Content already
         published returns its existing version unchanged."""
-        template.check(check_data, where=f"template {template.name or '?'}")
-        name = check_name(template.name, "program name")
-        fingerprint = template.fingerprint()
+        return self.publish_many([template], note, check_data)[0]
+
+    def publish_many(
+        self, templates: list[ProgramTemplate], note: str = "", check_data: bool = True
+    ) -> list[tuple[PublishedTemplate, bool]]:
+        """Validate every template (all errors of all of them in one exception, nothing
+        written), then publish them in one transaction: all or none."""
+        errors: list[TemplateError] = []
+        names = [t.name for t in templates]
+        for template in templates:
+            found = template.validate(check_data)
+            if names.count(template.name) > 1:
+                found.append(TemplateError("name", f"duplicate program name {template.name!r}"))
+            errors += [TemplateError(f"{template.name or '?'}:{e.path}", e.message) for e in found]
+        if errors:
+            raise TemplateValidationError("publish refused, nothing was published", errors)
+        published: list[tuple[str, str, bool]] = []
         with write_transaction(self.engine) as conn:
-            rows = conn.execute(
-                sa.select(program_templates).where(program_templates.c.name == name)
-            ).all()
-            for row in rows:
-                if row.fingerprint == fingerprint:
-                    return _row(row), False
-            number = max((_version_number(r.version) for r in rows), default=0) + 1
-            conn.execute(
-                program_templates.insert().values(
-                    name=name,
-                    version=f"v{number}",
-                    fingerprint=fingerprint,
-                    document=json.dumps(template.resolved, sort_keys=True),
-                    base_dir=str(Path(template.base_dir).resolve()),
-                    created_at=utcnow(),
-                    note=note,
+            for template in templates:
+                name, fingerprint = (
+                    check_name(template.name, "program name"),
+                    template.fingerprint(),
                 )
-            )
-        return self.get(name, f"v{number}"), True
+                rows = conn.execute(
+                    sa.select(program_templates).where(program_templates.c.name == name)
+                ).all()
+                same = [r for r in rows if r.fingerprint == fingerprint]
+                if same:
+                    published.append((name, same[0].version, False))
+                    continue
+                number = max((_version_number(r.version) for r in rows), default=0) + 1
+                conn.execute(
+                    program_templates.insert().values(
+                        name=name,
+                        version=f"v{number}",
+                        fingerprint=fingerprint,
+                        document=json.dumps(template.resolved, sort_keys=True),
+                        base_dir=str(Path(template.base_dir).resolve()),
+                        created_at=utcnow(),
+                        note=note,
+                    )
+                )
+                published.append((name, f"v{number}", True))
+        return [(self.get(name, version), new) for name, version, new in published]
+
+    def version_of(self, template: ProgramTemplate) -> str | None:
+        """The published version whose content is `template`'s, if any."""
+        fingerprint = template.fingerprint()
+        for published in self.versions(template.name):
+            if published.fingerprint == fingerprint:
+                return published.version
+        return None
 
     def names(self) -> list[str]:
         with self.engine.connect() as conn:
