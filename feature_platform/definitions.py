@@ -7,8 +7,10 @@ same shape and loads with `project_definitions(<project dir>)` (see `feature-pla
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -20,6 +22,22 @@ from feature_platform.errors import FeaturePlatformError
 from feature_platform.programs.project import ProgramDefinition, load_project, template_registry
 from feature_platform.settings import Settings
 
+# Settings that override every program of the default location (e.g. a smaller batch in a test
+# deployment); a program's own settings live in its template.
+ENV_OVERRIDES = {
+    "FP_STRATEGY": ("strategy", str),
+    "FP_BATCH_SIZE": ("batch_size", int),
+    "FP_LABEL_BUDGET": ("label_budget", int),
+    "FP_ANSWERS_PER_TASK": ("answers_per_task", int),
+    "FP_SEED": ("seed", int),
+    "FP_PROMOTION_TOLERANCE": ("promotion_tolerance", float),
+}
+
+
+def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    environ = os.environ if environ is None else environ
+    return {field: cast(environ[k]) for k, (field, cast) in ENV_OVERRIDES.items() if environ.get(k)}
+
 
 def build_definitions(
     settings: Settings | None = None,
@@ -28,7 +46,11 @@ def build_definitions(
     """A code location with `programs` (default: the shipped examples)."""
     settings = settings or Settings.from_env()
     if programs is None:
-        programs = load_project(PROJECT_DIR, registry=template_registry(settings))
+        overrides = env_overrides()
+        programs = [
+            p.with_overrides(**overrides) if overrides else p
+            for p in load_project(PROJECT_DIR, registry=template_registry(settings))
+        ]
     programs = list(programs)
     names = [p.name for p in programs]
     duplicated = sorted({n for n in names if names.count(n) > 1})
