@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from feature_platform.errors import FeaturePlatformError
 from feature_platform.catalog import digits
+from feature_platform.errors import FeaturePlatformError
 from feature_platform.learning.stopping import (
     RoundRecord,
     StoppingRules,
