@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from datetime import datetime
 
 import dagster as dg
 
@@ -92,10 +93,15 @@ class ProgramContext:
     def training_features_key(self) -> dg.AssetKey:
         return self.key("features", "training_version")
 
-    def all_arrival_days_tags(self) -> dict[str, str]:
-        """Run tags that make one run cover every arrival day so far (a single-run backfill)."""
+    def all_arrival_days_tags(self, until: datetime | None = None) -> dict[str, str]:
+        """Run tags that make one run cover every arrival day so far (a single-run backfill),
+        or only up to the day holding `until` (e.g. the newest arrival in the source)."""
         keys = self.arrival_days.get_partition_keys()
+        end = keys[-1]
+        if until is not None:
+            window = self.arrival_days.get_partition_key_for_timestamp(until.timestamp())
+            end = min(end, window)
         return {
             "dagster/asset_partition_range_start": keys[0],
-            "dagster/asset_partition_range_end": keys[-1],
+            "dagster/asset_partition_range_end": end,
         }

@@ -198,11 +198,13 @@ def run_demo(options: DemoOptions, home: Path, log=print) -> DemoReport:  # noqa
             "random", [(r.labels, r.accuracy) for r in baselines[ctx.name]]
         )
         log(f"{ctx.name}: refreshing raw source and feature sets through Dagster ...")
+        # Up to the newest arrival only: days after it have nothing to load.
+        newest = ctx.source.read()[ctx.source.event_time].max().to_pydatetime()
         _run(
             defs,
             instance,
             ctx.job_name("refresh_features"),
-            dg.RunRequest(tags=ctx.all_arrival_days_tags()),
+            dg.RunRequest(tags=ctx.all_arrival_days_tags(until=newest)),
         )
     annotators = {ctx.name: _annotators(options, ctx.definition) for ctx in running}
     results: list[DemoRound] = []
