@@ -117,6 +117,7 @@ def run_publish(args: argparse.Namespace) -> int:
         print(f"error: no program template (programs/*.yaml) under {args.paths}", file=sys.stderr)
         return 2
     from feature_platform import FeatureStore, Settings
+    from feature_platform.governance.roles import AnnotatorRegistry
     from feature_platform.programs.project import (
         ensure_default_aliases,
         ensure_program_database,
@@ -137,6 +138,12 @@ def run_publish(args: argparse.Namespace) -> int:
             fsv = store.apply(spec)
             ensure_default_aliases(store, spec.name, dict(template.resolved["aliases"]))
             print(f"  feature set {fsv.id}: {fsv.status} (fingerprint {fsv.fingerprint})")
+        people = template.resolved["annotators"]
+        roles = people.get("roles") or {}
+        registry = AnnotatorRegistry(store.engine)
+        for person in [*people.get("pool", []), *[p for p in roles if p not in people["pool"]]]:
+            added = registry.add(person, roles.get(person, "annotator"), actor="programs publish")
+            print(f"  {added.name}: {added.role}")
         store.engine.dispose()
     return 0
 

@@ -101,9 +101,15 @@ def test_programs_commands(project: Path, tmp_path, monkeypatch, capsys) -> None
     for name in ("FP_DATABASE_URL", "FP_OFFLINE_DIR", "MLFLOW_TRACKING_URI", "FP_PROGRAM"):
         monkeypatch.delenv(name, raising=False)
     assert main(["programs", "validate", str(project)]) == 0
+    _edit(
+        project, lambda d: d.update(annotators={"pool": ["ana", "bo"], "roles": {"bo": "reviewer"}})
+    )
     assert main(["programs", "publish", str(project)]) == 0
     out = capsys.readouterr().out
     assert "wine@v1: published" in out and "feature set wine@v1: active" in out
+    assert "ana: annotator" in out and "bo: reviewer" in out
+    assert main(["--program", "wine", "annotators", "list"]) == 0
+    assert "reviewer" in capsys.readouterr().out
     assert main(["--program", "wine", "features", "list"]) == 0
     assert "wine@v2" in capsys.readouterr().out
     _edit(project, _bad)
