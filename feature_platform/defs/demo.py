@@ -28,6 +28,7 @@ from feature_platform.programs.project import (
     bootstrap_program,
     find_program,
     load_project,
+    template_registry,
 )
 from feature_platform.settings import Settings
 
@@ -177,6 +178,16 @@ def run_demo(options: DemoOptions, home: Path, log=print) -> DemoReport:  # noqa
     if home.exists():
         shutil.rmtree(home)
     settings = Settings.under(home)
+    # The programs run under published template versions (with the demo's overrides), so
+    # every model they register records the version it ran under.
+    chosen = [p for p in programs if p.name in options.programs]
+    registry = template_registry(settings)
+    published = {t.name: t.version for t, _ in registry.publish_many([p.template for p in chosen])}
+    registry.engine.dispose()
+    programs = [
+        ProgramDefinition(p.template, published[p.name], p.overrides) if p.name in published else p
+        for p in programs
+    ]
     project_dagster_home()
     instance = dg.DagsterInstance.get()
     defs = build_definitions(settings, programs)

@@ -8,7 +8,6 @@ never blocks or retrains another. The template registry lives in the platform da
 
 from __future__ import annotations
 
-import functools
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,9 +203,4 @@ def bootstrap_program(store: FeatureStore, definition: ProgramDefinition) -> Non
 
 def template_registry(settings: Settings) -> TemplateRegistry:
     """The published templates, in the platform database."""
-    return TemplateRegistry(_engine(settings.database_url))
-
-
-@functools.cache
-def _engine(url: str) -> sa.Engine:
-    return create_engine(url)
+    return TemplateRegistry(create_engine(settings.database_url))

@@ -55,7 +55,8 @@ def test_three_programs_run_rounds_side_by_side(tmp_path: Path, monkeypatch) -> 
         tracker = mlflow.tracker(f"{name}-classifier")
         champion = tracker.by_alias("champion")
         assert champion is not None
-        assert tracker.run(champion.run_id).data.tags["program"] == name
+        tags = tracker.run(champion.run_id).data.tags
+        assert tags["program"] == name and tags["template_version"] == f"{name}@v1"
 
     defs = build_definitions(settings, demo_programs(options))
     repository = defs.get_repository_def()
