@@ -212,7 +212,8 @@ def test_daemon_drives_rounds_on_postgres_and_survives_sigkill(
     deployment: Deployment, processes: Processes, capsys: pytest.CaptureFixture
 ) -> None:
     started = time.monotonic()
-    defs = build_definitions(deployment.settings, [DIGITS])
+    # The location the daemon serves (every shipped program); rounds are driven on digits.
+    defs = build_definitions(deployment.settings)
     # The digits program's stores (its own Postgres schema), created before anyone races.
     from feature_platform.programs.project import ensure_program_database
 
