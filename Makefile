@@ -55,7 +55,7 @@ bench-feast: $(VENV)/.installed
 clean:
 	rm -rf $(DAGSTER_HOME) $(FP_HOME)
 
-# --- Production: the Postgres-backed instance of dagster.yaml, daemon + webserver ------------
+# --- Production: the Postgres-backed instance of deploy/dagster.yaml, daemon + webserver -----
 # `make up` keeps its DAGSTER_HOME in deploy/dagster_home (git-ignored) and the platform stores
 # in PostgreSQL; every setting below can be overridden (make up UI_PORT=3001 ...).
 PROD_DAGSTER_HOME := $(CURDIR)/deploy/dagster_home
@@ -80,9 +80,9 @@ $(VENV)/.installed-prod: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[production]"
 	touch $(VENV)/.installed $@
 
-$(PROD_DAGSTER_HOME)/dagster.yaml: dagster.yaml
+$(PROD_DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml
 	mkdir -p $(@D)
-	cp dagster.yaml $@
+	cp deploy/dagster.yaml $@
 
 # The databases (created when missing) and the instance's tables (created or upgraded once,
 # before several processes race to do it).

@@ -23,6 +23,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="feature-platform",
         description="A feature store for active learning, run as a Dagster code location.",
     )
+    parser.add_argument(
+        "--program",
+        dest="global_program",
+        default=None,
+        help="read and write this labeling program's stores (default: $FP_PROGRAM, else the "
+        "platform's)",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         importlib.import_module(f"{commands.__name__}.{module.name}").register(subparsers)
@@ -42,6 +49,14 @@ def _one_line(message: object) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.global_program:
+        from feature_platform.names import check_name
+
+        try:
+            os.environ["FP_PROGRAM"] = check_name(args.global_program, "program name")
+        except FeaturePlatformError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     try:
         # The command line acts as FP_USER (default: the OS user), never as a flag's value.
         with acting_as(configured_actor()):

@@ -1,57 +1,80 @@
-"""The Dagster code location: `dagster dev -w workspace.yaml` loads `defs` from here."""
+"""The Dagster code location: `dagster dev` (or `dagster dev -w workspace.yaml`) loads `defs`.
+
+It holds every shipped example program (`catalog/programs/*.yaml`) side by side, each with its
+own prefixed assets, partitions, sensors, jobs and registered model. A user's project has the
+same shape and loads with `project_definitions(<project dir>)` (see `feature-platform init`).
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
 import dagster as dg
 
-from feature_platform.defs.assets.features import feature_assets, training_features
-from feature_platform.defs.assets.monitoring import pool_drift
-from feature_platform.defs.assets.reports import round_report
-from feature_platform.defs.assets.rounds import round_assets
-from feature_platform.defs.assets.sources import digits_source
-from feature_platform.defs.checks import asset_checks
+from feature_platform.catalog import PROJECT_DIR
 from feature_platform.defs.executors import executor_from_env
-from feature_platform.defs.jobs import jobs, monitor_drift_job, refresh_features_job
-from feature_platform.defs.resources import ProgramResource, build_resources
+from feature_platform.defs.factory import ProgramDefs, build_program_defs
+from feature_platform.defs.resources import build_resources
 from feature_platform.defs.scale_pool import scale_pool_job
-from feature_platform.defs.sensors import sensors
+from feature_platform.errors import FeaturePlatformError
+from feature_platform.programs.project import ProgramDefinition, load_project, template_registry
 from feature_platform.settings import Settings
 
-# Each night: yesterday's arrivals and their features, then drift against the champion.
-daily_feature_refresh = dg.build_schedule_from_partitioned_job(
-    refresh_features_job,
-    hour_of_day=3,
-    description="Load yesterday's arrivals and compute their features, every night.",
-)
-daily_drift = dg.ScheduleDefinition(
-    job=monitor_drift_job,
-    cron_schedule="0 4 * * *",
-    description="Recompute pool drift against the champion's training set every night.",
-)
+# Settings that override every program of the default location (e.g. a smaller batch in a test
+# deployment); a program's own settings live in its template.
+ENV_OVERRIDES = {
+    "FP_STRATEGY": ("strategy", str),
+    "FP_BATCH_SIZE": ("batch_size", int),
+    "FP_LABEL_BUDGET": ("label_budget", int),
+    "FP_ANSWERS_PER_TASK": ("answers_per_task", int),
+    "FP_SEED": ("seed", int),
+    "FP_PROMOTION_TOLERANCE": ("promotion_tolerance", float),
+}
+
+
+def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    environ = os.environ if environ is None else environ
+    return {field: cast(environ[k]) for k, (field, cast) in ENV_OVERRIDES.items() if environ.get(k)}
 
 
 def build_definitions(
-    settings: Settings | None = None, program: ProgramResource | None = None
+    settings: Settings | None = None,
+    programs: Sequence[ProgramDefinition] | None = None,
 ) -> dg.Definitions:
+    """A code location with `programs` (default: the shipped examples)."""
+    settings = settings or Settings.from_env()
+    if programs is None:
+        overrides = env_overrides()
+        programs = [
+            p.with_overrides(**overrides) if overrides else p
+            for p in load_project(PROJECT_DIR, registry=template_registry(settings))
+        ]
+    programs = list(programs)
+    names = [p.name for p in programs]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise FeaturePlatformError(f"Program name(s) {duplicated} appear twice in one location.")
+    built: list[ProgramDefs] = [build_program_defs(p) for p in programs]
     return dg.Definitions(
-        assets=[
-            digits_source,
-            *feature_assets,
-            training_features,
-            *round_assets,
-            pool_drift,
-            round_report,
-        ],
-        asset_checks=asset_checks,
-        jobs=[*jobs, scale_pool_job],
-        sensors=sensors,
-        schedules=[daily_feature_refresh, daily_drift],
+        assets=[a for b in built for a in b.assets],
+        asset_checks=[c for b in built for c in b.checks],
+        jobs=[*(j for b in built for j in b.jobs.all()), scale_pool_job],
+        sensors=[s for b in built for s in b.sensors],
+        schedules=[s for b in built for s in b.schedules],
         # FP_EXECUTOR: multiprocess (default), in_process or celery (defs/executors.py).
         executor=executor_from_env(),
-        resources=build_resources(
-            settings or Settings.from_env(), program or ProgramResource.from_env()
-        ),
+        resources=build_resources(settings),
     )
+
+
+def project_definitions(project_dir: str | Path, settings: Settings | None = None):
+    """The code location of a user's project (its `programs/*.yaml` and feature modules)."""
+    settings = settings or Settings.from_env()
+    registry = template_registry(settings)
+    return build_definitions(settings, load_project(Path(project_dir), registry=registry))
 
 
 defs = build_definitions()

@@ -18,14 +18,15 @@ class Settings:
     mlflow_artifact_dir: Path
 
     @classmethod
-    def from_env(cls, home: str | Path | None = None) -> Settings:
-        """Read FP_HOME, FP_DATABASE_URL, FP_OFFLINE_DIR and MLFLOW_TRACKING_URI.
+    def from_env(cls, home: str | Path | None = None, *, scoped: bool = True) -> Settings:
+        """Read FP_HOME, FP_DATABASE_URL, FP_OFFLINE_DIR and MLFLOW_TRACKING_URI (and
+        FP_PROGRAM: that program's own stores under them, unless `scoped` is False).
 
         Anything unset falls back to a file under `home` (default `./.fp_data`), so a laptop
         needs no server; production points the URLs at Postgres and a tracking server.
         """
         root = Path(home or os.environ.get("FP_HOME") or Path.cwd() / ".fp_data").resolve()
-        return cls(
+        platform = cls(
             home=root,
             database_url=os.environ.get("FP_DATABASE_URL") or f"sqlite:///{root / 'platform.db'}",
             offline_dir=Path(os.environ.get("FP_OFFLINE_DIR") or root / "offline"),
@@ -33,6 +34,14 @@ class Settings:
             or f"sqlite:///{root / 'mlflow.db'}",
             mlflow_artifact_dir=Path(os.environ.get("FP_MLFLOW_ARTIFACTS") or root / "mlartifacts"),
         )
+        program = os.environ.get("FP_PROGRAM") if scoped else None
+        if not program:
+            return platform
+        # One program's stores (`feature-platform --program NAME ...`): see programs/project.py.
+        from feature_platform.programs.project import ensure_program_database, program_settings
+
+        ensure_program_database(platform, program)
+        return program_settings(platform, program)
 
     @classmethod
     def under(cls, home: str | Path) -> Settings:

@@ -97,7 +97,7 @@ def test_training_sets_record_the_version_behind_an_alias(digits_store) -> None:
     from feature_platform.learning import rounds
     from feature_platform.learning.training import build_training_set
 
-    program = rounds.Program(batch_size=5)
+    program = digits.program(batch_size=5)
     pool = rounds.candidate_pool(digits_store, program, model=None)
     rounds.open_batch(digits_store, program, "round-001", pool, model_version=None)
     snapshot = digits_store.labels.create_snapshot(note="test")

@@ -33,7 +33,7 @@ def test_margin_rounds_raise_accuracy_and_beat_random(tmp_path) -> None:
     for strategy in ("margin", "random"):
         store = FeatureStore(Settings.under(tmp_path / strategy))
         digits.bootstrap(store)
-        program = rounds.Program(strategy=strategy, batch_size=20, label_budget=160, seed=1)
+        program = digits.program(strategy=strategy, batch_size=20, label_budget=160, seed=1)
         results[strategy] = run_loop(store, program, _annotators(), rounds=8)
     margin, random = results["margin"], results["random"]
     assert [r.labels for r in margin] == list(range(20, 161, 20))
@@ -43,7 +43,7 @@ def test_margin_rounds_raise_accuracy_and_beat_random(tmp_path) -> None:
 
 
 def test_holdout_never_enters_the_pool_and_labeled_samples_leave_it(digits_store) -> None:
-    program = rounds.Program(batch_size=30)
+    program = digits.program(batch_size=30)
     holdout = set(digits_store.sources.read(digits.HOLDOUT_SOURCE)["sample_id"].astype(str))
     pool = rounds.candidate_pool(digits_store, program, model=None)
     assert holdout and not holdout & set(pool["sample_key"])
@@ -55,7 +55,7 @@ def test_holdout_never_enters_the_pool_and_labeled_samples_leave_it(digits_store
 
 def test_training_set_is_point_in_time(digits_store) -> None:
     """A feature value written after a label was given never reaches that label's row."""
-    program = rounds.Program(batch_size=10)
+    program = digits.program(batch_size=10)
     pool = rounds.candidate_pool(digits_store, program, model=None)
     rounds.open_batch(digits_store, program, "round-001", pool, model_version=None)
     _annotators().answer(digits_store.queue, "round-001")
@@ -77,7 +77,7 @@ def test_training_set_is_point_in_time(digits_store) -> None:
 
 
 def test_bad_input_is_refused_and_changes_nothing(digits_store) -> None:
-    program = rounds.Program(batch_size=5)
+    program = digits.program(batch_size=5)
     pool = rounds.candidate_pool(digits_store, program, model=None)
     task = rounds.open_batch(digits_store, program, "round-001", pool, model_version=None)[0]
     before = digits_store.queue.answers()
@@ -91,7 +91,7 @@ def test_bad_input_is_refused_and_changes_nothing(digits_store) -> None:
     with pytest.raises(FeaturePlatformError, match="Unknown query strategy 'margn'"):
         rounds.open_batch(
             digits_store,
-            rounds.Program(strategy="margn", batch_size=5),
+            digits.program(strategy="margn", batch_size=5),
             "round-002",
             rounds.candidate_pool(digits_store, program, model=None).assign(proba_0=0.1),
             model_version=None,
@@ -102,7 +102,7 @@ def test_bad_input_is_refused_and_changes_nothing(digits_store) -> None:
 
 
 def test_retrain_refuses_an_unanswered_round(digits_store) -> None:
-    program = rounds.Program(batch_size=5)
+    program = digits.program(batch_size=5)
     pool = rounds.candidate_pool(digits_store, program, model=None)
     rounds.open_batch(digits_store, program, "round-001", pool, model_version=None)
     with pytest.raises(FeaturePlatformError, match="round-001 is not fully answered"):
@@ -111,7 +111,7 @@ def test_retrain_refuses_an_unanswered_round(digits_store) -> None:
 
 
 def test_a_new_champion_rescores_open_tasks(digits_store) -> None:
-    program = rounds.Program(batch_size=20, seed=2)
+    program = digits.program(batch_size=20, seed=2)
     pool = rounds.candidate_pool(digits_store, program, model=None)
     rounds.open_batch(digits_store, program, "round-001", pool, model_version=None)
     _annotators().answer(digits_store.queue, "round-001")

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
 
-from feature_platform.catalog import digits
+from feature_platform.catalog import PROJECT_DIR
 from feature_platform.feature_store import FeatureStore
 from feature_platform.labeling.simulated import SimulatedAnnotators
+from feature_platform.programs.project import find_program, load_project
 from feature_platform.settings import Settings
 
 
@@ -28,6 +30,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--annotators", type=int, default=3, help="simulated people (default 3)")
     parser.add_argument("--accuracy", type=float, default=1.0, help="chance an answer is right")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--program",
+        default=os.environ.get("FP_PROGRAM") or "digits",
+        help="the shipped program whose queue to answer (default: $FP_PROGRAM, else digits)",
+    )
     parser.add_argument(
         "--poll-seconds", type=float, default=0.5, help="pause when no task is open (default 0.5)"
     )
@@ -54,10 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
+    os.environ["FP_PROGRAM"] = args.program  # the program's own stores
     queue = FeatureStore(Settings.from_env()).queue
+    definition = find_program(load_project(PROJECT_DIR), args.program)
     annotators = SimulatedAnnotators(
-        truth=digits.ground_truth_oracle(),
-        classes=digits.CLASSES,
+        truth=definition.source.ground_truth_oracle(),
+        classes=list(definition.program.classes),
         count=args.annotators,
         accuracy=args.accuracy,
         seed=args.seed,

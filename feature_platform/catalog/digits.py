@@ -1,5 +1,6 @@
 """scikit-learn's bundled handwritten digits as a raw source arriving over time, and two
-versions of a feature set over it.
+versions of a feature set over it: the Python half of the `digits` program, whose template is
+`catalog/programs/digits.yaml` (the same shape as a user's project).
 
 Each sample gets an arrival time, so history matters: a feature value exists only from the
 moment its sample arrived. A stratified held-out split is kept for evaluation and never
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,10 +20,12 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from feature_platform.feature_store import FeatureStore
+from feature_platform.programs.model import Program
+from feature_platform.programs.template import ProgramTemplate
 from feature_platform.store.feature_set import EVENT_TIMESTAMP, FeatureSetSpec
 
 SOURCE = "digits_raw"
-HOLDOUT_SOURCE = "digits_holdout_labels"
+HOLDOUT_SOURCE = f"{SOURCE}_holdout_labels"  # the rule of store.sources.SourceSpec
 ENTITY = "sample_id"
 CLASSES = [str(c) for c in range(10)]
 PIXELS = [f"p{i}" for i in range(64)]
@@ -30,7 +34,8 @@ ARRIVAL_DAYS = 60
 
 
 def load_raw(holdout_fraction: float = 0.2, split_seed: int = 0) -> pd.DataFrame:
-    """The raw samples: id, arrival time, split ('pool' or 'holdout') and 64 pixel counts."""
+    """The raw samples: id, arrival time, split ('pool' or 'holdout'), 64 pixel counts and the
+    true label (declared as ground truth: evaluation and simulated annotators only)."""
     digits = load_digits()
     n = len(digits.target)
     rng = np.random.default_rng(split_seed)
@@ -49,6 +54,7 @@ def load_raw(holdout_fraction: float = 0.2, split_seed: int = 0) -> pd.DataFrame
     frame.insert(0, "split", split)
     frame.insert(0, "arrived_at", pd.to_datetime(arrived).tz_localize("UTC"))
     frame.insert(0, ENTITY, np.arange(n, dtype="int64"))
+    frame["label"] = digits.target.astype(str)
     return frame
 
 
@@ -126,11 +132,21 @@ DEFAULT_ALIASES = {"training": "v1", "labeling": "v1", "serving": "v1"}
 
 def ensure_default_aliases(store: FeatureStore) -> None:
     """Point each default alias at its version unless a user already moved it."""
-    current = store.registry.aliases("digits")
-    versions = store.registry.versions("digits")
-    for alias, version in DEFAULT_ALIASES.items():
-        if alias not in current and version in versions:
-            store.set_alias("digits", alias, version)
+    from feature_platform.programs.project import ensure_default_aliases as ensure
+
+    ensure(store, "digits", DEFAULT_ALIASES)
+
+
+TEMPLATE = Path(__file__).parent / "programs" / "digits.yaml"
+
+
+def template() -> ProgramTemplate:
+    return ProgramTemplate.from_file(TEMPLATE)
+
+
+def program(**overrides: Any) -> Program:
+    """The digits program of the shipped template, with `overrides` (e.g. batch_size=5)."""
+    return template().program(**overrides)
 
 
 def bootstrap(store: FeatureStore, split_seed: int = 0) -> None:

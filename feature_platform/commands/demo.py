@@ -1,4 +1,5 @@
-"""`feature-platform demo`: active-learning rounds through Dagster with simulated annotators."""
+"""`feature-platform demo [--program NAME ...]`: active-learning rounds through Dagster with
+simulated annotators, for any program (several side by side)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--annotators", type=int, default=3)
     parser.add_argument("--annotator-accuracy", type=float, default=0.95)
     parser.add_argument("--answers-per-task", type=int, default=1)
-    parser.add_argument("--feature-set", default="digits@training")
+    parser.add_argument(
+        "--feature-set",
+        default=None,
+        help="the training feature set reference (default: the template's, e.g. digits@training)",
+    )
+    parser.add_argument(
+        "--program",
+        action="append",
+        default=None,
+        help="the program(s) to run, side by side (repeatable; default: digits)",
+    )
+    parser.add_argument(
+        "--project",
+        action="append",
+        type=Path,
+        default=[],
+        help="a project folder (programs/*.yaml) whose programs join the shipped examples",
+    )
     parser.add_argument(
         "--home",
         type=Path,
@@ -82,8 +100,10 @@ def run(args: argparse.Namespace) -> int:
         annotator_accuracy=args.annotator_accuracy,
         answers_per_task=args.answers_per_task,
         feature_set=args.feature_set,
+        programs=tuple(args.program or ["digits"]),
+        project_dirs=tuple(p.resolve() for p in args.project),
     )
-    home = args.home or Settings.from_env().home
+    home = args.home or Settings.from_env(scoped=False).home
 
     def log(message: str) -> None:
         print(message, file=sys.stderr if args.json else sys.stdout, flush=True)

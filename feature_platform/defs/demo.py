@@ -1,9 +1,9 @@
 """Runs active-learning rounds through Dagster on the project's instance, answered by
 simulated annotators, next to the same rounds with random selection as a baseline.
-
-Each round is driven the way the daemon drives it: the `open_next_round` sensor is evaluated
-and its run request executed, the annotators answer through the queue, then the
-`retrain_when_labels_in` sensor is evaluated and its run executed.
+Each round is driven the way the daemon drives it: the program's `open_next_round` sensor is
+evaluated and its run request executed, the annotators answer through the queue, then its
+`retrain_when_labels_in` sensor is evaluated and its run executed. Several programs run side by
+side in one code location, round by round, each on its own stores, partitions and model.
 """
 
 from __future__ import annotations
@@ -11,21 +11,27 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import dagster as dg
 
-from feature_platform.catalog import digits
+from feature_platform.catalog import PROJECT_DIR
 from feature_platform.definitions import build_definitions
-from feature_platform.defs.assets.rounds import round_assets
-from feature_platform.defs.partitions import all_arrival_days_tags, rounds_partitions
-from feature_platform.defs.resources import MlflowResource, ProgramResource, store_for
+from feature_platform.defs.context import ProgramContext
+from feature_platform.defs.resources import StoreResource, build_resources
 from feature_platform.errors import FeaturePlatformError
 from feature_platform.feature_store import FeatureStore
 from feature_platform.governance.identity import system_actor
 from feature_platform.labeling.simulated import SimulatedAnnotators
 from feature_platform.learning.loop import run_loop
+from feature_platform.programs.project import (
+    ProgramDefinition,
+    bootstrap_program,
+    find_program,
+    load_project,
+    template_registry,
+)
 from feature_platform.settings import Settings
 
 
@@ -39,11 +45,15 @@ class DemoOptions:
     annotators: int = 3
     annotator_accuracy: float = 0.95
     answers_per_task: int = 1
-    feature_set: str = "digits@training"
+    feature_set: str | None = None  # default: the template's training reference
+    programs: tuple[str, ...] = ("digits",)
+    # Projects whose programs join the shipped examples (e.g. a user's project folder).
+    project_dirs: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
 class DemoRound:
+    program: str
     round: str
     labels: int
     accuracy: float
@@ -60,12 +70,23 @@ class DemoReport:
     baseline: list[dict]
     stop_reason: str
     home: Path
+    stop_reasons: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        keys = ("round", "labels", "accuracy", "strategy", "feature_version", "mlflow_run_id")
+        keys = (
+            "program",
+            "round",
+            "labels",
+            "accuracy",
+            "strategy",
+            "feature_version",
+            "mlflow_run_id",
+            "model_version",
+        )
         return {
             "rounds": [{k: asdict(r)[k] for k in keys} for r in self.rounds],
             "baseline": self.baseline,
+            "stop_reasons": self.stop_reasons,
         }
 
 
@@ -140,14 +161,40 @@ def project_dagster_home() -> Path:
     return home
 
 
-def _annotators(options: DemoOptions) -> SimulatedAnnotators:
+def _annotators(options: DemoOptions, definition: ProgramDefinition) -> SimulatedAnnotators:
     return SimulatedAnnotators(
-        truth=digits.ground_truth_oracle(),
-        classes=digits.CLASSES,
+        truth=definition.source.ground_truth_oracle(),
+        classes=list(definition.program.classes),
         count=options.annotators,
         accuracy=options.annotator_accuracy,
         seed=options.seed,
     )
+
+
+def demo_programs(options: DemoOptions) -> list[ProgramDefinition]:
+    """Every program of the shipped examples and the given projects, the demo's ones with the
+    demo's overrides (budget = rounds x batch size)."""
+    every = load_project(PROJECT_DIR)
+    for project in options.project_dirs:
+        every += load_project(project)
+    for name in options.programs:
+        find_program(every, name)  # an unknown name fails before anything is emptied
+    overrides = {
+        "strategy": options.strategy,
+        "batch_size": options.batch_size,
+        "label_budget": options.rounds * options.batch_size,
+        "answers_per_task": options.answers_per_task,
+        "seed": options.seed,
+    }
+    chosen = []
+    for definition in every:
+        if definition.name in options.programs:
+            extra = {"feature_set": options.feature_set} if options.feature_set else {}
+            cold = {"strategy_options": {**definition.program.strategy_options}}
+            cold["strategy_options"]["cold_start"] = options.cold_start
+            definition = definition.with_overrides(**overrides, **extra, **cold)
+        chosen.append(definition)
+    return chosen
 
 
 def _run(
@@ -168,110 +215,140 @@ def _evaluate_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, name: s
     return sensor(dg.build_sensor_context(instance=instance, resources=defs.resources))
 
 
-def run_demo(options: DemoOptions, home: Path, log=print) -> DemoReport:  # noqa: ANN001
-    """Start a fresh labeling program with every store embedded under `home` (emptied first,
-    so the web UI and the CLI see this program) and run up to `options.rounds` rounds.
+def _baseline(options: DemoOptions, definition: ProgramDefinition) -> list:
+    with tempfile.TemporaryDirectory() as scratch:
+        store = FeatureStore(Settings.under(scratch), actor=system_actor())
+        bootstrap_program(store, definition)
+        results = run_loop(
+            store,
+            definition.program.replace(strategy="random"),
+            _annotators(options, definition),
+            options.rounds,
+        )
+        store.engine.dispose()
+    return results
 
-    Refused (NotADemoDirectoryError, nothing deleted) when `home` or DAGSTER_HOME holds
-    something the demo did not create (see `claim_demo_home`)."""
+
+def run_demo(options: DemoOptions, home: Path, log=print) -> DemoReport:  # noqa: ANN001
+    """Start fresh labeling programs with every store embedded under `home` (emptied first,
+    so the web UI and the CLI see them) and run up to `options.rounds` rounds of each of
+    `options.programs`, side by side in one code location."""
+    programs = demo_programs(options)
     project_dagster_home()  # checked before anything is deleted
     home = claim_demo_home(home)
     settings = Settings.under(home)
-    program = ProgramResource(
-        feature_set=options.feature_set,
-        strategy=options.strategy,
-        batch_size=options.batch_size,
-        label_budget=options.rounds * options.batch_size,
-        answers_per_task=options.answers_per_task,
-        seed=options.seed,
-        cold_start=options.cold_start,
-    )
+    # The programs run under published template versions (with the demo's overrides), so
+    # every model they register records the version it ran under.
+    chosen = [p for p in programs if p.name in options.programs]
+    registry = template_registry(settings)
+    published = {t.name: t.version for t, _ in registry.publish_many([p.template for p in chosen])}
+    registry.engine.dispose()
+    programs = [
+        ProgramDefinition(p.template, published[p.name], p.overrides) if p.name in published else p
+        for p in programs
+    ]
     instance = dg.DagsterInstance.get()
-    # A fresh program: forget the previous demo's rounds (its runs stay in the run history).
-    instance.wipe_assets([asset.key for asset in round_assets])
-    for key in instance.get_dynamic_partitions(rounds_partitions.name):
-        instance.delete_dynamic_partition(rounds_partitions.name, key)
-    defs = build_definitions(settings, program)
-    store: FeatureStore = store_for(settings)
-    annotators = _annotators(options)
-
-    log("baseline: the same rounds with random selection (same seed, same annotators) ...")
-    with tempfile.TemporaryDirectory() as scratch:
-        baseline_store = FeatureStore(Settings.under(scratch), actor=system_actor())
-        digits.bootstrap(baseline_store)
-        baseline = run_loop(
-            baseline_store,
-            program.model_copy(update={"strategy": "random"}).program(),
-            _annotators(options),
-            options.rounds,
+    defs = build_definitions(settings, programs)
+    running = [ProgramContext(p) for p in programs if p.name in options.programs]
+    store = StoreResource.from_settings(settings)
+    tracker_of = build_resources(settings)["mlflow"]
+    baselines: dict[str, list] = {}
+    for ctx in running:
+        # A fresh program: forget the previous demo's rounds (its runs stay in the history).
+        instance.wipe_assets(
+            [ctx.key(k) for k in ("candidate_pool", "labeling_batch", "training_set", "model")]
         )
-        baseline_store.engine.dispose()
-    # Logged first, so every round's learning-curve picture can show it beside the strategy.
-    tracker = MlflowResource(
-        tracking_uri=settings.mlflow_tracking_uri, artifact_dir=str(settings.mlflow_artifact_dir)
-    ).tracker()
-    tracker.log_reference_curve("random", [(r.labels, r.accuracy) for r in baseline])
-
-    log("refreshing raw source and feature sets through Dagster ...")
-    _run(defs, instance, "refresh_features", dg.RunRequest(tags=all_arrival_days_tags()))
+        for key in instance.get_dynamic_partitions(ctx.rounds.name):
+            instance.delete_dynamic_partition(ctx.rounds.name, key)
+        log(f"{ctx.name}: baseline, the same rounds with random selection ...")
+        baselines[ctx.name] = _baseline(options, ctx.definition)
+        # Logged first, so every round's learning-curve picture can show it beside the strategy.
+        tracker_of.tracker(ctx.model_name).log_reference_curve(
+            "random", [(r.labels, r.accuracy) for r in baselines[ctx.name]]
+        )
+        log(f"{ctx.name}: refreshing raw source and feature sets through Dagster ...")
+        # Up to the newest arrival only: days after it have nothing to load.
+        newest = ctx.source.read()[ctx.source.event_time].max().to_pydatetime()
+        _run(
+            defs,
+            instance,
+            ctx.job_name("refresh_features"),
+            dg.RunRequest(tags=ctx.all_arrival_days_tags(until=newest)),
+        )
+    annotators = {ctx.name: _annotators(options, ctx.definition) for ctx in running}
     results: list[DemoRound] = []
-    stop_reason = f"ran the {options.rounds} requested rounds"
+    stopped: dict[str, str] = {}
     for _ in range(options.rounds):
-        opened = _evaluate_sensor(defs, instance, "open_next_round")
-        if isinstance(opened, dg.SkipReason):
-            stop_reason = opened.skip_message or "sensor skipped"
-            break
-        for partitions_request in opened.dynamic_partitions_requests:
-            instance.add_dynamic_partitions(
-                partitions_request.partitions_def_name, list(partitions_request.partition_keys)
-            )
-        for request in opened.run_requests:
-            _run(defs, instance, "open_round", request)
-            answered = annotators.answer(store.queue, request.partition_key)
-            log(f"{request.partition_key}: {answered} answers from simulated annotators")
-        retrain_requests = _evaluate_sensor(defs, instance, "retrain_when_labels_in")
-        for request in retrain_requests if isinstance(retrain_requests, list) else []:
-            run = _run(defs, instance, "retrain", request)
-            event = run.asset_materializations_for_node("model")[0]
-            meta = {k: v.value for k, v in event.metadata.items()}
-            results.append(
-                DemoRound(
-                    round=request.partition_key,
-                    labels=int(meta["labels"]),
-                    accuracy=round(float(meta["accuracy"]), 4),
-                    strategy=str(meta["strategy"]),
-                    feature_version=str(meta["feature_set_version"]),
-                    mlflow_run_id=str(meta["mlflow_run_id"]),
-                    model_version=str(meta["model_version"]),
-                    dagster_run_id=run.run_id,
+        for ctx in running:
+            if ctx.name in stopped:
+                continue
+            fs = store.for_program(ctx.name)
+            opened = _evaluate_sensor(defs, instance, ctx.job_name("open_next_round"))
+            if isinstance(opened, dg.SkipReason):
+                stopped[ctx.name] = opened.skip_message or "sensor skipped"
+                continue
+            for partitions_request in opened.dynamic_partitions_requests:
+                instance.add_dynamic_partitions(
+                    partitions_request.partitions_def_name, list(partitions_request.partition_keys)
                 )
-            )
-            log(
-                f"{request.partition_key}: accuracy {meta['accuracy']:.3f}, {meta['labels']} labels"
-            )
-
+            for request in opened.run_requests:
+                _run(defs, instance, ctx.job_name("open_round"), request)
+                answered = annotators[ctx.name].answer(fs.queue, request.partition_key)
+                log(f"{ctx.name} {request.partition_key}: {answered} simulated answers")
+            retrain = _evaluate_sensor(defs, instance, ctx.job_name("retrain_when_labels_in"))
+            for request in retrain if isinstance(retrain, list) else []:
+                run = _run(defs, instance, ctx.job_name("retrain"), request)
+                event = run.asset_materializations_for_node(f"{ctx.group}__model")[0]
+                meta = {k: v.value for k, v in event.metadata.items()}
+                results.append(
+                    DemoRound(
+                        program=ctx.name,
+                        round=request.partition_key,
+                        labels=int(meta["labels"]),
+                        accuracy=round(float(meta["accuracy"]), 4),
+                        strategy=str(meta["strategy"]),
+                        feature_version=str(meta["feature_set_version"]),
+                        mlflow_run_id=str(meta["mlflow_run_id"]),
+                        model_version=str(meta["model_version"]),
+                        dagster_run_id=run.run_id,
+                    )
+                )
+                log(
+                    f"{ctx.name} {request.partition_key}: accuracy {meta['accuracy']:.3f}, "
+                    f"{meta['labels']} labels"
+                )
+    for ctx in running:
+        stopped.setdefault(ctx.name, f"ran the {options.rounds} requested rounds")
+    done = {ctx.name: sum(r.program == ctx.name for r in results) for ctx in running}
     return DemoReport(
         rounds=results,
         baseline=[
-            {"round": r.round, "labels": r.labels, "accuracy": round(r.accuracy, 4)}
-            for r in baseline[: len(results)]
+            {
+                "program": name,
+                "round": r.round,
+                "labels": r.labels,
+                "accuracy": round(r.accuracy, 4),
+            }
+            for name, rows in baselines.items()
+            for r in rows[: done[name]]
         ],
-        stop_reason=stop_reason,
+        stop_reason="; ".join(f"{n}: {reason}" for n, reason in stopped.items()),
         home=home,
+        stop_reasons=stopped,
     )
 
 
 def format_table(report: DemoReport) -> str:
-    base = {b["round"]: b for b in report.baseline}
+    base = {(b["program"], b["round"]): b for b in report.baseline}
     header = (
-        f"{'round':<10} {'labels':>6} {'accuracy':>9} {'strategy':<15} {'features':<10} "
-        f"{'random acc':>10}  mlflow run"
+        f"{'program':<10} {'round':<10} {'labels':>6} {'accuracy':>9} {'strategy':<15} "
+        f"{'features':<10} {'random acc':>10}  mlflow run"
     )
     lines = [header, "-" * len(header)]
     for r in report.rounds:
-        b = base.get(r.round)
+        b = base.get((r.program, r.round))
         lines.append(
-            f"{r.round:<10} {r.labels:>6} {r.accuracy:>9.3f} {r.strategy:<15} "
+            f"{r.program:<10} {r.round:<10} {r.labels:>6} {r.accuracy:>9.3f} {r.strategy:<15} "
             f"{r.feature_version:<10} {b['accuracy'] if b else float('nan'):>10.3f}  "
             f"{r.mlflow_run_id}"
         )

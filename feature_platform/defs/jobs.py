@@ -1,53 +1,73 @@
+"""A program's jobs, named `<program>__<job>`."""
+
+from dataclasses import dataclass
+from typing import Any
+
 import dagster as dg
 
-from feature_platform.defs.assets.features import TRAINING_FEATURES
-from feature_platform.defs.assets.monitoring import pool_drift
-from feature_platform.defs.assets.reports import round_report
-from feature_platform.defs.assets.rounds import candidate_pool, labeling_batch, model, training_set
-from feature_platform.defs.ops import rescore_open_tasks_job
-from feature_platform.defs.partitions import arrival_days, rounds_partitions
+from feature_platform.defs.context import RETRAIN_TAG, ProgramContext
+from feature_platform.defs.ops import build_rescore_job
 
-refresh_features_job = dg.define_asset_job(
-    "refresh_features",
-    selection=dg.AssetSelection.groups("sources", "features")
-    - dg.AssetSelection.assets(TRAINING_FEATURES),
-    partitions_def=arrival_days,
-    description="Reload raw sources and recompute every feature set version.",
-)
 
-open_round_job = dg.define_asset_job(
-    "open_round",
-    selection=dg.AssetSelection.assets(candidate_pool, labeling_batch),
-    partitions_def=rounds_partitions,
-    description="Score the pool with the champion and queue the round's labeling batch.",
-)
+@dataclass(frozen=True)
+class ProgramJobs:
+    refresh_features: Any
+    observe_training_features: Any
+    open_round: Any
+    retrain: Any
+    monitor_drift: Any
+    rescore_open_tasks: dg.JobDefinition  # the asset jobs are unresolved until Definitions
 
-retrain_job = dg.define_asset_job(
-    "retrain",
-    selection=dg.AssetSelection.assets(training_set, model, round_report),
-    partitions_def=rounds_partitions,
-    # The queued run coordinator (dagster.yaml) runs one retrain per program at a time.
-    tags={"feature_platform/retrain": "digits"},
-    description="Freeze the round's labels, build the training set, train and register a model.",
-)
+    def all(self) -> list:
+        return [
+            self.refresh_features,
+            self.observe_training_features,
+            self.open_round,
+            self.retrain,
+            self.monitor_drift,
+            self.rescore_open_tasks,
+        ]
 
-monitor_drift_job = dg.define_asset_job(
-    "monitor_drift",
-    selection=dg.AssetSelection.assets(pool_drift),
-    description="Compare the unlabeled pool with the champion's training set.",
-)
 
-observe_training_features_job = dg.define_asset_job(
-    "observe_training_features",
-    selection=dg.AssetSelection.assets(TRAINING_FEATURES),
-    description="Record which feature set version rounds now train on (after an alias move).",
-)
-
-jobs = [
-    refresh_features_job,
-    observe_training_features_job,
-    open_round_job,
-    retrain_job,
-    monitor_drift_job,
-    rescore_open_tasks_job,
-]
+def build_jobs(ctx: ProgramContext) -> ProgramJobs:
+    key = ctx.key
+    return ProgramJobs(
+        refresh_features=dg.define_asset_job(
+            ctx.job_name("refresh_features"),
+            selection=dg.AssetSelection.assets(
+                ctx.raw_key, ctx.holdout_key, *[ctx.feature_key(s) for s in ctx.feature_sets]
+            ),
+            partitions_def=ctx.arrival_days,
+            description=f"Reload {ctx.name}'s raw source and recompute every feature set version.",
+        ),
+        observe_training_features=dg.define_asset_job(
+            ctx.job_name("observe_training_features"),
+            selection=dg.AssetSelection.assets(ctx.training_features_key),
+            description="Record which feature set version rounds now train on (after an alias "
+            "move).",
+        ),
+        open_round=dg.define_asset_job(
+            ctx.job_name("open_round"),
+            selection=dg.AssetSelection.assets(key("candidate_pool"), key("labeling_batch")),
+            partitions_def=ctx.rounds,
+            description="Score the pool with the champion and queue the round's labeling batch.",
+        ),
+        retrain=dg.define_asset_job(
+            ctx.job_name("retrain"),
+            selection=dg.AssetSelection.assets(
+                key("training_set"), key("model"), key("round_report")
+            ),
+            partitions_def=ctx.rounds,
+            # The queued run coordinator runs one retrain per program at a time; other
+            # programs' retrains carry another tag value and are not held back.
+            tags={RETRAIN_TAG: ctx.name},
+            description="Freeze the round's labels, build the training set, train and register "
+            "a model.",
+        ),
+        monitor_drift=dg.define_asset_job(
+            ctx.job_name("monitor_drift"),
+            selection=dg.AssetSelection.assets(key("pool_drift")),
+            description="Compare the unlabeled pool with the champion's training set.",
+        ),
+        rescore_open_tasks=build_rescore_job(ctx),
+    )

@@ -1,5 +1,6 @@
-"""Resources: the stores and MLflow, configured from the environment with embedded defaults,
-and the labeling program's settings.
+"""Resources: the stores and MLflow, configured from the environment with embedded defaults.
+Each program reads its own stores (`StoreResource.for_program`) and its own registered model
+(`MlflowResource.tracker(model_name)`); its settings come from its template (defs/context.py).
 
 Dagster records every resource's configuration in its run storage (job snapshots, run
 config). A setting that may carry a secret (a database URL with a password, a tracking URI
@@ -19,13 +20,8 @@ import sqlalchemy as sa
 from feature_platform.errors import FeaturePlatformError
 from feature_platform.feature_store import FeatureStore
 from feature_platform.governance.identity import system_actor
-from feature_platform.learning.rounds import Program
-from feature_platform.learning.stopping import (
-    KAPPA_THRESHOLD,
-    KAPPA_WINDOW_LABELS,
-    StoppingRules,
-)
 from feature_platform.learning.tracking import ModelTracker
+from feature_platform.programs.project import ensure_program_database, program_settings
 from feature_platform.settings import Settings
 
 
@@ -97,80 +93,29 @@ class StoreResource(dg.ConfigurableResource):
     def get(self) -> FeatureStore:
         return _store(self.settings())
 
+    def for_program(self, name: str) -> FeatureStore:
+        """The stores of one program (its own database file or schema, its own folders)."""
+        return _program_store(self.settings(), name)
+
+
+@functools.cache
+def _program_store(settings: Settings, name: str) -> FeatureStore:
+    ensure_program_database(settings, name)
+    return FeatureStore(program_settings(settings, name), actor=system_actor())
+
 
 class MlflowResource(dg.ConfigurableResource):
-    """MLflow tracking and model registry (calls mlflow directly, see DESIGN.md)."""
+    """MLflow tracking and model registry (calls mlflow directly, see docs/architecture.md)."""
 
     tracking_uri: str
     artifact_dir: str
-    model_name: str = "digits-classifier"
 
-    def tracker(self) -> ModelTracker:
-        return ModelTracker(self.tracking_uri, Path(self.artifact_dir), self.model_name)
-
-
-class ProgramResource(dg.ConfigurableResource):
-    """The labeling program: feature set, query strategy, batch size, budget, overlap, seed."""
-
-    feature_set: str = "digits@training"
-    strategy: str = "margin"
-    batch_size: int = 20
-    label_budget: int = 200
-    answers_per_task: int = 1
-    seed: int = 0
-    # How the first round picks without a model: "random" or "kmeans" (needs features).
-    cold_start: str = "random"
-    # Promotion: a challenger becomes champion unless it is this much less accurate.
-    promotion_tolerance: float = 0.01
-    # Stopping rules besides the budget (None switches a rule off).
-    target_accuracy: float | None = None
-    # Windows in labels (learning/stopping.py, calibrated); the round-based kappa_window /
-    # plateau_patience still work when set.
-    kappa_threshold: float | None = KAPPA_THRESHOLD
-    kappa_window_labels: int = KAPPA_WINDOW_LABELS
-    plateau_labels: int | None = None
-    kappa_window: int | None = None
-    plateau_patience: int | None = None
-
-    @classmethod
-    def from_env(cls) -> "ProgramResource":
-        env = os.environ.get
-        return cls(
-            feature_set=env("FP_FEATURE_SET", "digits@training"),
-            strategy=env("FP_STRATEGY", "margin"),
-            batch_size=int(env("FP_BATCH_SIZE", "20")),
-            label_budget=int(env("FP_LABEL_BUDGET", "200")),
-            answers_per_task=int(env("FP_ANSWERS_PER_TASK", "1")),
-            seed=int(env("FP_SEED", "0")),
-            cold_start=env("FP_COLD_START", "random"),
-            promotion_tolerance=float(env("FP_PROMOTION_TOLERANCE", "0.01")),
-            target_accuracy=float(env("FP_TARGET_ACCURACY")) if env("FP_TARGET_ACCURACY") else None,
-        )
-
-    def stopping_rules(self) -> StoppingRules:
-        return StoppingRules(
-            label_budget=self.label_budget,
-            target_accuracy=self.target_accuracy,
-            kappa_threshold=self.kappa_threshold,
-            kappa_window=self.kappa_window,
-            plateau_patience=self.plateau_patience,
-            kappa_window_labels=self.kappa_window_labels,
-            plateau_labels=self.plateau_labels,
-        )
-
-    def program(self) -> Program:
-        return Program(
-            feature_set=self.feature_set,
-            strategy=self.strategy,
-            batch_size=self.batch_size,
-            label_budget=self.label_budget,
-            answers_per_task=self.answers_per_task,
-            seed=self.seed,
-            strategy_options={"cold_start": self.cold_start},
-        )
+    def tracker(self, model_name: str) -> ModelTracker:
+        """The tracker of one program's registered model."""
+        return ModelTracker(self.tracking_uri, Path(self.artifact_dir), model_name)
 
 
-def build_resources(settings: Settings, program: ProgramResource) -> dict[str, object]:
+def build_resources(settings: Settings) -> dict[str, object]:
     from feature_platform.defs.io import ParquetIOManager
 
     return {
@@ -179,6 +124,5 @@ def build_resources(settings: Settings, program: ProgramResource) -> dict[str, o
             tracking_uri=recorded_safely(settings.mlflow_tracking_uri, "MLFLOW_TRACKING_URI"),
             artifact_dir=str(settings.mlflow_artifact_dir),
         ),
-        "program": program,
         "io_manager": ParquetIOManager(root=str(settings.home / "assets")),
     }

@@ -20,7 +20,7 @@ from feature_platform.learning.tracking import CHALLENGER, CHAMPION, ModelTracke
 
 if TYPE_CHECKING:
     from feature_platform.feature_store import FeatureStore
-    from feature_platform.learning.rounds import Program
+    from feature_platform.programs.model import Program
 
 DEFAULT_TOLERANCE = 0.01
 DEFAULT_METRIC = "accuracy"
@@ -119,8 +119,7 @@ def champion_metrics_on(
     """The current champion re-evaluated on the held-out split as of `as_of` (the challenger's
     label snapshot time), read from the champion's own feature set version, so both models are
     judged on the same samples. None when there is no champion."""
-    from feature_platform.learning.rounds import holdout_split
-    from feature_platform.learning.training import evaluate, resolve_feature_set
+    from feature_platform.learning.training import evaluate, holdout_split, resolve_feature_set
 
     champion = tracker.by_alias(CHAMPION)
     if champion is None:

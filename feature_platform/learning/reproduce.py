@@ -110,8 +110,9 @@ def reproduce(
     the version, its lineage tags, its label snapshot or its feature set version is missing;
     returns a result listing mismatches when the rebuild differs.
     """
-    from feature_platform.learning.rounds import Program, holdout, train_and_evaluate
+    from feature_platform.learning.rounds import holdout, train_and_evaluate
     from feature_platform.learning.training import build_training_set
+    from feature_platform.programs.model import DEFAULT_ESTIMATOR, Program
 
     name, version = parse_model_version(model_version, tracker.model_name)
     if name != tracker.model_name:
@@ -128,16 +129,18 @@ def reproduce(
     params = {k: _param_value(v) for k, v in run.data.params.items()}
     if "seed" not in params:
         raise FeaturePlatformError(f"{tracked.label} (run {tracked.run_id}) has no 'seed' param.")
-    defaults = Program()
-    program = Program(
-        feature_set=tags["feature_set_version"],
-        strategy=str(params.get("strategy", defaults.strategy)),
-        seed=int(params["seed"]),
-        holdout_source=str(params.get("holdout_source", defaults.holdout_source)),
-        model_params={k[len("model_") :]: v for k, v in params.items() if k.startswith("model_")},
-    )
     snapshot = store.labels.get(tags["label_snapshot_id"])
     training_set = build_training_set(store, snapshot, tags["feature_set_version"])
+    program = Program(
+        feature_set=tags["feature_set_version"],
+        classes=tuple(sorted(set(training_set.y.tolist()))),
+        name=str(params.get("program", "program")),
+        strategy=str(params.get("strategy", "margin")),
+        seed=int(params["seed"]),
+        holdout_source=str(params.get("holdout_source", "")) or None,
+        estimator=str(params.get("estimator", DEFAULT_ESTIMATOR)),
+        model_params={k[len("model_") :]: v for k, v in params.items() if k.startswith("model_")},
+    )
     model, metrics = train_and_evaluate(store, program, training_set, snapshot.created_at)
 
     logged_metrics = {k: float(v) for k, v in run.data.metrics.items()}

@@ -7,32 +7,44 @@ the answers to it, and the retrain they lead to. Rounds are named `round-001`, `
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from feature_platform.catalog import digits
 from feature_platform.errors import FeaturePlatformError
 from feature_platform.feature_store import FeatureStore
 from feature_platform.labeling.label_store import LabelSnapshot
-from feature_platform.labeling.queue import ANSWERED, LEASED, PENDING, RESOLVED, Task, TaskSpec
-from feature_platform.learning import strategies
+from feature_platform.labeling.queue import (
+    ANSWERED,
+    LEASED,
+    PENDING,
+    RESOLVED,
+    Reprioritization,
+    Task,
+    TaskSpec,
+)
+from feature_platform.learning import promotion, stopping, strategies
 from feature_platform.learning.selection import selection_inputs
 from feature_platform.learning.stopping import StopDecision
+from feature_platform.learning.tracking import TrackedModel
 from feature_platform.learning.training import (
     TrainingSet,
     build_training_set,
     class_probabilities,
     evaluate,
     feature_matrix,
+    holdout_split,
     resolve_feature_set,
     train,
 )
+from feature_platform.programs.model import Program
 from feature_platform.store.db import utcnow
-from feature_platform.store.feature_set import EVENT_TIMESTAMP, FeatureSetVersion
+from feature_platform.store.feature_set import EVENT_TIMESTAMP
+
+__all__ = ["Program", "holdout_split"]
 
 ROUND_PREFIX = "round-"
 
@@ -48,37 +60,6 @@ def round_number(key: str) -> int:
 
 
 @dataclass(frozen=True)
-class Program:
-    """A labeling program: what to label, how to pick, when to stop."""
-
-    feature_set: str = "digits@training"  # the version (or alias) models train on
-    strategy: str = "margin"
-    batch_size: int = 20
-    label_budget: int = 200
-    answers_per_task: int = 1
-    seed: int = 0
-    classes: tuple[str, ...] = tuple(digits.CLASSES)
-    holdout_source: str = digits.HOLDOUT_SOURCE
-    model_params: Mapping[str, Any] = field(default_factory=dict)
-    # Knobs of the query strategy (committee_size, candidate_factor, cold_start); see
-    # strategies.StrategyOptions.
-    strategy_options: Mapping[str, Any] = field(default_factory=dict)
-
-    def params(self) -> dict[str, Any]:
-        return {
-            "feature_set": self.feature_set,
-            "strategy": self.strategy,
-            "batch_size": self.batch_size,
-            "label_budget": self.label_budget,
-            "answers_per_task": self.answers_per_task,
-            "seed": self.seed,
-            "holdout_source": self.holdout_source,
-            **{f"model_{k}": v for k, v in self.model_params.items()},
-            **{f"strategy_{k}": v for k, v in self.strategy_options.items()},
-        }
-
-
-@dataclass(frozen=True)
 class TrainedRound:
     round: str
     snapshot: LabelSnapshot
@@ -88,6 +69,21 @@ class TrainedRound:
 
 
 PROBA_PREFIX = "proba_"
+FEATURE_VERSION = "feature_set_version"
+
+
+def pin_round(store: FeatureStore, program: Program) -> Program:
+    """The program with its training reference resolved to an explicit version, now."""
+    return program.pinned(resolve_feature_set(store, program.feature_set).id)
+
+
+def round_feature_version(store: FeatureStore, program: Program, round_name: str) -> str:
+    """The explicit feature set version a round runs on: the one its tasks recorded when the
+    batch was opened, else the program's reference resolved now."""
+    versions = {t.feature_version for t in store.queue.tasks(round_key=round_name)}
+    if len(versions) == 1:
+        return versions.pop()
+    return resolve_feature_set(store, program.feature_set).id
 
 
 def candidate_pool(
@@ -95,28 +91,36 @@ def candidate_pool(
     program: Program,
     model: Any | None,
     as_of: datetime | None = None,
+    model_feature_version: str | None = None,
 ) -> pd.DataFrame:
     """Unlabeled samples that have arrived by `as_of`, with the model's class probabilities.
 
     Held-out samples and samples that already have a task are never candidates. Without a
     model (first round) the probability columns are NaN and selection falls back to cold start.
+    The model reads the version it was trained on (`model_feature_version`, default the
+    round's), so a champion trained before an alias move still scores the pool correctly.
     """
     as_of = as_of or utcnow()
     fsv = resolve_feature_set(store, program.feature_set)
+    program = program.pinned(fsv.id)
     arrived = store.offline.latest(fsv, features=[])
     arrived = arrived[arrived[EVENT_TIMESTAMP] <= pd.Timestamp(as_of)]
     keys = arrived[fsv.entity].astype(str)
-    excluded = set(store.sources.read(program.holdout_source)[fsv.entity].astype(str))
-    excluded |= store.queue.sample_keys()
+    excluded = store.queue.sample_keys()
+    if program.holdout_source:
+        excluded |= set(store.sources.read(program.holdout_source)[fsv.entity].astype(str))
     keys = sorted(set(keys) - excluded, key=lambda k: (len(k), k))
-    pool = pd.DataFrame({"sample_key": keys})
+    # The version this round reads, resolved once here and carried by the pool, the batch's
+    # tasks and the training set (an alias moved mid-round does not split the round).
+    pool = pd.DataFrame({"sample_key": keys, FEATURE_VERSION: fsv.id})
     columns = [f"{PROBA_PREFIX}{c}" for c in program.classes]
     if model is None or not keys:
         for column in columns:
             pool[column] = np.nan
         return pool
+    scored_on = resolve_feature_set(store, model_feature_version) if model_feature_version else fsv
     proba = class_probabilities(
-        model, feature_matrix(store, fsv, keys, as_of), list(program.classes)
+        model, feature_matrix(store, scored_on, keys, as_of), list(program.classes)
     )
     pool[columns] = proba
     ordered = np.sort(proba, axis=1)
@@ -147,6 +151,10 @@ def open_batch(
             f"No batch for {round_name}: label budget {program.label_budget} is spent "
             f"({labeled_or_queued} samples queued or labeled) or the pool is empty."
         )
+    if FEATURE_VERSION in pool and len(pool):
+        program = program.pinned(str(pool[FEATURE_VERSION].iloc[0]))
+    else:
+        program = pin_round(store, program)
     columns = [f"{PROBA_PREFIX}{c}" for c in program.classes]
     proba = None if pool[columns].isna().all().all() else pool[columns].to_numpy()
     picks = strategies.select(
@@ -159,8 +167,9 @@ def open_batch(
         **selection_inputs(store, program, pool["sample_key"].tolist()),
     )
     fsv = resolve_feature_set(store, program.feature_set)
-    shown = store.get_online_features([f"{fsv.id}:*"], [p.key for p in picks])
-    shown = shown.set_index(fsv.entity)
+    shown_fsv = resolve_feature_set(store, program.shown_feature_set)
+    shown = store.get_online_features([f"{shown_fsv.id}:*"], [p.key for p in picks])
+    shown = shown.set_index(shown_fsv.entity)
     specs = [
         TaskSpec(
             sample_key=p.key,
@@ -194,18 +203,6 @@ def budget_left(store: FeatureStore, program: Program) -> int:
     return program.label_budget - len(store.queue.sample_keys())
 
 
-def holdout_split(
-    store: FeatureStore, program: Program, fsv: FeatureSetVersion, as_of: datetime
-) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Keys, features (from `fsv`, as of `as_of`) and true labels of the held-out split.
-    Samples that had not arrived by `as_of` have no features and are left out."""
-    frame = store.sources.read(program.holdout_source)
-    keys = frame[fsv.entity].astype(str).to_numpy()
-    X = feature_matrix(store, fsv, keys.tolist(), as_of)  # noqa: N806
-    arrived = ~np.isnan(X).any(axis=1)
-    return keys[arrived].tolist(), X[arrived], frame["label"].astype(str).to_numpy()[arrived]
-
-
 def holdout(store: FeatureStore, program: Program, training_set: TrainingSet, as_of: datetime):
     """The held-out split's features (same version as training) and true labels."""
     _, X, y = holdout_split(store, program, training_set.feature_set, as_of)  # noqa: N806
@@ -220,15 +217,16 @@ def freeze_training_set(
         raise FeaturePlatformError(
             f"{round_name} is not fully answered yet: {store.queue.counts(round_name)}."
         )
+    version = round_feature_version(store, program, round_name)
     snapshot = store.labels.create_snapshot(note=round_name)
-    return snapshot, build_training_set(store, snapshot, program.feature_set)
+    return snapshot, build_training_set(store, snapshot, version)
 
 
 def train_and_evaluate(
     store: FeatureStore, program: Program, training_set: TrainingSet, as_of: datetime
 ) -> tuple[Any, dict[str, float]]:
     """Train on the set and score the model on the held-out split as of `as_of`."""
-    model = train(training_set, program.model_params, seed=program.seed)
+    model = train(training_set, estimator=program.build_estimator())
     X, y = holdout(store, program, training_set, as_of)  # noqa: N806
     return model, evaluate(model, X, y) | {"labels": float(len(training_set.frame))}
 
@@ -304,7 +302,7 @@ def champion_drift(
     training_set = build_training_set(
         store, store.labels.get(label_snapshot_id), feature_set_version
     )
-    pinned = Program(**{**program.__dict__, "feature_set": training_set.feature_set.id})
+    pinned = program.pinned(training_set.feature_set.id)
     keys = candidate_pool(store, pinned, model=None, as_of=as_of)["sample_key"].tolist()
     current = pd.DataFrame(
         feature_matrix(store, training_set.feature_set, keys, as_of or utcnow()),
@@ -319,7 +317,7 @@ def rescore_open_tasks(
     model: Any,
     model_version: str,
     as_of: datetime | None = None,
-):
+) -> Reprioritization | None:
     """Re-score every open (pending or leased) task with `model`, so a new champion's view
     replaces stale priorities. Returns the queue's Reprioritization, or None if none is open."""
     keys = sorted(
@@ -346,3 +344,75 @@ def rescore_open_tasks(
         reasons={p.key: f"re-scored by {model_version}: {p.reason}" for p in picks},
         strategy=program.strategy,
     )
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    """What one round's training steps produced."""
+
+    round: str
+    training_set: TrainingSet
+    model: Any
+    metrics: dict[str, float]
+    tracked: TrackedModel
+    decision: promotion.PromotionDecision
+    rescored: Reprioritization | None
+
+
+def run_training_round(
+    store: FeatureStore,
+    program: Program,
+    tracker: Any,
+    training_set: TrainingSet,
+    round_name: str,
+    *,
+    tags: Mapping[str, str] | None = None,
+) -> RoundOutcome:
+    """A round's training steps, the same for the Dagster `model` asset and the plain loop:
+    train and evaluate on the held-out split, log and register the model (tagged with its
+    lineage and the program's template version), record the feature set usage, log the
+    stop-set predictions, apply the promotion rule and, when promoted, re-score open tasks.
+
+    `tracker` is a `ModelTracker` (MLflow) or anything with its interface
+    (`learning.loop.MemoryTracker`). Every step reads the training set's explicit version.
+    """
+    snapshot = store.labels.get(training_set.label_snapshot_id)
+    as_of = snapshot.created_at
+    pinned = program.pinned(training_set.feature_set.id)
+    model, metrics = train_and_evaluate(store, pinned, training_set, as_of)
+    tracked = tracker.log_model(
+        model,
+        params=program.params(),
+        metrics=metrics,
+        tags={
+            "feature_set_version": training_set.feature_set.id,
+            "label_snapshot_id": training_set.label_snapshot_id,
+            "training_set_fingerprint": training_set.fingerprint,
+            "strategy": program.strategy,
+            "round": round_name,
+            "program": program.name,
+            "template_version": program.template_version or "",
+            **(tags or {}),
+        },
+        run_name=f"{program.name}-{round_name}-{program.strategy}",
+    )
+    store.registry.record_usage(
+        training_set.feature_set.id,
+        "model",
+        tracked.label,
+        upstream=f"training_set:{training_set.fingerprint}",
+        details={"round": round_name, "label_snapshot_id": snapshot.id},
+    )
+    stopping.log_stop_set_predictions(
+        tracker,
+        tracked.run_id,
+        stopping.stop_set_predictions(store, pinned, model, training_set.feature_set.id, as_of),
+    )
+    decision = promotion.promote(
+        tracker,
+        tracked,
+        tolerance=program.promotion_tolerance,
+        champion_metrics=promotion.champion_metrics_on(store, pinned, tracker, as_of),
+    )
+    rescored = rescore_open_tasks(store, pinned, model, tracked.label) if decision.promote else None
+    return RoundOutcome(round_name, training_set, model, metrics, tracked, decision, rescored)

@@ -23,7 +23,7 @@ from feature_platform.learning.training import (
 from feature_platform.store.db import utcnow
 
 if TYPE_CHECKING:
-    from feature_platform.learning.rounds import Program
+    from feature_platform.programs.model import Program
 
 
 def strategy_options(settings: Mapping[str, Any] | None) -> strategies.StrategyOptions:

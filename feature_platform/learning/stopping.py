@@ -42,8 +42,8 @@ from feature_platform.errors import FeaturePlatformError
 
 if TYPE_CHECKING:
     from feature_platform.feature_store import FeatureStore
-    from feature_platform.learning.rounds import Program
     from feature_platform.learning.tracking import ModelTracker
+    from feature_platform.programs.model import Program
 
 STOP_SET_ARTIFACT = "stop_set_predictions.json"
 MIN_STOP_SET = 20  # fewer shared samples than this say nothing about stability
@@ -368,8 +368,7 @@ def stop_set_predictions(
     """The model's predictions on the stop set: the held-out split's samples that have arrived
     by `as_of` (fixed, never labeled for training; their labels are not used here), read from
     `feature_set` (the explicit version the model was trained on)."""
-    from feature_platform.learning.rounds import holdout_split
-    from feature_platform.learning.training import resolve_feature_set
+    from feature_platform.learning.training import holdout_split, resolve_feature_set
 
     keys, X, _ = holdout_split(store, program, resolve_feature_set(store, feature_set), as_of)  # noqa: N806
     if not keys:

@@ -10,17 +10,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
+from sklearn.base import clone
 from sklearn.metrics import accuracy_score, f1_score
 
 from feature_platform.errors import FeaturePlatformError
 from feature_platform.feature_store import FeatureStore
 from feature_platform.labeling.label_store import LabelSnapshot
+from feature_platform.programs.model import DEFAULT_MODEL_PARAMS, Program
 from feature_platform.store.feature_set import EVENT_TIMESTAMP, FeatureSetVersion
 from feature_platform.store.refs import parse_feature_set
 
 LABEL = "label"
-DEFAULT_MODEL_PARAMS: dict[str, Any] = {"C": 1.0, "max_iter": 2000}
+__all__ = ["DEFAULT_MODEL_PARAMS", "TrainingSet", "build_training_set", "holdout_split", "train"]
 
 
 @dataclass(frozen=True)
@@ -116,8 +117,15 @@ def feature_matrix(
     return frame[fsv.feature_names].to_numpy(dtype="float64")
 
 
-def train(training_set: TrainingSet, params: Mapping[str, Any] | None = None, seed: int = 0):
-    """Fit the classifier. Refuses a set a classifier cannot learn from, saying why."""
+def train(
+    training_set: TrainingSet,
+    params: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    *,
+    estimator: Any | None = None,
+):
+    """Fit a fresh copy of `estimator` (default: the default logistic regression with `params`).
+    Refuses a set a classifier cannot learn from, saying why."""
     if len(training_set.frame) == 0:
         raise FeaturePlatformError("The training set is empty: no label has feature values yet.")
     classes = np.unique(training_set.y)
@@ -126,8 +134,28 @@ def train(training_set: TrainingSet, params: Mapping[str, Any] | None = None, se
             f"The training set has a single class ({classes.tolist()}); a classifier needs at "
             f"least two. Label more samples first."
         )
-    merged = {**DEFAULT_MODEL_PARAMS, **(params or {})}
-    return LogisticRegression(random_state=seed, **merged).fit(training_set.X, training_set.y)
+    if estimator is None:
+        estimator = Program(
+            feature_set="-", classes=("a", "b"), model_params=dict(params or {}), seed=seed
+        ).build_estimator()
+    return clone(estimator).fit(training_set.X, training_set.y)
+
+
+def holdout_split(
+    store: FeatureStore, program: Program, fsv: FeatureSetVersion, as_of: datetime
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Keys, features (from `fsv`, as of `as_of`) and true labels of the program's held-out
+    split. Samples that had not arrived by `as_of` have no features and are left out."""
+    if not program.holdout_source:
+        raise FeaturePlatformError(
+            f"Program {program.name!r} has no held-out source: declare ground truth and a "
+            f"holdout in its template so models can be evaluated."
+        )
+    frame = store.sources.read(program.holdout_source)
+    keys = frame[fsv.entity].astype(str).to_numpy()
+    X = feature_matrix(store, fsv, keys.tolist(), as_of)  # noqa: N806
+    arrived = ~np.isnan(X).any(axis=1)
+    return keys[arrived].tolist(), X[arrived], frame[LABEL].astype(str).to_numpy()[arrived]
 
 
 def evaluate(model, X: np.ndarray, y: np.ndarray) -> dict[str, float]:  # noqa: N803

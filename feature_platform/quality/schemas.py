@@ -6,22 +6,28 @@ from collections.abc import Sequence
 
 import pandera.pandas as pa
 
-from feature_platform.catalog import digits
 from feature_platform.store.feature_set import EVENT_TIMESTAMP, FeatureSetVersion
+from feature_platform.store.sources import HOLDOUT, POOL, SPLIT, SourceSpec
 
 
-def raw_digits_schema() -> pa.DataFrameSchema:
-    pixel = pa.Column(int, pa.Check.in_range(0, 16), nullable=False)
-    return pa.DataFrameSchema(
-        {
-            digits.ENTITY: pa.Column(int, pa.Check.ge(0), unique=True, nullable=False),
-            "arrived_at": pa.Column("datetime64[ns, UTC]", nullable=False),
-            "split": pa.Column(str, pa.Check.isin(["pool", "holdout"]), nullable=False),
-            **{p: pixel for p in digits.PIXELS},
-        },
-        strict=True,
-        name="digits_raw",
-    )
+def source_schema(source: SourceSpec, classes: Sequence[str] | None = None) -> pa.DataFrameSchema:
+    """Derived from a declared source: the entity present and unique, arrival (and created)
+    times present, each declared column of its dtype and present, true labels (if any) in the
+    program's label set. Other columns pass through (a source may carry more than it declares).
+    """
+    columns: dict[str, pa.Column] = {
+        source.entity: pa.Column(nullable=False, unique=True),
+        source.event_time: pa.Column("datetime64[ns, UTC]", nullable=False),
+        SPLIT: pa.Column(str, pa.Check.isin([POOL, HOLDOUT]), nullable=False),
+    }
+    if source.created_time:
+        columns[source.created_time] = pa.Column("datetime64[ns, UTC]", nullable=True)
+    for name, dtype in source.columns.items():
+        columns[name] = pa.Column(dtype, nullable=False, coerce=False)
+    if source.ground_truth:
+        checks = [pa.Check.isin(list(classes))] if classes else []
+        columns[source.ground_truth] = pa.Column(str, checks, nullable=False)
+    return pa.DataFrameSchema(columns, strict=False, name=source.name)
 
 
 def feature_set_schema(fsv: FeatureSetVersion) -> pa.DataFrameSchema:

@@ -10,26 +10,21 @@ import pytest
 
 from feature_platform.catalog import digits
 from feature_platform.definitions import build_definitions
-from feature_platform.defs.assets.features import feature_assets
-from feature_platform.defs.assets.monitoring import pool_drift
-from feature_platform.defs.assets.reports import round_report
-from feature_platform.defs.assets.rounds import round_assets
-from feature_platform.defs.assets.sources import digits_source
-from feature_platform.defs.checks import asset_checks
-from feature_platform.defs.partitions import all_arrival_days_tags, rounds_partitions
-from feature_platform.defs.resources import ProgramResource, StoreResource, build_resources
-from feature_platform.defs.sensors import rescore_on_drift
+from feature_platform.defs.factory import build_program_defs
+from feature_platform.defs.resources import StoreResource, build_resources
 from feature_platform.labeling.simulated import SimulatedAnnotators
+from feature_platform.programs.project import ProgramDefinition
 from feature_platform.settings import Settings
 
 pytestmark = pytest.mark.slow
+
+DIGITS = ProgramDefinition(digits.template()).with_overrides(batch_size=10, label_budget=30, seed=3)
 
 
 @pytest.fixture
 def setup(tmp_path: Path):
     settings = Settings.under(tmp_path / "fp")
-    program = ProgramResource(batch_size=10, label_budget=30, seed=3)
-    resources = build_resources(settings, program)
+    resources = build_resources(settings)
     instance = dg.DagsterInstance.ephemeral()
     return settings, resources, instance
 
@@ -41,27 +36,29 @@ def _sensor(defs: dg.Definitions, name: str, instance: dg.DagsterInstance):
 
 def test_round_materializes_and_model_is_traceable_in_mlflow(setup) -> None:
     settings, resources, instance = setup
+    built = build_program_defs(DIGITS)
+    ctx = built.context
     upstream = dg.materialize(
-        [digits_source, *feature_assets, *asset_checks[:3]],
+        built.assets[:3] + built.checks[:3],
         instance=instance,
         resources=resources,
-        tags=all_arrival_days_tags(),
+        tags=ctx.all_arrival_days_tags(),
     )
     assert upstream.success
     checks = upstream.get_asset_check_evaluations()
     assert len(checks) == 3 and all(c.passed for c in checks)
 
-    instance.add_dynamic_partitions(rounds_partitions.name, ["round-001"])
-    selection = [*round_assets, round_report, *asset_checks[3:]]
+    instance.add_dynamic_partitions(ctx.rounds.name, ["round-001"])
+    selection = [*built.round_assets, built.round_report, *built.checks[3:]]
     opened = dg.materialize(
         selection,
         instance=instance,
         resources=resources,
         partition_key="round-001",
-        selection=["candidate_pool", "labeling_batch"],
+        selection=[ctx.key("candidate_pool"), ctx.key("labeling_batch")],
     )
     assert opened.success
-    store = StoreResource.from_settings(settings).get()
+    store = StoreResource.from_settings(settings).for_program("digits")
     tasks = store.queue.tasks(round_key="round-001")
     assert len(tasks) == 10
     assert all(
@@ -77,21 +74,22 @@ def test_round_materializes_and_model_is_traceable_in_mlflow(setup) -> None:
         instance=instance,
         resources=resources,
         partition_key="round-001",
-        selection=["training_set", "model", "round_report"],
+        selection=[ctx.key("training_set"), ctx.key("model"), ctx.key("round_report")],
     )
     assert trained.success
-    report = trained.asset_materializations_for_node("round_report")[0].metadata
+    report = trained.asset_materializations_for_node("digits__round_report")[0].metadata
     assert report["answers"].value == 10
     assert report["lead_time_median_s"].value > 0
     assert "## round-001" in report["report"].value
     assert all(c.passed for c in trained.get_asset_check_evaluations())
-    meta = trained.asset_materializations_for_node("model")[0].metadata
-    tracker = resources["mlflow"].tracker()
+    meta = trained.asset_materializations_for_node("digits__model")[0].metadata
+    tracker = resources["mlflow"].tracker("digits-classifier")
     run = tracker.run(meta["mlflow_run_id"].value)
     assert run.data.tags["feature_set_version"] == "digits@v1"
     assert run.data.tags["label_snapshot_id"] == meta["label_snapshot_id"].value
     assert run.data.tags["round"] == "round-001"
     assert run.data.tags["strategy"] == "margin"
+    assert run.data.tags["program"] == "digits"
     assert run.data.tags["dagster_run_id"] == trained.run_id
     assert len(run.data.tags["training_set_fingerprint"]) == 16
     assert 0.3 < run.data.metrics["accuracy"] <= 1.0
@@ -103,8 +101,9 @@ def test_round_materializes_and_model_is_traceable_in_mlflow(setup) -> None:
     champion = tracker.by_alias("champion")
     assert champion is not None and champion.run_id == run.info.run_id
 
+    pool_drift = built.pool_drift
     drift = dg.materialize(
-        [pool_drift, *asset_checks],
+        [pool_drift, *built.checks],
         instance=instance,
         resources=resources,
         selection=[pool_drift.key],
@@ -116,13 +115,13 @@ def test_round_materializes_and_model_is_traceable_in_mlflow(setup) -> None:
     assert evaluation.metadata["features_checked"].value == 64
 
     # Round 2 is scored by round 1's champion: reasons now come from the margin strategy.
-    instance.add_dynamic_partitions(rounds_partitions.name, ["round-002"])
+    instance.add_dynamic_partitions(ctx.rounds.name, ["round-002"])
     assert dg.materialize(
         selection,
         instance=instance,
         resources=resources,
         partition_key="round-002",
-        selection=["candidate_pool", "labeling_batch"],
+        selection=[ctx.key("candidate_pool"), ctx.key("labeling_batch")],
     ).success
     second = store.queue.tasks(round_key="round-002")
     assert {t.model_version for t in second} == {champion.label}
@@ -132,55 +131,58 @@ def test_round_materializes_and_model_is_traceable_in_mlflow(setup) -> None:
 
 def test_sensors_open_rounds_retrain_and_stop_at_budget(setup) -> None:
     settings, resources, instance = setup
-    defs = build_definitions(settings, resources["program"])
-    store = StoreResource.from_settings(settings).get()
+    defs = build_definitions(settings, [DIGITS])
+    ctx = build_program_defs(DIGITS).context
+    store = StoreResource.from_settings(settings).for_program("digits")
 
-    first = _sensor(defs, "open_next_round", instance)
+    first = _sensor(defs, "digits__open_next_round", instance)
     assert isinstance(first, dg.SkipReason) and "waiting for feature set" in first.skip_message
 
-    refresh = defs.resolve_job_def("refresh_features")
-    assert refresh.execute_in_process(instance=instance, tags=all_arrival_days_tags()).success
+    refresh = defs.resolve_job_def("digits__refresh_features")
+    assert refresh.execute_in_process(instance=instance, tags=ctx.all_arrival_days_tags()).success
     annotators = SimulatedAnnotators(digits.ground_truth_oracle(), digits.CLASSES, count=2)
     for number in (1, 2, 3):
-        opened = _sensor(defs, "open_next_round", instance)
+        opened = _sensor(defs, "digits__open_next_round", instance)
         assert isinstance(opened, dg.SensorResult), opened
         key = f"round-00{number}"
         assert [r.partition_key for r in opened.run_requests] == [key]
         assert opened.run_requests[0].run_key == f"open:{key}"
-        instance.add_dynamic_partitions(rounds_partitions.name, [key])
+        instance.add_dynamic_partitions(ctx.rounds.name, [key])
 
         # Added but not opened yet (the run is queued, or a crash lost it): the same run key
         # is requested again, which the daemon turns into a no-op while the run exists.
-        again = _sensor(defs, "open_next_round", instance)
+        again = _sensor(defs, "digits__open_next_round", instance)
         assert [r.run_key for r in again.run_requests] == [f"open:{key}"]
         assert not again.dynamic_partitions_requests
 
-        job = defs.resolve_job_def("open_round")
+        job = defs.resolve_job_def("digits__open_round")
         assert job.execute_in_process(instance=instance, partition_key=key).success
-        waiting = _sensor(defs, "open_next_round", instance)
+        waiting = _sensor(defs, "digits__open_next_round", instance)
         expected = f"waiting for {key}" if number < 3 else "label budget of 30 spent"
         assert isinstance(waiting, dg.SkipReason) and expected in waiting.skip_message
-        assert isinstance(_sensor(defs, "retrain_when_labels_in", instance), dg.SkipReason)
+        assert isinstance(_sensor(defs, "digits__retrain_when_labels_in", instance), dg.SkipReason)
 
         annotators.answer(store.queue, key)
-        retrain = _sensor(defs, "retrain_when_labels_in", instance)
+        retrain = _sensor(defs, "digits__retrain_when_labels_in", instance)
         assert [r.partition_key for r in retrain] == [key]
         assert retrain[0].run_key == f"retrain:{key}"
-        job = defs.resolve_job_def("retrain")
+        job = defs.resolve_job_def("digits__retrain")
         assert job.execute_in_process(instance=instance, partition_key=key).success
 
-    stopped = _sensor(defs, "open_next_round", instance)
+    stopped = _sensor(defs, "digits__open_next_round", instance)
     assert isinstance(stopped, dg.SkipReason)
     assert "label budget of 30 spent" in stopped.skip_message
 
 
 def test_a_drift_warning_requests_one_rescore(tmp_path: Path) -> None:
-    @dg.asset(key=pool_drift.key)
+    built = build_program_defs(DIGITS)
+
+    @dg.asset(key=built.context.key("pool_drift"))
     def drifted() -> dg.MaterializeResult:
         return dg.MaterializeResult(metadata={"drifted_features": 3})
 
     instance = dg.DagsterInstance.ephemeral()
-    sensor = rescore_on_drift
+    sensor = next(s for s in built.sensors if s.name == "digits__rescore_on_drift")
     assert isinstance(sensor(dg.build_sensor_context(instance=instance)), dg.SkipReason)
     dg.materialize([drifted], instance=instance)
     context = dg.build_sensor_context(instance=instance)

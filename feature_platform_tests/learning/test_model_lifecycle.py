@@ -62,7 +62,7 @@ def logged(tmp_path_factory) -> Logged:
     store = FeatureStore(settings)
     digits.bootstrap(store)
     tracker = ModelTracker(settings.mlflow_tracking_uri, settings.mlflow_artifact_dir)
-    program = rounds.Program(batch_size=20, label_budget=1000, seed=3, model_params={"C": 0.5})
+    program = digits.program(batch_size=20, label_budget=1000, seed=3, model_params={"C": 0.5})
     annotators = SimulatedAnnotators(digits.ground_truth_oracle(), digits.CLASSES, count=2)
     trained, decisions, model = [], [], None
     for number in (1, 2, 3):

@@ -277,7 +277,7 @@ def _two_rounds(store, program) -> tuple[list, list]:
 def test_cluster_margin_runs_through_the_round_steps(digits_store) -> None:
     """open_batch reads the pool's features itself; the k-means cold start comes from the
     program's strategy options, which are logged with the program's params."""
-    program = rounds.Program(
+    program = digits.program(
         strategy="cluster_margin", batch_size=10, strategy_options={"cold_start": "kmeans"}
     )
     first, second = _two_rounds(digits_store, program)
@@ -288,7 +288,7 @@ def test_cluster_margin_runs_through_the_round_steps(digits_store) -> None:
 
 
 def test_kcenter_runs_through_the_round_steps(digits_store) -> None:
-    first, second = _two_rounds(digits_store, rounds.Program(strategy="kcenter", batch_size=10))
+    first, second = _two_rounds(digits_store, digits.program(strategy="kcenter", batch_size=10))
     assert all(t.strategy == COLD_START for t in first)  # nothing labeled to measure from
     labeled = set(digits_store.labels.latest().labels["sample_key"])
     assert all(t.strategy == "kcenter" and t.sample_key not in labeled for t in second)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from feature_platform.catalog import digits
 from feature_platform.errors import FeaturePlatformError
-from feature_platform.learning.rounds import Program
 from feature_platform.learning.stopping import (
     RoundRecord,
     StoppingRules,
@@ -93,7 +93,10 @@ def test_plateau() -> None:
 
 def test_should_stop_reports_the_first_rule_that_fires_or_where_each_stands() -> None:
     rules = StoppingRules.from_program(
-        Program(label_budget=200), target_accuracy=0.95, kappa_window_labels=60, plateau_labels=60
+        digits.program(label_budget=200),
+        target_accuracy=0.95,
+        kappa_window_labels=60,
+        plateau_labels=60,
     )
     going = should_stop(history([0.7, 0.8, 0.9], flips=[30, 20, 10]), rules)
     assert not going.stop and going.rule is None

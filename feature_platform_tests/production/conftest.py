@@ -217,7 +217,7 @@ class Deployment:
 def production_instance_config(dequeue_interval_seconds: int = 1) -> dict[str, Any]:
     """The project's dagster.yaml, with only the run queue's polling interval shortened so
     tests do not wait 5 s for each queued run (everything else as deployed)."""
-    config = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
+    config = yaml.safe_load((REPO_ROOT / "deploy" / "dagster.yaml").read_text())
     config["run_coordinator"]["config"]["dequeue_interval_seconds"] = dequeue_interval_seconds
     return config
 

@@ -15,11 +15,15 @@ from collections.abc import Iterator
 import dagster as dg
 import pytest
 
-from feature_platform.defs.assets.features import feature_asset_keys
-from feature_platform.defs.assets.rounds import model
-from feature_platform.defs.partitions import arrival_days
+from feature_platform.catalog import digits
+from feature_platform.defs.context import ProgramContext
 from feature_platform.feature_store import FeatureStore
 from feature_platform.labeling.queue import RESOLVED
+from feature_platform.programs.project import (
+    ProgramDefinition,
+    ensure_program_database,
+    program_settings,
+)
 from feature_platform_tests.production.conftest import (
     BIN,
     REPO_ROOT,
@@ -29,6 +33,11 @@ from feature_platform_tests.production.conftest import (
     redis_flushdb,
     wait_for,
 )
+
+# The digits program of the shipped location: its jobs and assets carry its prefix.
+CTX = ProgramContext(ProgramDefinition(digits.template()))
+feature_asset_keys = [CTX.feature_key(spec) for spec in CTX.feature_sets]
+arrival_days = CTX.arrival_days
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -105,7 +114,9 @@ def test_celery_workers_run_a_partitioned_backfill_and_a_round(
     capsys: pytest.CaptureFixture,
 ) -> None:
     started = time.monotonic()
-    FeatureStore(deployment.settings)  # the store's tables, before several processes race
+    # The digits program's tables, before several processes race to create them.
+    ensure_program_database(deployment.settings, "digits")
+    FeatureStore(program_settings(deployment.settings, "digits"))
     instance = dg.DagsterInstance.get()
     # Workers load the code location themselves and build its resources from their own
     # environment, so they get the program the round will run with. The daemon starts with a
@@ -141,12 +152,12 @@ def test_celery_workers_run_a_partitioned_backfill_and_a_round(
         backfill_env,
         "job",
         "backfill",
-        *("-w", str(REPO_ROOT / "workspace.yaml"), "-j", "refresh_features"),
+        *("-w", str(REPO_ROOT / "workspace.yaml"), "-j", "digits__refresh_features"),
         *("--partitions", ",".join(days), "--noprompt"),
     )
     assert "Launched backfill job" in submitted
     # The command submits one run per day before it exits; the daemon's run queue launches them.
-    runs = list(instance.get_runs(dg.RunsFilter(job_name="refresh_features")))
+    runs = list(instance.get_runs(dg.RunsFilter(job_name="digits__refresh_features")))
     assert len(runs) == BACKFILL_DAYS
     runs = _wait_all_done(instance, runs, 240, "the backfill runs to finish")
     backfill_s = time.monotonic() - backfill_started
@@ -177,25 +188,25 @@ def test_celery_workers_run_a_partitioned_backfill_and_a_round(
         env,
     )
     wait_for(
-        lambda: "round-001" in instance.get_materialized_partitions(model.key),
+        lambda: "round-001" in instance.get_materialized_partitions(CTX.key("model")),
         240,
         "round-001's model, trained through Celery",
     )
     round_s = time.monotonic() - round_started
     round_runs = [
         r
-        for job in ("open_round", "retrain")
+        for job in ("digits__open_round", "digits__retrain")
         for r in instance.get_runs(dg.RunsFilter(job_name=job))
     ]
     round_runs = _wait_all_done(instance, round_runs, 60, "the round's runs to finish")
-    assert sorted(r.job_name for r in round_runs) == ["open_round", "retrain"]
+    assert sorted(r.job_name for r in round_runs) == ["digits__open_round", "digits__retrain"]
     round_workers: dict[str, str] = {}
     for run in round_runs:
         on_celery = celery_steps(instance, run.run_id)
         assert set(on_celery) == set(step_pids(instance, run.run_id)) and on_celery
         round_workers |= on_celery
     assert {w.split("@")[0] for w in round_workers.values()} <= set(WORKERS)
-    store = FeatureStore(deployment.settings)
+    store = FeatureStore(program_settings(deployment.settings, "digits"))
     assert Counter(t.state for t in store.queue.tasks(round_key="round-001")) == {RESOLVED: BATCH}
 
     report = {

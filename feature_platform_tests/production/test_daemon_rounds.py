@@ -26,13 +26,13 @@ import pandas as pd
 import pytest
 from dagster_graphql import DagsterGraphQLClient, ReloadRepositoryLocationStatus
 
+from feature_platform.catalog import digits
 from feature_platform.definitions import build_definitions
-from feature_platform.defs.assets.rounds import model
-from feature_platform.defs.partitions import arrival_days, rounds_partitions
-from feature_platform.defs.resources import ProgramResource
+from feature_platform.defs.context import ProgramContext
 from feature_platform.feature_store import FeatureStore
 from feature_platform.labeling.queue import RESOLVED
 from feature_platform.learning.tracking import ModelTracker
+from feature_platform.programs.project import ProgramDefinition, program_settings
 from feature_platform_tests.production.conftest import (
     BIN,
     REPO_ROOT,
@@ -56,7 +56,16 @@ PROGRAM_ENV = {
 }
 # Days of arrivals materialized before the daemon starts: enough samples for every round.
 FEATURE_DAYS = 20
-SENSOR_JOBS = {"open_round": "open_next_round", "retrain": "retrain_when_labels_in"}
+# The digits program of the shipped location (its jobs and sensors carry its prefix).
+DIGITS = ProgramDefinition(digits.template()).with_overrides(
+    batch_size=BATCH, label_budget=BATCH * ROUNDS, answers_per_task=ANSWERS_PER_TASK
+)
+CTX = ProgramContext(DIGITS)
+MODEL_KEY = CTX.key("model")
+SENSOR_JOBS = {
+    "digits__open_round": "digits__open_next_round",
+    "digits__retrain": "digits__retrain_when_labels_in",
+}
 TERMINAL = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
 INVENTORY_QUERY = """
@@ -168,7 +177,7 @@ def check_code_location_over_graphql(port: int, defs: dg.Definitions) -> dict[st
 def _final_open_round_skip(daemon_log: str) -> str | None:
     """The open_next_round sensor's reason to open nothing, once it no longer waits for a
     retrain (i.e. the loop has stopped), from the daemon's log."""
-    reasons = re.findall(r"Sensor open_next_round skipped: (.*)", daemon_log)
+    reasons = re.findall(r"Sensor digits__open_next_round skipped: (.*)", daemon_log)
     final = [r for r in reasons if not r.startswith("waiting")]
     return final[-1].strip() if final else None
 
@@ -203,19 +212,21 @@ def test_daemon_drives_rounds_on_postgres_and_survives_sigkill(
     deployment: Deployment, processes: Processes, capsys: pytest.CaptureFixture
 ) -> None:
     started = time.monotonic()
-    program = ProgramResource(
-        batch_size=BATCH, label_budget=BATCH * ROUNDS, answers_per_task=ANSWERS_PER_TASK
-    )
-    defs = build_definitions(deployment.settings, program)
-    store = FeatureStore(deployment.settings)  # creates the store's tables before anyone races
+    # The location the daemon serves (every shipped program); rounds are driven on digits.
+    defs = build_definitions(deployment.settings)
+    # The digits program's stores (its own Postgres schema), created before anyone races.
+    from feature_platform.programs.project import ensure_program_database
+
+    ensure_program_database(deployment.settings, "digits")
+    store = FeatureStore(program_settings(deployment.settings, "digits"))
     instance = dg.DagsterInstance.get()
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"
     assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
 
     # The raw source and feature sets exist before the daemon starts: the round sensors wait
     # for them and then take over.
-    days = arrival_days.get_partition_keys()[:FEATURE_DAYS]
-    refresh = defs.resolve_job_def("refresh_features").execute_in_process(
+    days = CTX.arrival_days.get_partition_keys()[:FEATURE_DAYS]
+    refresh = defs.resolve_job_def("digits__refresh_features").execute_in_process(
         instance=instance,
         tags={
             "dagster/asset_partition_range_start": days[0],
@@ -243,9 +254,9 @@ def test_daemon_drives_rounds_on_postgres_and_survives_sigkill(
 
     # -- rounds started only by sensors ---------------------------------------------------
     def trained() -> set[str]:
-        return set(instance.get_materialized_partitions(model.key))
+        return set(instance.get_materialized_partitions(MODEL_KEY))
 
-    wait_for(lambda: _runs(instance, "open_round"), 120, "the daemon to open round-001")
+    wait_for(lambda: _runs(instance, "digits__open_round"), 120, "the daemon to open round-001")
     wait_for(lambda: _webserver_up(port), 120, f"dagster-webserver on 127.0.0.1:{port}")
     inventory = wait_for(
         lambda: check_code_location_over_graphql(port, defs), 30, "the GraphQL inventory"
@@ -259,7 +270,9 @@ def test_daemon_drives_rounds_on_postgres_and_survives_sigkill(
 
     # -- crash 1: SIGKILL right after round-003 opens ---------------------------------------
     opened = wait_for(
-        lambda: _runs(instance, "open_round", "round-003"), 120, "the daemon to open round-003"
+        lambda: _runs(instance, "digits__open_round", "round-003"),
+        120,
+        "the daemon to open round-003",
     )
     processes.crash(daemon)
     crash_open_status = instance.get_run_by_id(opened[0].run_id).status
@@ -269,7 +282,7 @@ def test_daemon_drives_rounds_on_postgres_and_survives_sigkill(
     retraining = wait_for(
         lambda: [
             r
-            for r in _runs(instance, "retrain", "round-003")
+            for r in _runs(instance, "digits__retrain", "round-003")
             if r.status == dg.DagsterRunStatus.STARTED
         ],
         180,
@@ -301,7 +314,7 @@ def test_daemon_drives_rounds_on_postgres_and_survives_sigkill(
 
     # -- exactly once ---------------------------------------------------------------------
     rounds = [f"round-00{n}" for n in range(1, ROUNDS + 1)]
-    assert sorted(instance.get_dynamic_partitions(rounds_partitions.name)) == rounds
+    assert sorted(instance.get_dynamic_partitions(CTX.rounds.name)) == rounds
     runs = [r for job in SENSOR_JOBS for r in _runs(instance, job)]
     # Every round run was requested by its sensor, under the run key the sensor derives.
     for run in runs:
@@ -324,7 +337,7 @@ def test_daemon_drives_rounds_on_postgres_and_survives_sigkill(
             retried[run_key] = [_failure(instance, r) for r in tries if r is not succeeded[0]]
     for round_ in rounds:
         events = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=model.key, asset_partitions=[round_]), limit=10
+            dg.AssetRecordsFilter(asset_key=MODEL_KEY, asset_partitions=[round_]), limit=10
         ).records
         assert len(events) == 1, f"{round_}: {len(events)} model materializations"
 
@@ -343,7 +356,9 @@ def test_daemon_drives_rounds_on_postgres_and_survives_sigkill(
         # One freeze per round, unless a failed retrain attempt had frozen one already.
         assert 1 <= snapshots[round_] <= len(attempts[f"retrain:{round_}"]), snapshots
     tracker = ModelTracker(
-        deployment.settings.mlflow_tracking_uri, deployment.settings.mlflow_artifact_dir
+        deployment.settings.mlflow_tracking_uri,
+        deployment.settings.mlflow_artifact_dir,
+        DIGITS.model_name,
     )
     versions = tracker.client.search_model_versions(f"name='{tracker.model_name}'")
     assert Counter(v.tags.get("round") for v in versions) == Counter({r: 1 for r in rounds})

@@ -1,47 +1,47 @@
-"""One asset per feature set version: offline snapshot + online refresh, with lineage."""
+"""One asset per feature set version of a program: offline snapshot + online refresh, with
+lineage; and the observable version the program's training alias resolves to."""
 
 import dagster as dg
 
-from feature_platform.catalog import digits
-from feature_platform.defs.assets.sources import RAW
-from feature_platform.defs.partitions import arrival_days
-from feature_platform.defs.resources import ProgramResource, StoreResource
+from feature_platform.defs.context import ProgramContext
+from feature_platform.defs.resources import StoreResource
+from feature_platform.programs.project import ensure_default_aliases
 from feature_platform.store.feature_set import FeatureSetSpec
 
 
-def feature_asset_key(spec: FeatureSetSpec) -> dg.AssetKey:
-    return dg.AssetKey(["features", f"{spec.name}_{spec.version}"])
+def build_feature_asset(ctx: ProgramContext, spec: FeatureSetSpec) -> dg.AssetsDefinition:
+    event_time = ctx.source.event_time
+    aliases = ctx.definition.aliases
 
-
-def build_feature_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
     @dg.asset(
-        key=feature_asset_key(spec),
-        deps=[RAW],
-        group_name="features",
+        key=ctx.feature_key(spec),
+        deps=[ctx.raw_key],
+        group_name=ctx.group,
         kinds={"parquet", "sql"},
         # The definition's fingerprint: a changed transform marks everything downstream stale.
         code_version=spec.fingerprint,
         description=f"Feature set {spec.id}: {spec.description}",
         tags={"feature_set": spec.name, "version": spec.version},
-        partitions_def=arrival_days,
+        partitions_def=ctx.arrival_days,
     )
     def _feature_set(
         context: dg.AssetExecutionContext, store: StoreResource
     ) -> dg.MaterializeResult:
-        fs = store.get()
+        fs = store.for_program(ctx.name)
         window = context.partition_time_window
         raw = fs.sources.read(spec.sources[0])
-        arrived = raw["arrived_at"]
+        arrived = raw[event_time]
         today = raw[(arrived >= window.start) & (arrived < window.end)]
         if today.empty:
             fsv = fs.apply(spec)
+            ensure_default_aliases(fs, spec.name, aliases)
             return dg.MaterializeResult(
                 metadata={"feature_set_version": fsv.id, "rows": 0, "lineage": fsv.lineage()}
             )
         result = fs.materialize(spec, today)
-        digits.ensure_default_aliases(fs)
+        ensure_default_aliases(fs, spec.name, aliases)
         fsv = result.feature_set
-        aliases = {a: v for a, v in fs.registry.aliases(fsv.name).items() if v == fsv.version}
+        aliased = {a: v for a, v in fs.registry.aliases(fsv.name).items() if v == fsv.version}
         return dg.MaterializeResult(
             metadata={
                 "feature_set_version": fsv.id,
@@ -51,7 +51,7 @@ def build_feature_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
                 "online_rows_changed": result.online_rows_changed,
                 "snapshot": dg.MetadataValue.path(str(result.snapshot.path)),
                 "fingerprint": fsv.fingerprint,
-                "aliases": ", ".join(sorted(aliases)) or "-",
+                "aliases": ", ".join(sorted(aliased)) or "-",
                 "definition": dg.MetadataValue.json(fsv.lineage()),
                 # Sources -> this version -> training sets and models built from it.
                 "lineage": dg.MetadataValue.md(fs.registry.lineage(fsv.id).to_markdown()),
@@ -62,34 +62,36 @@ def build_feature_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
     return _feature_set
 
 
-feature_assets = [build_feature_asset(spec) for spec in digits.FEATURE_SETS]
-feature_asset_keys = [feature_asset_key(spec) for spec in digits.FEATURE_SETS]
-# Every day of every feature set version, for assets that read the whole store (the pool).
-all_feature_days = [
-    dg.AssetDep(key, partition_mapping=dg.AllPartitionMapping()) for key in feature_asset_keys
-]
+def all_feature_days(ctx: ProgramContext) -> list[dg.AssetDep]:
+    """Every day of every feature set version, for assets that read the whole store (the pool)."""
+    return [
+        dg.AssetDep(ctx.feature_key(spec), partition_mapping=dg.AllPartitionMapping())
+        for spec in ctx.feature_sets
+    ]
 
 
-TRAINING_FEATURES = dg.AssetKey(["features", "training_version"])
+def build_training_features(ctx: ProgramContext) -> dg.SourceAsset:
+    reference = ctx.program.feature_set
 
-
-@dg.observable_source_asset(
-    key=TRAINING_FEATURES,
-    group_name="features",
-    description=(
-        "The feature set version rounds train on: the program's alias resolved in the "
-        "registry. Its data version is that version's fingerprint, so moving the alias to a "
-        "new version marks every round built on the old one stale (one click recomputes)."
-    ),
-)
-def training_features(store: StoreResource, program: ProgramResource) -> dg.ObserveResult:
-    fsv = store.get().resolve_feature_set(program.feature_set)
-    return dg.ObserveResult(
-        data_version=dg.DataVersion(f"{fsv.id}:{fsv.fingerprint}"),
-        metadata={
-            "reference": program.feature_set,
-            "feature_set_version": fsv.id,
-            "fingerprint": fsv.fingerprint,
-            "status": fsv.status,
-        },
+    @dg.observable_source_asset(
+        key=ctx.training_features_key,
+        group_name=ctx.group,
+        description=(
+            f"The feature set version {ctx.name}'s rounds train on: {reference} resolved in the "
+            "registry. Its data version is that version's fingerprint, so moving the alias to a "
+            "new version marks every round built on the old one stale (one click recomputes)."
+        ),
     )
+    def _training_features(store: StoreResource) -> dg.ObserveResult:
+        fsv = store.for_program(ctx.name).resolve_feature_set(reference)
+        return dg.ObserveResult(
+            data_version=dg.DataVersion(f"{fsv.id}:{fsv.fingerprint}"),
+            metadata={
+                "reference": reference,
+                "feature_set_version": fsv.id,
+                "fingerprint": fsv.fingerprint,
+                "status": fsv.status,
+            },
+        )
+
+    return _training_features

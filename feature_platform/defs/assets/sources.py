@@ -1,14 +1,11 @@
-"""Raw sources: the digits samples by day of arrival, and the held-out evaluation labels."""
+"""A program's raw source by day of arrival, and its held-out evaluation labels: the declared
+source (CSV / Parquet / SQL / loader) read, split by its event time, one partition a day."""
 
 import dagster as dg
 import pandas as pd
 
-from feature_platform.catalog import digits
-from feature_platform.defs.partitions import arrival_days
+from feature_platform.defs.context import ProgramContext
 from feature_platform.defs.resources import StoreResource
-
-RAW = dg.AssetKey(["sources", digits.SOURCE])
-HOLDOUT = dg.AssetKey(["sources", digits.HOLDOUT_SOURCE])
 
 
 def days_in_window(context: dg.AssetExecutionContext) -> list[tuple[str, pd.Timestamp]]:
@@ -18,39 +15,47 @@ def days_in_window(context: dg.AssetExecutionContext) -> list[tuple[str, pd.Time
     return [(day.strftime("%Y-%m-%d"), day) for day in days]
 
 
-@dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            RAW,
-            group_name="sources",
-            kinds={"parquet"},
-            description="Handwritten digits (scikit-learn), one partition per day of arrival.",
-        ),
-        dg.AssetSpec(
-            HOLDOUT,
-            group_name="sources",
-            kinds={"parquet"},
-            description="True labels of the held-out split; never offered for labeling.",
-        ),
-    ],
-    partitions_def=arrival_days,
-)
-def digits_source(context: dg.AssetExecutionContext, store: StoreResource):
-    fs = store.get()
-    raw = digits.load_raw()
-    holdout = digits.holdout_labels(raw).set_index(digits.ENTITY)
-    arrived = raw["arrived_at"].dt.floor("D")
-    rows = holdout_rows = 0
-    for key, day in days_in_window(context):
-        today = raw[arrived == day]
-        if today.empty:
-            continue  # no arrivals that day: nothing to store
-        fs.sources.write(digits.SOURCE, today, partition=key)
-        labels = holdout.loc[holdout.index.intersection(today[digits.ENTITY])].reset_index()
-        fs.sources.write(digits.HOLDOUT_SOURCE, labels, partition=key)
-        rows, holdout_rows = rows + len(today), holdout_rows + len(labels)
-    yield dg.MaterializeResult(
-        asset_key=RAW,
-        metadata={"rows": rows, "days_with_arrivals": len(fs.sources.partitions(digits.SOURCE))},
+def build_source_asset(ctx: ProgramContext) -> dg.AssetsDefinition:
+    source = ctx.source
+
+    @dg.multi_asset(
+        name=f"{ctx.group}__source",
+        specs=[
+            dg.AssetSpec(
+                ctx.raw_key,
+                group_name=ctx.group,
+                kinds={"parquet", source.kind},
+                description=f"{ctx.name}: the declared {source.kind} source, one partition per "
+                f"day of arrival ({source.event_time}).",
+            ),
+            dg.AssetSpec(
+                ctx.holdout_key,
+                group_name=ctx.group,
+                kinds={"parquet"},
+                description=f"{ctx.name}: true labels of the held-out split; never offered "
+                "for labeling.",
+            ),
+        ],
+        partitions_def=ctx.arrival_days,
     )
-    yield dg.MaterializeResult(asset_key=HOLDOUT, metadata={"rows": holdout_rows})
+    def _source(context: dg.AssetExecutionContext, store: StoreResource):
+        fs = store.for_program(ctx.name)
+        raw = source.read()
+        arrived = raw[source.event_time].dt.floor("D")
+        by_day = {day: frame for day, frame in raw.groupby(arrived)}
+        rows = holdout_rows = 0
+        for key, day in days_in_window(context):
+            today = by_day.get(day)
+            if today is None or today.empty:
+                continue  # no arrivals that day: nothing to store
+            fs.sources.write(source.name, today, partition=key)
+            labels = source.holdout_labels(today)
+            fs.sources.write(source.holdout_name, labels, partition=key)
+            rows, holdout_rows = rows + len(today), holdout_rows + len(labels)
+        yield dg.MaterializeResult(
+            asset_key=ctx.raw_key,
+            metadata={"rows": rows, "days_with_arrivals": len(fs.sources.partitions(source.name))},
+        )
+        yield dg.MaterializeResult(asset_key=ctx.holdout_key, metadata={"rows": holdout_rows})
+
+    return _source

@@ -66,6 +66,9 @@ def task_to_label_studio(
     image = pixel_image(features) if with_image else None
     if image is not None:
         data["image"] = image
+    else:
+        # Tabular (or any non-image) samples render as a table: `<Table value="$table"/>`.
+        data["table"] = {k: _cell(v) for k, v in features.items()}
     exported: dict[str, Any] = {"data": data}
     if top:
         exported["predictions"] = [
@@ -99,6 +102,10 @@ def task_to_label_studio(
         "created_at": task.created_at.isoformat(),
     }
     return exported
+
+
+def _cell(value: Any) -> Any:
+    return round(float(value), 4) if isinstance(value, int | float) else value
 
 
 def export_tasks(

@@ -1,0 +1,206 @@
+"""A user's project: a folder with `programs/*.yaml` templates and Python feature modules,
+loaded the way a Dagster code location is (the folder goes on `sys.path`).
+
+Each program runs on its own stores, under `FP_HOME/programs/<name>/`: its raw sources,
+feature sets, queue, labels and snapshots never mix with another program's, so a round of one
+never blocks or retrains another. The template registry lives in the platform database.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from feature_platform.errors import FeaturePlatformError
+from feature_platform.feature_store import FeatureStore
+from feature_platform.names import path_under
+from feature_platform.programs.model import Program
+from feature_platform.programs.registry import TemplateRegistry
+from feature_platform.programs.template import (
+    ProgramTemplate,
+    TemplateError,
+    TemplateValidationError,
+)
+from feature_platform.settings import Settings
+from feature_platform.store.db import create_engine
+from feature_platform.store.feature_set import FeatureSetSpec
+from feature_platform.store.sources import SourceSpec
+
+PROGRAMS_DIR = "programs"
+
+
+@dataclass(frozen=True)
+class ProgramDefinition:
+    """One program as a code location runs it: its template (and version, when published),
+    the core `Program` (with any overrides), its source and feature set specs."""
+
+    template: ProgramTemplate
+    version: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.template.name
+
+    @property
+    def program(self) -> Program:
+        version = f"{self.name}@{self.version}" if self.version else None
+        return self.template.program(version, **self.overrides)
+
+    @property
+    def source(self) -> SourceSpec:
+        return self.template.source()
+
+    @property
+    def feature_sets(self) -> list[FeatureSetSpec]:
+        return self.template.feature_sets()
+
+    @property
+    def aliases(self) -> dict[str, str]:
+        return dict(self.template.resolved["aliases"])
+
+    @property
+    def model_name(self) -> str:
+        return self.template.model_name
+
+    def with_overrides(self, **overrides: Any) -> ProgramDefinition:
+        return ProgramDefinition(self.template, self.version, {**self.overrides, **overrides})
+
+
+def template_files(project_dir: Path) -> list[Path]:
+    folder = Path(project_dir) / PROGRAMS_DIR
+    return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+
+
+def load_templates(project_dir: Path) -> list[ProgramTemplate]:
+    """Every template of the project, parsed (not validated); the folder joins sys.path so
+    `features.xxx:SPEC` import paths resolve."""
+    project_dir = Path(project_dir).resolve()
+    if str(project_dir) not in sys.path:
+        sys.path.insert(0, str(project_dir))
+    return [ProgramTemplate.from_file(p, project_dir) for p in template_files(project_dir)]
+
+
+def validate_project(project_dir: Path, check_data: bool = True) -> dict[str, list[TemplateError]]:
+    """Errors per template file (empty lists for valid ones), duplicate program names included."""
+    found: dict[str, list[TemplateError]] = {}
+    seen: dict[str, str] = {}
+    for path in template_files(project_dir):
+        try:
+            template = ProgramTemplate.from_file(path, Path(project_dir).resolve())
+        except TemplateValidationError as exc:
+            found[str(path)] = exc.errors
+            continue
+        load_templates(project_dir)  # sys.path
+        errors = template.validate(check_data)
+        if template.name in seen:
+            errors.append(
+                TemplateError(
+                    "name",
+                    f"duplicate program name {template.name!r} (also in {seen[template.name]})",
+                )
+            )
+        seen.setdefault(template.name, str(path))
+        found[str(path)] = errors
+    return found
+
+
+def load_project(
+    project_dir: Path, check_data: bool = False, registry: Any | None = None
+) -> list[ProgramDefinition]:
+    """The project's programs, validated (all errors of all files in one exception). With a
+    `TemplateRegistry`, each program runs under the published version matching its content
+    (recorded on every model it trains); an unpublished template runs as a draft."""
+    problems = {p: e for p, e in validate_project(project_dir, check_data).items() if e}
+    if problems:
+        errors = [
+            TemplateError(f"{Path(p).name}:{e.path}", e.message)
+            for p, es in problems.items()
+            for e in es
+        ]
+        raise TemplateValidationError(f"project {project_dir}", errors)
+    templates = load_templates(project_dir)
+    if registry is None:
+        return [ProgramDefinition(t) for t in templates]
+    return [ProgramDefinition(t, registry.version_of(t)) for t in templates]
+
+
+# -- each program's own stores ---------------------------------------------------------------
+
+
+def program_settings(base: Settings, name: str) -> Settings:
+    """The stores of program `name`: files under `<home>/programs/<name>/`; on an embedded
+    SQLite database its own file there; on another database (Postgres) its own schema
+    `fp_<name>` in the same database. MLflow is shared (each program registers its own model).
+    """
+    home = path_under(base.home, PROGRAMS_DIR, name, what="program name")
+    url = sa.engine.make_url(base.database_url)
+    if url.get_backend_name() == "sqlite":
+        database_url = f"sqlite:///{home / 'platform.db'}"
+    else:
+        database_url = url.update_query_dict(
+            {"options": f"-csearch_path={program_schema(name)}"}
+        ).render_as_string(hide_password=False)
+    return Settings(
+        home=home,
+        database_url=database_url,
+        offline_dir=path_under(base.offline_dir, PROGRAMS_DIR, name, what="program name"),
+        mlflow_tracking_uri=base.mlflow_tracking_uri,
+        mlflow_artifact_dir=base.mlflow_artifact_dir,
+    )
+
+
+def program_schema(name: str) -> str:
+    return "fp_" + "".join(c if c.isalnum() else "_" for c in name.lower())
+
+
+def ensure_program_database(base: Settings, name: str) -> None:
+    """Create the program's Postgres schema if missing (SQLite files create themselves)."""
+    url = sa.engine.make_url(base.database_url)
+    if url.get_backend_name() == "sqlite":
+        return
+    engine = sa.create_engine(base.database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{program_schema(name)}"'))
+    finally:
+        engine.dispose()
+
+
+def find_program(programs: list[ProgramDefinition], name: str) -> ProgramDefinition:
+    for definition in programs:
+        if definition.name == name:
+            return definition
+    raise FeaturePlatformError(
+        f"No program {name!r} in this code location; programs: {[p.name for p in programs]}."
+    )
+
+
+def ensure_default_aliases(store: FeatureStore, name: str, aliases: dict[str, str]) -> None:
+    """Point each of the template's aliases at its version unless a user already moved it."""
+    current = store.registry.aliases(name)
+    versions = store.registry.versions(name)
+    for alias, version in aliases.items():
+        if alias not in current and version in versions:
+            store.set_alias(name, alias, version)
+
+
+def bootstrap_program(store: FeatureStore, definition: ProgramDefinition) -> None:
+    """Load the program's declared source and publish its feature set versions in one go (the
+    plain-Python path; the Dagster assets run the same steps by day of arrival)."""
+    source = definition.source
+    raw = source.read()
+    store.sources.write(source.name, raw)
+    store.sources.write(source.holdout_name, source.holdout_labels(raw))
+    for spec in definition.feature_sets:
+        store.materialize(spec, raw)
+        ensure_default_aliases(store, spec.name, definition.aliases)
+
+
+def template_registry(settings: Settings) -> TemplateRegistry:
+    """The published templates, in the platform database."""
+    return TemplateRegistry(create_engine(settings.database_url))
