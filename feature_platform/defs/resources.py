@@ -11,7 +11,7 @@ from feature_platform.feature_store import FeatureStore
 from feature_platform.learning.rounds import Program
 from feature_platform.learning.stopping import StoppingRules
 from feature_platform.learning.tracking import ModelTracker
-from feature_platform.settings import Settings
+from feature_platform.settings import Settings, offline_location
 
 
 @functools.cache
@@ -40,7 +40,7 @@ class StoreResource(dg.ConfigurableResource):
         return Settings(
             home=Path(self.home),
             database_url=self.database_url,
-            offline_dir=Path(self.offline_dir),
+            offline_dir=offline_location(self.offline_dir),
             mlflow_tracking_uri=embedded.mlflow_tracking_uri,
             mlflow_artifact_dir=embedded.mlflow_artifact_dir,
         )

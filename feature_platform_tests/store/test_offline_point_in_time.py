@@ -16,7 +16,7 @@ from store_test_support import T0, make_store, minutes, rows, spec
 
 from feature_platform.errors import SchemaMismatchError, UnknownFeatureError
 from feature_platform.store.feature_set import EVENT_TIMESTAMP
-from feature_platform.store.offline import OfflineStore
+from feature_platform.store.offline import OfflineIndexWarning, OfflineStore
 
 MIXED = spec(features={"x": "float64", "n": "int64", "tag": "str"})
 FSV = MIXED.as_version("active")
@@ -312,10 +312,13 @@ def test_the_persisted_index_serves_a_new_process_and_never_a_stale_one(tmp_path
     newest = OfflineStore(tmp_path, persist_index_min_bytes=0).point_in_time(frame, [(fsv, ["x"])])
     assert newest["x"].fillna(-1).tolist() == [100.0, 19.0, -1.0]
     assert len(list(index_dir.iterdir())) == 1
-    # A damaged index is skipped, never trusted.
+    # A damaged index is reported and skipped, never trusted.
     for array in next(index_dir.iterdir()).glob("*.npy"):
         array.write_bytes(b"garbage")
-    damaged = OfflineStore(tmp_path, persist_index_min_bytes=0).point_in_time(frame, [(fsv, ["x"])])
+    with pytest.warns(OfflineIndexWarning, match="damaged"):
+        damaged = OfflineStore(tmp_path, persist_index_min_bytes=0).point_in_time(
+            frame, [(fsv, ["x"])]
+        )
     pd.testing.assert_frame_equal(newest, damaged)
 
 
