@@ -4,6 +4,7 @@ matter by name: backfills, TTL, time zones, key types, empty inputs and bad inpu
 from __future__ import annotations
 
 import tempfile
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -52,12 +53,7 @@ snapshot_rows = st.dictionaries(
 )
 
 
-@settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-@given(
+cases = given(
     snapshots=st.lists(st.tuples(snapshot_rows, st.integers(0, 4)), max_size=4),
     entity_rows=st.lists(st.tuples(st.integers(0, 7), st.integers(-2, 13)), max_size=10),
     ttl=st.none() | st.integers(0, 5),
@@ -65,63 +61,88 @@ snapshot_rows = st.dictionaries(
     text_keys=st.booleans(),
     stored_text_keys=st.booleans(),
 )
+_SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=_SLOW_OK)
+@cases
 def test_point_in_time_matches_a_brute_force_oracle(
     snapshots, entity_rows, ttl, zone, text_keys, stored_text_keys
 ) -> None:
     with tempfile.TemporaryDirectory() as root:
-        offline = OfflineStore(Path(root))
-        stored: list[dict] = []
-        paths = []
-        for number, (data, created) in enumerate(snapshots):
-            frame = pd.DataFrame(
+        _check_against_oracle(
+            OfflineStore(Path(root)), snapshots, entity_rows, ttl, zone, text_keys, stored_text_keys
+        )
+
+
+@settings(
+    max_examples=60,  # each example is a few dozen requests to the S3 server
+    deadline=None,
+    suppress_health_check=[*_SLOW_OK, HealthCheck.function_scoped_fixture],
+)
+@cases
+def test_point_in_time_on_object_storage_matches_the_oracle(
+    s3_env, snapshots, entity_rows, ttl, zone, text_keys, stored_text_keys
+) -> None:
+    offline = OfflineStore(f"{s3_env}/{uuid.uuid4().hex[:8]}")
+    _check_against_oracle(offline, snapshots, entity_rows, ttl, zone, text_keys, stored_text_keys)
+
+
+def _check_against_oracle(
+    offline: OfflineStore, snapshots, entity_rows, ttl, zone, text_keys, stored_text_keys
+) -> None:
+    stored: list[dict] = []
+    paths = []
+    for number, (data, created) in enumerate(snapshots):
+        frame = pd.DataFrame(
+            {
+                "item_id": [str(k) if stored_text_keys else k for k, _ in data],
+                EVENT_TIMESTAMP: [T0 + minutes(m) for _, m in data],
+                "x": [v[0] for v in data.values()],
+                "n": [v[1] for v in data.values()],
+                "tag": [v[2] for v in data.values()],
+            }
+        )
+        if frame.empty:
+            frame = frame.astype({"item_id": "str" if stored_text_keys else "int64"})
+        info = offline.write_snapshot(FSV, frame, created_at=T0 + minutes(created))
+        paths.append(info.path)
+        for position, ((key, event), (x, n, tag)) in enumerate(data.items()):
+            stored.append(
                 {
-                    "item_id": [str(k) if stored_text_keys else k for k, _ in data],
-                    EVENT_TIMESTAMP: [T0 + minutes(m) for _, m in data],
-                    "x": [v[0] for v in data.values()],
-                    "n": [v[1] for v in data.values()],
-                    "tag": [v[2] for v in data.values()],
+                    "key": str(key),
+                    "event": event,
+                    "created": created,
+                    "file": number,
+                    "row": position,
+                    "x": x,
+                    "n": n,
+                    "tag": tag,
                 }
             )
-            if frame.empty:
-                frame = frame.astype({"item_id": "str" if stored_text_keys else "int64"})
-            info = offline.write_snapshot(FSV, frame, created_at=T0 + minutes(created))
-            paths.append(info.path)
-            for position, ((key, event), (x, n, tag)) in enumerate(data.items()):
-                stored.append(
-                    {
-                        "key": str(key),
-                        "event": event,
-                        "created": created,
-                        "file": number,
-                        "row": position,
-                        "x": x,
-                        "n": n,
-                        "tag": tag,
-                    }
-                )
-        # Files are read in name order (created stamp, then a random id): use that order.
-        order = {p: i for i, p in enumerate(sorted(paths))}
-        for row in stored:
-            row["file"] = order[paths[row["file"]]]
+    # Files are read in name order (created stamp, then a random id): use that order.
+    order = {p: i for i, p in enumerate(sorted(paths))}
+    for row in stored:
+        row["file"] = order[paths[row["file"]]]
 
-        stamps = pd.Series([T0 + minutes(m) for _, m in entity_rows], dtype="datetime64[ns, UTC]")
-        stamps = stamps.dt.tz_convert(zone) if zone else stamps.dt.tz_localize(None)
-        stamps.index = pd.Index([100 - i for i in range(len(entity_rows))], name="idx")
-        entity_df = pd.DataFrame(
-            {
-                "item_id": [str(k) if text_keys else k for k, _ in entity_rows],
-                EVENT_TIMESTAMP: stamps,
-                "label": [f"row{i}" for i in range(len(entity_rows))],
-            },
-            index=stamps.index,
-        )
-        if entity_df.empty:
-            entity_df["item_id"] = entity_df["item_id"].astype("int64")
-        result = offline.point_in_time(
-            entity_df,
-            [(FSV, ["x", "n", "tag"])],
-            ttl=None if ttl is None else timedelta(minutes=ttl),
-        )
+    stamps = pd.Series([T0 + minutes(m) for _, m in entity_rows], dtype="datetime64[ns, UTC]")
+    stamps = stamps.dt.tz_convert(zone) if zone else stamps.dt.tz_localize(None)
+    stamps.index = pd.Index([100 - i for i in range(len(entity_rows))], name="idx")
+    entity_df = pd.DataFrame(
+        {
+            "item_id": [str(k) if text_keys else k for k, _ in entity_rows],
+            EVENT_TIMESTAMP: stamps,
+            "label": [f"row{i}" for i in range(len(entity_rows))],
+        },
+        index=stamps.index,
+    )
+    if entity_df.empty:
+        entity_df["item_id"] = entity_df["item_id"].astype("int64")
+    result = offline.point_in_time(
+        entity_df,
+        [(FSV, ["x", "n", "tag"])],
+        ttl=None if ttl is None else timedelta(minutes=ttl),
+    )
 
     expected = _oracle(stored, [(str(k), m) for k, m in entity_rows], ttl)
     assert list(result.columns) == ["item_id", EVENT_TIMESTAMP, "label", "x", "n", "tag"]
@@ -143,8 +164,9 @@ def test_point_in_time_matches_a_brute_force_oracle(
 
 # -- named cases ---------------------------------------------------------------------------
 @pytest.fixture
-def fs(tmp_path):
-    store = make_store(tmp_path)
+def fs(tmp_path, offline_root):
+    """A feature store whose offline store is on each backend in turn (local, S3)."""
+    store = make_store(tmp_path, offline_dir=offline_root)
     store.apply(spec())
     return store
 
