@@ -139,8 +139,11 @@ class _Prepared:
     search_key: np.ndarray  # code * (len(ts_unique) + 1) + rank of event time, ascending
     order: np.ndarray  # sorted position -> row in file order
     numeric: list[str]
-    values: np.ndarray  # (rows + 1, numeric features) float64, row-major; last row all NaN
+    # (rows + 1, numeric features) float64, row-major, last row all NaN; None when the
+    # version is larger than memory allows: `reader` then fetches the rows asked for.
+    values: np.ndarray | None
     others: dict[str, Any]  # non-numeric feature -> array in file order
+    reader: _RowReader | None = None
     _text_index: pd.Index | None = None
     _segments: tuple | None = None
 
@@ -165,7 +168,7 @@ class _Prepared:
 
     def source_rows(self, rows: np.ndarray) -> np.ndarray:
         """File-order rows for sorted positions `rows`; -1 becomes the all-missing row."""
-        missing = self.values.shape[0] - 1
+        missing = len(self.order)
         if len(self.order) == 0:
             return np.full(len(rows), missing, dtype=np.int64)
         return np.where(rows >= 0, self.order[np.clip(rows, 0, None)], missing)
@@ -174,6 +177,14 @@ class _Prepared:
         """Every feature of `fsv` at sorted positions `rows`, one row each, in its feature
         order: float64 when all are numeric, else an object matrix."""
         source = self.source_rows(rows)
+        if self.reader is not None:
+            fetched = self.reader.take(source, fsv.feature_names)
+            if len(self.numeric) == len(fsv.features):
+                return np.ascontiguousarray(np.vstack(list(fetched.values())).T)
+            out = np.empty((len(rows), len(fsv.features)), dtype=object)
+            for j, feature in enumerate(fsv.feature_names):
+                out[:, j] = np.asarray(fetched[feature], dtype=object)
+            return out
         if len(self.numeric) == len(fsv.features):
             return np.take(self.values, source, axis=0, mode="clip")
         out = np.empty((len(rows), len(fsv.features)), dtype=object)
@@ -220,6 +231,7 @@ class OfflineStore:
         cache_versions: int = 8,
         persist_index_min_bytes: int | None = 1 << 20,
         orphan_grace: timedelta = timedelta(hours=1),
+        in_memory_max_bytes: int | None = 2 << 30,
     ) -> None:
         """`root`: a directory, or `s3://bucket/prefix` (see `offline_fs`). `cache_versions`:
         sorted versions kept in memory. `persist_index_min_bytes`: a version's sorted index
@@ -227,12 +239,16 @@ class OfflineStore:
         read back memory-mapped on a local disk) once its values take at least this many
         bytes, so a new process skips re-reading and re-sorting the Parquet; None turns that
         off. `orphan_grace`: temporary files a crashed write left behind are deleted once
-        older than this (a younger one may belong to a write still running)."""
+        older than this (a younger one may belong to a write still running).
+        `in_memory_max_bytes`: a version whose feature values would take more is kept
+        out of core: only its keys and times are loaded and sorted, and each retrieval reads
+        just the Parquet row groups holding the rows it returns (None: always in memory)."""
         self.location = OfflineLocation(root)
         self.root = Path(root) if self.location.local else str(root)
         self.cache_versions = cache_versions
         self.persist_index_min_bytes = persist_index_min_bytes
         self.orphan_grace = orphan_grace
+        self.in_memory_max_bytes = in_memory_max_bytes
         self._cache: OrderedDict[str, _Prepared] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -353,7 +369,10 @@ class OfflineStore:
         threshold = self.persist_index_min_bytes
         if threshold is None:
             return
-        if sum(size for _, size, _ in self._signature(fsv)) >= threshold:
+        stored = sum(size for _, size, _ in self._signature(fsv))
+        if self.in_memory_max_bytes is not None and stored > self.in_memory_max_bytes:
+            return  # kept out of core: values are never held, so there is nothing to save
+        if stored >= threshold:
             self._prepared(fsv)
 
     def _stored_entity_dtype(self, fsv: FeatureSetVersion) -> str | None:
@@ -377,13 +396,22 @@ class OfflineStore:
 
     def _read_table(self, fsv: FeatureSetVersion, path: str, columns: list[str]) -> pa.Table:
         """One snapshot's columns; any failure names the file."""
+        return self._read(fsv, path, self._parquet_file(fsv, path), columns)
+
+    def _parquet_file(self, fsv: FeatureSetVersion, path: str) -> pq.ParquetFile:
+        """A snapshot opened with its footer read (page checksums verified on reads)."""
         try:
-            return pq.read_table(
-                path,
-                columns=columns,
-                filesystem=self.location.fs,
-                page_checksum_verification=True,
+            return pq.ParquetFile(
+                path, filesystem=self.location.fs, page_checksum_verification=True
             )
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise self._unreadable(fsv, path, exc) from exc
+
+    def _read(
+        self, fsv: FeatureSetVersion, path: str, parquet: pq.ParquetFile, columns: list[str]
+    ) -> pa.Table:
+        try:
+            return parquet.read(columns=columns)
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise self._unreadable(fsv, path, exc) from exc
 
@@ -545,6 +573,17 @@ class OfflineStore:
     ) -> pd.DataFrame:
         """Feature values at sorted positions `rows` (-1 -> missing) in output dtypes."""
         source = prepared.source_rows(rows)
+        if prepared.reader is not None:
+            fetched = prepared.reader.take(source, features)
+            return pd.DataFrame(
+                {
+                    f: pd.Series(fetched[f], dtype=output_dtype(fsv.features[f]))
+                    if f not in prepared.numeric
+                    else fetched[f]
+                    for f in features
+                },
+                index=pd.RangeIndex(len(rows)),
+            )
         numeric = [f for f in features if f in prepared.numeric]
         frame = pd.DataFrame(index=pd.RangeIndex(len(rows)))
         if numeric:
@@ -625,8 +664,8 @@ class OfflineStore:
         index without its meta is never read). Locally in a staging folder renamed at the
         end; on object storage in place."""
         threshold = self.persist_index_min_bytes
-        if threshold is None or not prepared.files or prepared.others:
-            return  # off, nothing stored, or text features (numpy files hold numbers only)
+        if threshold is None or not prepared.files or prepared.others or prepared.values is None:
+            return  # off, nothing stored, text features (numpy holds numbers), out of core
         if prepared.values.nbytes < threshold:
             return
         loc = self.location
@@ -738,9 +777,18 @@ class OfflineStore:
     ) -> _Prepared:
         """The rows of `files`, sorted for point-in-time search (straight from Arrow: no
         intermediate DataFrame)."""
-        columns = [fsv.entity, EVENT_TIMESTAMP, CREATED_TIMESTAMP, *fsv.feature_names]
-        tables = [self._read_table(fsv, str(f), columns) for f in files]
+        keys = [fsv.entity, EVENT_TIMESTAMP, CREATED_TIMESTAMP]
         numeric = [f for f, d in fsv.features.items() if is_numeric_dtype(d)]
+        paths = [str(f) for f in files]
+        parquet = [self._parquet_file(fsv, path) for path in paths]
+        counts = [pf.metadata.num_rows for pf in parquet]
+        limit = self.in_memory_max_bytes
+        out_of_core = limit is not None and sum(counts) * len(fsv.features) * 8 > limit
+        columns = keys if out_of_core else [*keys, *fsv.feature_names]
+        tables = [
+            self._read(fsv, path, pf, columns) for path, pf in zip(paths, parquet, strict=True)
+        ]
+        del parquet
         if not tables:
             return _Prepared(
                 files=signature,
@@ -775,13 +823,20 @@ class OfflineStore:
         codes, event_ns, created_ns = codes[order], event_ns[order], created_ns[order]
         ts_unique = np.unique(event_ns)
         rank = np.searchsorted(ts_unique, event_ns, side="right")
-        values = np.empty((len(codes) + 1, len(numeric)), dtype=np.float64)
-        for j, feature in enumerate(numeric):
-            values[:-1, j] = table.column(feature).to_numpy(zero_copy_only=False)
-        values[-1] = np.nan
-        others = {
-            f: table.column(f).to_pandas().array for f in fsv.feature_names if f not in numeric
-        }
+        values, others, reader = None, {}, None
+        if out_of_core:
+            starts = np.zeros(len(counts) + 1, dtype=np.int64)
+            np.cumsum(counts, out=starts[1:])
+            reader = _RowReader(self, fsv, paths, starts)
+        else:
+            values = np.empty((len(codes) + 1, len(numeric)), dtype=np.float64)
+            for j, feature in enumerate(numeric):
+                values[:-1, j] = table.column(feature).to_numpy(zero_copy_only=False)
+            values[-1] = np.nan
+            others = {
+                f: table.column(f).to_pandas().array for f in fsv.feature_names if f not in numeric
+            }
+        del table
         return _Prepared(
             files=signature,
             entity_dtype=entity_dtype,
@@ -795,7 +850,63 @@ class OfflineStore:
             numeric=numeric,
             values=values,
             others=others,
+            reader=reader,
         )
+
+
+class _RowReader:
+    """Feature values of an out-of-core version, fetched on demand: for the file-order rows
+    asked for, only the row groups holding them are read, one at a time, and only those
+    rows are kept (memory: the answer plus one row group)."""
+
+    def __init__(
+        self, store: OfflineStore, fsv: FeatureSetVersion, paths: list[str], starts: np.ndarray
+    ) -> None:
+        self.store, self.fsv, self.paths, self.starts = store, fsv, paths, starts
+
+    def take(self, source: np.ndarray, features: list[str]) -> dict[str, Any]:
+        """{feature: values at `source`} (rows past the end: missing). Numeric features come
+        back float64 with NaN, others as object arrays with None."""
+        n = len(source)
+        numeric = set(f for f in features if is_numeric_dtype(self.fsv.features[f]))
+        out: dict[str, Any] = {
+            f: np.full(n, np.nan) if f in numeric else np.full(n, None, dtype=object)
+            for f in features
+        }
+        if not features:
+            return out
+        wanted = np.flatnonzero(source < self.starts[-1])
+        rows = source[wanted]
+        by_row = np.argsort(rows, kind="stable")
+        rows, wanted = rows[by_row], wanted[by_row]
+        file_of = np.searchsorted(self.starts, rows, side="right") - 1
+        for number in np.unique(file_of):
+            lo, hi = np.searchsorted(file_of, [number, number + 1])
+            local, dest = rows[lo:hi] - self.starts[number], wanted[lo:hi]
+            path = self.paths[number]
+            parquet = self.store._parquet_file(self.fsv, path)
+            meta = parquet.metadata
+            group_starts = np.zeros(meta.num_row_groups + 1, dtype=np.int64)
+            np.cumsum(
+                [meta.row_group(g).num_rows for g in range(meta.num_row_groups)],
+                out=group_starts[1:],
+            )
+            group_of = np.searchsorted(group_starts, local, side="right") - 1
+            for group in np.unique(group_of):
+                a, b = np.searchsorted(group_of, [group, group + 1])
+                try:
+                    table = parquet.read_row_group(int(group), columns=features)
+                except (pa.ArrowException, OSError, ValueError) as exc:
+                    raise self.store._unreadable(self.fsv, path, exc) from exc
+                picked = table.take(pa.array(local[a:b] - group_starts[group]))
+                del table
+                for feature in features:
+                    column = picked.column(feature)
+                    if feature in numeric:
+                        out[feature][dest[a:b]] = column.to_numpy(zero_copy_only=False)
+                    else:
+                        out[feature][dest[a:b]] = column.to_pandas().to_numpy(dtype=object)
+        return out
 
 
 _SEGMENT_SEARCH_MAX = 4096  # longer histories: one global binary search is as fast

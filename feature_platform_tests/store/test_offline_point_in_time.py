@@ -60,6 +60,7 @@ cases = given(
     zone=st.sampled_from(ZONES),
     text_keys=st.booleans(),
     stored_text_keys=st.booleans(),
+    out_of_core=st.booleans(),  # values held in memory, or read from the row groups needed
 )
 _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
 
@@ -67,11 +68,12 @@ _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
 @settings(max_examples=150, deadline=None, suppress_health_check=_SLOW_OK)
 @cases
 def test_point_in_time_matches_a_brute_force_oracle(
-    snapshots, entity_rows, ttl, zone, text_keys, stored_text_keys
+    snapshots, entity_rows, ttl, zone, text_keys, stored_text_keys, out_of_core
 ) -> None:
     with tempfile.TemporaryDirectory() as root:
+        offline = OfflineStore(Path(root), in_memory_max_bytes=0 if out_of_core else None)
         _check_against_oracle(
-            OfflineStore(Path(root)), snapshots, entity_rows, ttl, zone, text_keys, stored_text_keys
+            offline, snapshots, entity_rows, ttl, zone, text_keys, stored_text_keys
         )
 
 
@@ -82,9 +84,10 @@ def test_point_in_time_matches_a_brute_force_oracle(
 )
 @cases
 def test_point_in_time_on_object_storage_matches_the_oracle(
-    s3_env, snapshots, entity_rows, ttl, zone, text_keys, stored_text_keys
+    s3_env, snapshots, entity_rows, ttl, zone, text_keys, stored_text_keys, out_of_core
 ) -> None:
-    offline = OfflineStore(f"{s3_env}/{uuid.uuid4().hex[:8]}")
+    root = f"{s3_env}/{uuid.uuid4().hex[:8]}"
+    offline = OfflineStore(root, in_memory_max_bytes=0 if out_of_core else None)
     _check_against_oracle(offline, snapshots, entity_rows, ttl, zone, text_keys, stored_text_keys)
 
 
@@ -370,3 +373,43 @@ def test_long_histories_use_the_global_search_with_the_same_answers(tmp_path, mo
     )
     pd.testing.assert_frame_equal(segmented, global_search)
     assert segmented["x"].notna().sum() > 100  # a real comparison, not all-missing
+
+
+def test_out_of_core_reads_only_the_row_groups_it_returns(tmp_path, monkeypatch) -> None:
+    """A version larger than memory allows keeps only keys and times in memory; a retrieval
+    reads just the row groups holding its answers, with the same answers as in memory."""
+    import pyarrow.parquet as pq
+
+    fsv = spec().as_version("active")
+    for batch in range(3):  # entities 0-99, 100-199, 200-299: one snapshot each
+        keys = range(batch * 100, batch * 100 + 100)
+        frame = rows(keys, np.arange(100.0) + batch * 1000, at=T0 + minutes(batch))
+        OfflineStore(tmp_path).write_snapshot(fsv, frame, created_at=T0 + minutes(batch))
+    frame = pd.DataFrame(
+        {"item_id": [150, 101, 999, 199], EVENT_TIMESTAMP: [T0 + minutes(5)] * 3 + [T0]}
+    )
+    in_memory = OfflineStore(tmp_path, in_memory_max_bytes=None)
+    expected = in_memory.point_in_time(frame, [(fsv, ["x", "y"])])
+    assert in_memory.prepared(fsv).values is not None
+
+    read = []
+    original = pq.ParquetFile.read_row_group
+
+    def counting(self, i, *args, **kwargs):
+        read.append(i)
+        return original(self, i, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", counting)
+    out_of_core = OfflineStore(tmp_path, in_memory_max_bytes=1000)
+    got = out_of_core.point_in_time(frame, [(fsv, ["x", "y"])])
+    assert out_of_core.prepared(fsv).values is None
+    pd.testing.assert_frame_equal(got, expected)
+    assert got["x"].fillna(-1).tolist() == [1050.0, 1001.0, -1.0, -1.0]
+    assert len(read) == 1  # one row group of the middle snapshot; nothing else read
+    latest = out_of_core.latest(fsv)
+    assert len(latest) == 300 and latest["x"].max() == 2099.0
+    # What materializing online reads: every entity's newest row, the same either way.
+    ours, theirs = out_of_core.prepared(fsv), in_memory.prepared(fsv)
+    np.testing.assert_array_equal(
+        ours.feature_rows(fsv, ours.last_rows()), theirs.feature_rows(fsv, theirs.last_rows())
+    )
