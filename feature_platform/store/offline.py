@@ -55,7 +55,7 @@ from feature_platform.store.feature_set import (
     is_numeric_dtype,
     output_dtype,
 )
-from feature_platform.store.offline_fs import HashingWriter, OfflineLocation
+from feature_platform.store.offline_fs import HashingWriter, OfflineLocation, checksum
 
 try:  # public since pandas 3 (what pyarrow uses): a frame over existing arrays, no copy
     from pandas.api.internals import create_dataframe_from_blocks
@@ -235,7 +235,7 @@ class OfflineStore:
     ) -> None:
         """`root`: a directory, or `s3://bucket/prefix` (see `offline_fs`). `cache_versions`:
         sorted versions kept in memory. `persist_index_min_bytes`: a version's sorted index
-        is also saved next to its snapshots (`.index/`, numpy files with their sha256,
+        is also saved next to its snapshots (`.index/`, numpy files with their checksums,
         read back memory-mapped on a local disk) once its values take at least this many
         bytes, so a new process skips re-reading and re-sorting the Parquet; None turns that
         off. `orphan_grace`: temporary files a crashed write left behind are deleted once
@@ -660,7 +660,7 @@ class OfflineStore:
         return f"{self._dir(fsv)}/.index/{digest}"
 
     def _save_index(self, fsv: FeatureSetVersion, prepared: _Prepared) -> None:
-        """Write the index's arrays, each with its sha256 in `meta.json` (written last: an
+        """Write the index's arrays, each with its checksum in `meta.json` (written last: an
         index without its meta is never read). Locally in a staging folder renamed at the
         end; on object storage in place."""
         threshold = self.persist_index_min_bytes
@@ -691,7 +691,7 @@ class OfflineStore:
                 "files": prepared.files,
                 "entity_dtype": prepared.entity_dtype,
                 "numeric": prepared.numeric,
-                "sha256": checksums,
+                "xxh3_128": checksums,
             }
             loc.write_bytes(f"{staging}/meta.json", json.dumps(meta).encode())
             if staging != final:
@@ -727,7 +727,7 @@ class OfflineStore:
             return self._discard_index(fsv, directory, f"meta.json unreadable ({exc})")
         try:
             meta = json.loads(meta_bytes)
-            checksums = meta["sha256"]
+            checksums = meta["xxh3_128"]
             if (
                 meta["format"] != INDEX_FORMAT
                 or meta["fingerprint"] != fsv.fingerprint
@@ -746,7 +746,7 @@ class OfflineStore:
                     arrays[name] = np.load(path, mmap_mode=mode, allow_pickle=False)
                 else:
                     data = loc.read_bytes(path)
-                    if hashlib.sha256(data).hexdigest() != checksums[name]:
+                    if checksum(data) != checksums[name]:
                         return self._discard_index(fsv, directory, f"{name}.npy checksum")
                     arrays[name] = np.load(io.BytesIO(data), allow_pickle=False)
         except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -9,7 +9,7 @@ variables or the machine's AWS configuration, never from the URL). Everything go
 
 from __future__ import annotations
 
-import hashlib
+import mmap
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.fs as pafs
+import xxhash
 
 from feature_platform.errors import FeaturePlatformError
 
@@ -134,8 +135,15 @@ class OfflineLocation:
         return self.fs.open_output_stream(path)
 
     def digest(self, path: str) -> str:
-        """sha256 of a file's bytes, read in chunks."""
-        digest = hashlib.sha256()
+        """The checksum (`checksum`) of a file's bytes: memory-mapped on a local disk (no
+        copy), read in chunks from an object store."""
+        if self.local:
+            with open(path, "rb") as file:
+                if os.fstat(file.fileno()).st_size == 0:
+                    return checksum(b"")
+                with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                    return checksum(mapped)
+        digest = xxhash.xxh3_128()
         with self.fs.open_input_stream(path) as stream:
             for chunk in _chunks(stream):
                 digest.update(chunk)
@@ -165,12 +173,19 @@ def _chunks(stream: pa.NativeFile) -> Iterator[bytes]:
         yield chunk
 
 
+def checksum(data: Any) -> str:
+    """XXH3-128 of `data`: detects damage at memory speed (~18 GB/s here, sha256 ~0.8), so
+    verifying a large index on every load costs little. Not a defence against an attacker
+    who can write the store (they could rewrite the Parquet as well)."""
+    return xxhash.xxh3_128_hexdigest(data)
+
+
 class HashingWriter:
-    """A write-only stream that keeps the sha256 of what went through it (for np.save)."""
+    """A write-only stream that keeps the checksum of what went through it (for np.save)."""
 
     def __init__(self, stream: pa.NativeFile) -> None:
         self._stream = stream
-        self._digest = hashlib.sha256()
+        self._digest = xxhash.xxh3_128()
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")

@@ -1,5 +1,5 @@
 """What the offline store persists is checked before it is served: the saved index carries
-sha256 digests (a damaged one is reported and rebuilt from the Parquet), damaged Parquet
+checksums (a damaged one is reported and rebuilt from the Parquet), damaged Parquet
 files are named in the error, writes are idempotent and crashed writes leave nothing behind
 for long (issue 12, items 6 and 8)."""
 
