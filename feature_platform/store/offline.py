@@ -20,7 +20,6 @@ binary search per request, with no per-row Python.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import re
@@ -55,7 +54,7 @@ from feature_platform.store.feature_set import (
     is_numeric_dtype,
     output_dtype,
 )
-from feature_platform.store.offline_fs import HashingWriter, OfflineLocation, checksum
+from feature_platform.store.offline_fs import HashingWriter, OfflineLocation
 
 try:  # public since pandas 3 (what pyarrow uses): a frame over existing arrays, no copy
     from pandas.api.internals import create_dataframe_from_blocks
@@ -554,7 +553,9 @@ class OfflineStore:
         # Rank of each row time among stored event times: stored time <= row time exactly
         # when its rank <= the row's rank, so (code, rank) pairs compare like (key, time).
         starts, longest = prepared.segments()
-        if longest <= _SEGMENT_SEARCH_MAX:
+        if longest <= _LINEAR_SCAN_MAX:
+            found = _segment_scan(prepared, starts, longest, codes, left_ns)
+        elif longest <= _SEGMENT_SEARCH_MAX:
             found = _segment_search(prepared, starts, codes, left_ns)
         else:
             rank = np.searchsorted(prepared.ts_unique, left_ns, side="right")
@@ -738,17 +739,10 @@ class OfflineStore:
                 return self._discard_index(fsv, directory, "meta.json describes other data")
             arrays = {}
             for name in self._INDEX_ARRAYS + ("values", "uniques"):
-                path = f"{directory}/{name}.npy"
-                if loc.local:  # hash the file, then map it: no copy in memory
-                    if loc.digest(path) != checksums[name]:
-                        return self._discard_index(fsv, directory, f"{name}.npy checksum")
-                    mode = None if name == "uniques" else "r"
-                    arrays[name] = np.load(path, mmap_mode=mode, allow_pickle=False)
-                else:
-                    data = loc.read_bytes(path)
-                    if checksum(data) != checksums[name]:
-                        return self._discard_index(fsv, directory, f"{name}.npy checksum")
-                    arrays[name] = np.load(io.BytesIO(data), allow_pickle=False)
+                array, digest = loc.load_array(f"{directory}/{name}.npy")
+                if digest != checksums[name]:
+                    return self._discard_index(fsv, directory, f"{name}.npy checksum")
+                arrays[name] = array
         except (OSError, ValueError, KeyError, TypeError) as exc:
             return self._discard_index(fsv, directory, f"unreadable ({exc})")
         uniques = arrays.pop("uniques")
@@ -910,6 +904,26 @@ class _RowReader:
 
 
 _SEGMENT_SEARCH_MAX = 4096  # longer histories: one global binary search is as fast
+_LINEAR_SCAN_MAX = 16  # short histories: a few vectorized steps beat a binary search's
+
+
+def _segment_scan(
+    prepared: _Prepared, starts: np.ndarray, longest: int, codes: np.ndarray, left_ns: np.ndarray
+) -> np.ndarray:
+    """Like `_segment_search`, for short histories: each entity's event times ascend, so
+    the rows at or before a time are a prefix of its segment; count them in `longest`
+    vectorized steps of one comparison each (no per-step bookkeeping)."""
+    event_ns = prepared.event_ns
+    present = codes >= 0
+    safe_codes = np.where(present, codes, 0)
+    first = starts[safe_codes]
+    length = np.where(present, starts[safe_codes + 1] - first, 0)
+    count = np.zeros(len(codes), dtype=np.int64)
+    last = len(event_ns) - 1
+    for step in range(longest):
+        position = np.minimum(first + step, last)
+        count += (step < length) & (event_ns[position] <= left_ns)
+    return np.where(count > 0, first + count - 1, -1)
 
 
 def _segment_search(

@@ -3,6 +3,7 @@ matter by name: backfills, TTL, time zones, key types, empty inputs and bad inpu
 
 from __future__ import annotations
 
+import mmap
 import tempfile
 import uuid
 from datetime import timedelta
@@ -331,7 +332,7 @@ def test_the_persisted_index_serves_a_new_process_and_never_a_stale_one(tmp_path
     fresh = OfflineStore(tmp_path, persist_index_min_bytes=0)
     again = fresh.point_in_time(frame, [(fsv, ["x"])])
     pd.testing.assert_frame_equal(first, again)
-    assert isinstance(fresh.prepared(fsv).values, np.memmap)  # read back, not rebuilt
+    assert isinstance(fresh.prepared(fsv).values.base, mmap.mmap)  # read back, not rebuilt
     # A new snapshot changes the file list: the old index is ignored, then replaced.
     writer.write_snapshot(fsv, rows([3], 100.0, at=T0 + minutes(1)), created_at=T0 + minutes(1))
     newest = OfflineStore(tmp_path, persist_index_min_bytes=0).point_in_time(frame, [(fsv, ["x"])])
@@ -347,7 +348,7 @@ def test_the_persisted_index_serves_a_new_process_and_never_a_stale_one(tmp_path
     pd.testing.assert_frame_equal(newest, damaged)
 
 
-def test_long_histories_use_the_global_search_with_the_same_answers(tmp_path, monkeypatch) -> None:
+def test_every_search_strategy_gives_the_same_answers(tmp_path, monkeypatch) -> None:
     from feature_platform.store import offline as offline_module
 
     fsv = spec().as_version("active")
@@ -366,11 +367,14 @@ def test_long_histories_use_the_global_search_with_the_same_answers(tmp_path, mo
             EVENT_TIMESTAMP: [T0 + minutes(int(m)) for m in rng.integers(-2, 33, size=300)],
         }
     )
-    segmented = store.point_in_time(frame, [(fsv, ["x", "y"])], ttl=minutes(10))
-    monkeypatch.setattr(offline_module, "_SEGMENT_SEARCH_MAX", 0)
+    scanned = store.point_in_time(frame, [(fsv, ["x", "y"])], ttl=minutes(10))
+    monkeypatch.setattr(offline_module, "_LINEAR_SCAN_MAX", 0)  # per-entity binary search
+    segmented = OfflineStore(tmp_path).point_in_time(frame, [(fsv, ["x", "y"])], ttl=minutes(10))
+    monkeypatch.setattr(offline_module, "_SEGMENT_SEARCH_MAX", 0)  # one global search
     global_search = OfflineStore(tmp_path).point_in_time(
         frame, [(fsv, ["x", "y"])], ttl=minutes(10)
     )
+    pd.testing.assert_frame_equal(scanned, segmented)
     pd.testing.assert_frame_equal(segmented, global_search)
     assert segmented["x"].notna().sum() > 100  # a real comparison, not all-missing
 
