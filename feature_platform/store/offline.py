@@ -576,15 +576,14 @@ class OfflineStore:
         source = prepared.source_rows(rows)
         if prepared.reader is not None:
             fetched = prepared.reader.take(source, features)
-            return pd.DataFrame(
-                {
-                    f: pd.Series(fetched[f], dtype=output_dtype(fsv.features[f]))
-                    if f not in prepared.numeric
-                    else fetched[f]
-                    for f in features
-                },
-                index=pd.RangeIndex(len(rows)),
-            )
+            numeric = [f for f in features if f in prepared.numeric]
+            frame = pd.DataFrame(index=pd.RangeIndex(len(rows)))
+            if numeric:  # the reader filled one block: the frame's, without a copy
+                frame = _frame_from_block(fetched[numeric[0]].base, numeric)
+            for f in features:
+                if f not in prepared.numeric:
+                    frame[f] = pd.Series(fetched[f], dtype=output_dtype(fsv.features[f])).array
+            return frame[features] if list(frame.columns) != features else frame
         numeric = [f for f in features if f in prepared.numeric]
         frame = pd.DataFrame(index=pd.RangeIndex(len(rows)))
         if numeric:
@@ -860,13 +859,13 @@ class _RowReader:
 
     def take(self, source: np.ndarray, features: list[str]) -> dict[str, Any]:
         """{feature: values at `source`} (rows past the end: missing). Numeric features come
-        back float64 with NaN, others as object arrays with None."""
+        back float64 with NaN, as rows of one (numeric features, rows) block (a frame can
+        use it without a copy), others as object arrays with None."""
         n = len(source)
-        numeric = set(f for f in features if is_numeric_dtype(self.fsv.features[f]))
-        out: dict[str, Any] = {
-            f: np.full(n, np.nan) if f in numeric else np.full(n, None, dtype=object)
-            for f in features
-        }
+        numeric = [f for f in features if is_numeric_dtype(self.fsv.features[f])]
+        block = np.full((len(numeric), n), np.nan)
+        out: dict[str, Any] = {f: block[j] for j, f in enumerate(numeric)}
+        out.update({f: np.full(n, None, dtype=object) for f in features if f not in out})
         if not features:
             return out
         wanted = np.flatnonzero(source < self.starts[-1])
