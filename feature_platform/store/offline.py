@@ -66,7 +66,7 @@ INDEX_FORMAT = 3  # bump when `_Prepared`'s arrays or the index files change mea
 _NO_ROW = -1
 _STAMP = "%Y%m%dT%H%M%S%f"
 # Exactly the temporary names `write_snapshot` makes: cleaning never touches anything else.
-_ORPHAN = re.compile(r"\.snapshot-\d{8}T\d{12}-[0-9a-f]{8,16}\.parquet\.tmp\Z")
+_ORPHAN = re.compile(r"\.snapshot-\d{8}T\d{12}-[0-9a-f]{8,16}(-[0-9a-f]{8})?\.parquet\.tmp\Z")
 _INDEX_STAGING = re.compile(r"\.tmp-[0-9a-f]{8}\Z")
 
 log = logging.getLogger(__name__)
@@ -334,7 +334,9 @@ class OfflineStore:
             TIMESTAMP_DTYPE
         )
         final = f"{directory}/{name}"
-        target = f"{directory}/.{name}.tmp" if self.location.local else final
+        # Its own temporary name: two processes writing the same rows never share a file.
+        unique = f".{name.removesuffix('.parquet')}-{uuid.uuid4().hex[:8]}.parquet.tmp"
+        target = f"{directory}/{unique}" if self.location.local else final
         # Dictionary pages only where values repeat (text); for floats they cost time for
         # nothing and slow reads down. Page checksums let a read tell damage from data.
         text = [c for c in out.columns if out[c].dtype.kind not in "iufbmM"]

@@ -131,15 +131,16 @@ def test_only_old_temporary_snapshot_files_of_the_store_are_cleaned(tmp_path) ->
     old = time.time() - 3600
     orphan = folder / ".snapshot-20260301T000000000000-0123456789abcdef.parquet.tmp"
     legacy_orphan = folder / ".snapshot-20260301T000000000000-0123abcd.parquet.tmp"
-    young = folder / ".snapshot-20260301T000100000000-fedcba9876543210.parquet.tmp"
+    named_orphan = folder / ".snapshot-20260301T000000000000-0123456789abcdef-01234567.parquet.tmp"
+    young = folder / ".snapshot-20260301T000100000000-fedcba9876543210-0badcafe.parquet.tmp"
     foreign = [folder / ".snapshot-mine.parquet.tmp", folder / "notes.tmp", folder / "x.parquet"]
-    for path in [orphan, legacy_orphan, young, *foreign]:
+    for path in [orphan, legacy_orphan, named_orphan, young, *foreign]:
         path.write_bytes(b"partial")
         if path is not young:
             os.utime(path, (old, old))
     # Opening a version (its first read) cleans too, not only writing.
     OfflineStore(tmp_path, orphan_grace=timedelta(minutes=10)).prepared(FSV)
-    assert not orphan.exists() and not legacy_orphan.exists()
+    assert not orphan.exists() and not legacy_orphan.exists() and not named_orphan.exists()
     assert young.exists() and all(p.exists() for p in foreign)
     store.write_snapshot(FSV, rows([2], 1.0), created_at=T0 + minutes(1))
     assert young.exists()  # still within the grace period: may be a write in progress
@@ -179,3 +180,21 @@ def test_an_ingest_killed_between_offline_and_online_converges_when_re_run(tmp_p
     assert fs.get_online_features(["items@v1:x"], [1, 2, 3])["x"].tolist() == [1.0, 2.0, 3.0]
     got = fs.get_historical_features(_entity_df([1, 2, 3]), ["items@v1:x"])
     assert got["x"].tolist() == [1.0, 2.0, 3.0]
+
+
+def test_concurrent_writers_of_the_same_rows_leave_one_whole_snapshot(tmp_path) -> None:
+    import threading
+
+    frame = rows(range(2000), np.arange(2000.0))
+    stores = [OfflineStore(tmp_path, persist_index_min_bytes=None) for _ in range(4)]
+    threads = [
+        threading.Thread(target=store.write_snapshot, args=(FSV, frame, T0)) for store in stores
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    fresh = OfflineStore(tmp_path, persist_index_min_bytes=None)
+    assert len(fresh.snapshots(FSV)) == 1
+    assert fresh.read(FSV)["x"].tolist() == list(np.arange(2000.0))
+    assert [p.name for p in (tmp_path / "items" / "v1").iterdir()] == [fresh.snapshots(FSV)[0].name]
