@@ -156,17 +156,17 @@ import json, sys, time
 import duckdb, pyarrow.parquet as pq
 root, frame, out, last = sys.argv[1:5]
 con = duckdb.connect()
-con.execute("SET memory_limit='4GB'")
-con.execute("SET threads=2")
+con.sql("SET memory_limit='4GB'")
+con.sql("SET threads=2")
 t0 = time.perf_counter()
-table = con.execute(f'''
+table = con.sql(f'''
     SELECT e.entity_id, e.row_number,
            f.* EXCLUDE (entity_id, event_timestamp, created_timestamp)
     FROM (SELECT *, row_number() OVER () AS row_number FROM read_parquet('{frame}')) e
     ASOF LEFT JOIN read_parquet('{root}/history/v1/snapshot-*.parquet') f
     ON e.entity_id = f.entity_id AND e.event_timestamp >= f.event_timestamp
     ORDER BY e.row_number
-''').arrow()  # the whole answer in memory, as ours returns a DataFrame
+''').to_arrow_table()  # the whole answer in memory, as ours returns a DataFrame
 seconds = time.perf_counter() - t0
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0].split()[1]
 pq.write_table(table.select(["entity_id", "f0", last]), out)
