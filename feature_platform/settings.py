@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from feature_platform.names import check_name, path_under
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -13,7 +15,7 @@ class Settings:
 
     home: Path
     database_url: str
-    offline_dir: Path
+    offline_dir: Path | str  # a directory, or an object store URL such as s3://bucket/prefix
     mlflow_tracking_uri: str
     mlflow_artifact_dir: Path
 
@@ -23,13 +25,15 @@ class Settings:
         FP_PROGRAM: that program's own stores under them, unless `scoped` is False).
 
         Anything unset falls back to a file under `home` (default `./.fp_data`), so a laptop
-        needs no server; production points the URLs at Postgres and a tracking server.
+        needs no server; production points the URLs at Postgres and a tracking server, and
+        FP_OFFLINE_DIR at shared storage (`s3://bucket/prefix`: endpoint and credentials from
+        the standard AWS variables, see `store.offline_fs`).
         """
         root = Path(home or os.environ.get("FP_HOME") or Path.cwd() / ".fp_data").resolve()
         platform = cls(
             home=root,
             database_url=os.environ.get("FP_DATABASE_URL") or f"sqlite:///{root / 'platform.db'}",
-            offline_dir=Path(os.environ.get("FP_OFFLINE_DIR") or root / "offline"),
+            offline_dir=offline_location(os.environ.get("FP_OFFLINE_DIR") or root / "offline"),
             mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI")
             or f"sqlite:///{root / 'mlflow.db'}",
             mlflow_artifact_dir=Path(os.environ.get("FP_MLFLOW_ARTIFACTS") or root / "mlartifacts"),
@@ -54,3 +58,16 @@ class Settings:
             mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
             mlflow_artifact_dir=root / "mlartifacts",
         )
+
+
+def offline_location(value: str | Path) -> Path | str:
+    """An offline store root as given: URLs stay text (a Path would fold `s3://` to `s3:/`)."""
+    return value if isinstance(value, str) and "://" in value else Path(value)
+
+
+def offline_under(root: str | Path, *names: str, what: str = "name") -> Path | str:
+    """A folder below an offline store root (a path or an object store URL), each name checked
+    by the one name rule so the result stays under `root`."""
+    if isinstance(root, str) and "://" in root:
+        return "/".join([root.rstrip("/"), *(check_name(n, what) for n in names)])
+    return path_under(root, *names, what=what)

@@ -68,7 +68,7 @@ def build_feature_check(ctx: ProgramContext, spec: FeatureSetSpec) -> dg.AssetCh
         snapshots = fs.offline.snapshots(fsv)
         if not snapshots:
             return dg.AssetCheckResult(passed=True, metadata={"rows": 0})
-        newest = pd.read_parquet(snapshots[-1])
+        newest = fs.offline.read_files(fsv, snapshots[-1:])  # local or object storage
         return _result(validate(newest, schemas.feature_set_schema(fsv)), fs, fsv.id, None)
 
     return _check

@@ -22,7 +22,7 @@ from feature_platform.feature_store import FeatureStore
 from feature_platform.governance.identity import system_actor
 from feature_platform.learning.tracking import ModelTracker
 from feature_platform.programs.project import ensure_program_database, program_settings
-from feature_platform.settings import Settings
+from feature_platform.settings import Settings, offline_location
 
 
 @functools.cache
@@ -85,7 +85,7 @@ class StoreResource(dg.ConfigurableResource):
         return Settings(
             home=Path(self.home),
             database_url=self.database_url,
-            offline_dir=Path(self.offline_dir),
+            offline_dir=offline_location(self.offline_dir),
             mlflow_tracking_uri=embedded.mlflow_tracking_uri,
             mlflow_artifact_dir=embedded.mlflow_artifact_dir,
         )

@@ -25,7 +25,7 @@ from feature_platform.programs.template import (
     TemplateError,
     TemplateValidationError,
 )
-from feature_platform.settings import Settings
+from feature_platform.settings import Settings, offline_under
 from feature_platform.store.db import create_engine
 from feature_platform.store.feature_set import FeatureSetSpec
 from feature_platform.store.sources import SourceSpec
@@ -148,7 +148,7 @@ def program_settings(base: Settings, name: str) -> Settings:
     return Settings(
         home=home,
         database_url=database_url,
-        offline_dir=path_under(base.offline_dir, PROGRAMS_DIR, name, what="program name"),
+        offline_dir=offline_under(base.offline_dir, PROGRAMS_DIR, name, what="program name"),
         mlflow_tracking_uri=base.mlflow_tracking_uri,
         mlflow_artifact_dir=base.mlflow_artifact_dir,
     )

@@ -1,8 +1,15 @@
 """Offline store: append-only Parquet snapshots per feature set version, point-in-time reads.
 
-Layout: `<root>/<name>/<version>/snapshot-<created>-<id>.parquet`, one file per write, each
-row carrying `event_timestamp` (when the value became true) and `created_timestamp` (when it
-was written). Spark, DuckDB or Polars can read a version's folder directly.
+Layout: `<root>/<name>/<version>/snapshot-<created>-<content digest>.parquet`, one file per
+write, each row carrying `event_timestamp` (when the value became true) and
+`created_timestamp` (when it was written). Spark, DuckDB or Polars can read a version's folder
+directly. The root is a local directory or an S3-compatible bucket (`s3://bucket/prefix`,
+see `offline_fs`), so workers on several machines can share one offline store.
+
+Writes are idempotent: re-writing the same rows (e.g. an ingest re-run after a crash between
+the offline and the online write) finds the snapshot by its content digest instead of
+appending a duplicate. Parquet pages carry CRC checksums, and a damaged file is named in the
+error.
 
 Reads go through an in-process cache of each version's rows, sorted once by (entity, event
 time, write time) and keyed by the exact list of snapshot files (name, size, mtime): a new
@@ -14,16 +21,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
+import logging
+import re
 import threading
+import time
 import uuid
 import warnings
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
@@ -31,7 +39,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from feature_platform.errors import SchemaMismatchError, UnknownFeatureError, closest
+from feature_platform.errors import (
+    FeaturePlatformError,
+    SchemaMismatchError,
+    UnknownFeatureError,
+    closest,
+)
+from feature_platform.names import check_name, path_under
 from feature_platform.store.db import utcnow
 from feature_platform.store.feature_set import (
     CREATED_TIMESTAMP,
@@ -40,6 +54,7 @@ from feature_platform.store.feature_set import (
     is_numeric_dtype,
     output_dtype,
 )
+from feature_platform.store.offline_fs import HashingWriter, OfflineLocation
 
 try:  # public since pandas 3 (what pyarrow uses): a frame over existing arrays, no copy
     from pandas.api.internals import create_dataframe_from_blocks
@@ -47,16 +62,31 @@ except ImportError:  # pragma: no cover - older pandas
     create_dataframe_from_blocks = None
 
 TIMESTAMP_DTYPE = "datetime64[ns, UTC]"
-INDEX_FORMAT = 2  # bump when `_Prepared`'s arrays change meaning
+INDEX_FORMAT = 3  # bump when `_Prepared`'s arrays or the index files change meaning
 _NO_ROW = -1
+_STAMP = "%Y%m%dT%H%M%S%f"
+# Exactly the temporary names `write_snapshot` makes: cleaning never touches anything else.
+_ORPHAN = re.compile(r"\.snapshot-\d{8}T\d{12}-[0-9a-f]{8,16}(-[0-9a-f]{8})?\.parquet\.tmp\Z")
+_INDEX_STAGING = re.compile(r"\.tmp-[0-9a-f]{8}\Z")
+
+log = logging.getLogger(__name__)
+
+
+class SnapshotReadError(FeaturePlatformError, OSError):
+    """A snapshot file that cannot be read (damaged, truncated or unreachable)."""
+
+
+class OfflineIndexWarning(UserWarning):
+    """A persisted index failed its checksum and was rebuilt from the Parquet snapshots."""
 
 
 @dataclass(frozen=True)
 class SnapshotInfo:
     feature_set: str
-    path: Path
+    path: PurePath  # a Path on a local disk; bucket/key on object storage
     rows: int
     created_at: datetime
+    written: bool = True  # False: the same rows were already stored (an idempotent re-run)
 
 
 def to_utc(values: pd.Series, what: str) -> pd.Series:
@@ -115,8 +145,11 @@ class _Prepared:
     search_key: np.ndarray  # code * (len(ts_unique) + 1) + rank of event time, ascending
     order: np.ndarray  # sorted position -> row in file order
     numeric: list[str]
-    values: np.ndarray  # (rows + 1, numeric features) float64, row-major; last row all NaN
+    # (rows + 1, numeric features) float64, row-major, last row all NaN; None when the
+    # version is larger than memory allows: `reader` then fetches the rows asked for.
+    values: np.ndarray | None
     others: dict[str, Any]  # non-numeric feature -> array in file order
+    reader: _RowReader | None = None
     _text_index: pd.Index | None = None
     _segments: tuple | None = None
 
@@ -141,7 +174,7 @@ class _Prepared:
 
     def source_rows(self, rows: np.ndarray) -> np.ndarray:
         """File-order rows for sorted positions `rows`; -1 becomes the all-missing row."""
-        missing = self.values.shape[0] - 1
+        missing = len(self.order)
         if len(self.order) == 0:
             return np.full(len(rows), missing, dtype=np.int64)
         return np.where(rows >= 0, self.order[np.clip(rows, 0, None)], missing)
@@ -150,6 +183,14 @@ class _Prepared:
         """Every feature of `fsv` at sorted positions `rows`, one row each, in its feature
         order: float64 when all are numeric, else an object matrix."""
         source = self.source_rows(rows)
+        if self.reader is not None:
+            fetched = self.reader.take(source, fsv.feature_names)
+            if len(self.numeric) == len(fsv.features):
+                return np.ascontiguousarray(np.vstack(list(fetched.values())).T)
+            out = np.empty((len(rows), len(fsv.features)), dtype=object)
+            for j, feature in enumerate(fsv.feature_names):
+                out[:, j] = np.asarray(fetched[feature], dtype=object)
+            return out
         if len(self.numeric) == len(fsv.features):
             return np.take(self.values, source, axis=0, mode="clip")
         out = np.empty((len(rows), len(fsv.features)), dtype=object)
@@ -191,20 +232,38 @@ class _Prepared:
 
 class OfflineStore:
     def __init__(
-        self, root: Path, cache_versions: int = 8, persist_index_min_bytes: int | None = 1 << 20
+        self,
+        root: str | Path,
+        cache_versions: int = 8,
+        persist_index_min_bytes: int | None = 1 << 20,
+        orphan_grace: timedelta = timedelta(hours=1),
+        in_memory_max_bytes: int | None = 2 << 30,
     ) -> None:
-        """`cache_versions`: sorted versions kept in memory. `persist_index_min_bytes`: a
-        version's sorted index is also saved next to its snapshots (`.index/`, numpy files
-        read back memory-mapped) once its values take at least this many bytes, so a new
-        process skips re-reading and re-sorting the Parquet; None turns that off."""
-        self.root = Path(root)
+        """`root`: a directory, or `s3://bucket/prefix` (see `offline_fs`). `cache_versions`:
+        sorted versions kept in memory. `persist_index_min_bytes`: a version's sorted index
+        is also saved next to its snapshots (`.index/`, numpy files with their checksums,
+        read back memory-mapped on a local disk) once its values take at least this many
+        bytes, so a new process skips re-reading and re-sorting the Parquet; None turns that
+        off. `orphan_grace`: temporary files a crashed write left behind are deleted once
+        older than this (a younger one may belong to a write still running).
+        `in_memory_max_bytes`: a version whose feature values would take more is kept
+        out of core: only its keys and times are loaded and sorted, and each retrieval reads
+        just the Parquet row groups holding the rows it returns (None: always in memory)."""
+        self.location = OfflineLocation(root)
+        self.root = Path(root) if self.location.local else str(root)
         self.cache_versions = cache_versions
         self.persist_index_min_bytes = persist_index_min_bytes
+        self.orphan_grace = orphan_grace
+        self.in_memory_max_bytes = in_memory_max_bytes
         self._cache: OrderedDict[str, _Prepared] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _dir(self, fsv: FeatureSetVersion) -> Path:
-        return self.root / fsv.name / fsv.version
+    def _dir(self, fsv: FeatureSetVersion) -> str:
+        if self.location.local:
+            return str(path_under(self.location.base, fsv.name, fsv.version, what="feature set"))
+        for name in (fsv.name, fsv.version):
+            check_name(name, "feature set")
+        return self.location.join(fsv.name, fsv.version)
 
     # -- writing ---------------------------------------------------------------------------
     def conform(self, fsv: FeatureSetVersion, frame: pd.DataFrame) -> pd.DataFrame:
@@ -256,25 +315,60 @@ class OfflineStore:
     def write_snapshot(
         self, fsv: FeatureSetVersion, frame: pd.DataFrame, created_at: datetime | None = None
     ) -> SnapshotInfo:
-        """Append one snapshot. The file appears whole or not at all (write, then rename)."""
+        """Append one snapshot. The file appears whole or not at all (write, then rename;
+        an object store's PUT is atomic).
+
+        Idempotent: the name carries a digest of the rows, so the same rows with the same
+        `created_at` are never stored twice, and without `created_at` rows identical to the
+        newest snapshot are not appended again (a re-run after a crash); `written` is then
+        False. Identical rows after other writes are appended: they may revert a change."""
         out = self.conform(fsv, frame)
         created = created_at or utcnow()
         created = created.replace(tzinfo=UTC) if created.tzinfo is None else created
         created = created.astimezone(UTC)
+        digest = _content_digest(out)
+        directory = self._dir(fsv)
+        self.location.mkdir(directory)
+        self._clean_orphans(directory)
+        name = f"snapshot-{created.strftime(_STAMP)}-{digest}.parquet"
+        stored = [n for n, _, _ in self._signature(fsv)]
+        same = [n for n in stored if _digest_of(n) == digest]
+        if name in same or (created_at is None and same and stored[-1] == same[-1]):
+            kept = name if name in same else same[-1]
+            path = self.location.pure_path(f"{directory}/{kept}")
+            return SnapshotInfo(fsv.id, path, len(out), _created_of(kept), written=False)
         out[CREATED_TIMESTAMP] = pd.Series(pd.Timestamp(created), index=out.index).astype(
             TIMESTAMP_DTYPE
         )
-        directory = self._dir(fsv)
-        directory.mkdir(parents=True, exist_ok=True)
-        name = f"snapshot-{created.strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.parquet"
-        tmp = directory / f".{name}.tmp"
+        final = f"{directory}/{name}"
+        # Its own temporary name: two processes writing the same rows never share a file.
+        unique = f".{name.removesuffix('.parquet')}-{uuid.uuid4().hex[:8]}.parquet.tmp"
+        target = f"{directory}/{unique}" if self.location.local else final
         # Dictionary pages only where values repeat (text); for floats they cost time for
-        # nothing and slow reads down.
+        # nothing and slow reads down. Page checksums let a read tell damage from data.
         text = [c for c in out.columns if out[c].dtype.kind not in "iufbmM"]
-        pq.write_table(pa.Table.from_pandas(out, preserve_index=False), tmp, use_dictionary=text)
-        tmp.rename(directory / name)
+        pq.write_table(
+            pa.Table.from_pandas(out, preserve_index=False),
+            target,
+            use_dictionary=text,
+            write_page_checksum=True,
+            filesystem=self.location.fs,
+        )
+        if target != final:
+            self.location.move(target, final)
         self._index_large_version(fsv)
-        return SnapshotInfo(fsv.id, directory / name, len(out), created)
+        return SnapshotInfo(fsv.id, self.location.pure_path(final), len(out), created)
+
+    def _clean_orphans(self, directory: str) -> None:
+        """Delete temporary snapshot files a killed write left (only names this store makes,
+        only once older than `orphan_grace`: a younger one may be a write in progress)."""
+        if not self.location.local:
+            return  # object stores write in place: there are no temporary files
+        cutoff = time.time_ns() - int(self.orphan_grace.total_seconds() * 1e9)
+        for entry in self.location.list(directory):
+            if _ORPHAN.match(entry.name) and entry.mtime_ns < cutoff:
+                log.info("Deleting %s, left by an interrupted snapshot write.", entry.name)
+                self.location.delete_file(f"{directory}/{entry.name}")
 
     def _index_large_version(self, fsv: FeatureSetVersion) -> None:
         """Build and save a large version's sorted index at write time, as a database builds
@@ -283,23 +377,60 @@ class OfflineStore:
         threshold = self.persist_index_min_bytes
         if threshold is None:
             return
-        if sum(size for _, size, _ in self._signature(fsv)) >= threshold:
+        stored = sum(size for _, size, _ in self._signature(fsv))
+        if self.in_memory_max_bytes is not None and stored > self.in_memory_max_bytes:
+            return  # kept out of core: values are never held, so there is nothing to save
+        if stored >= threshold:
             self._prepared(fsv)
 
     def _stored_entity_dtype(self, fsv: FeatureSetVersion) -> str | None:
         files = self.snapshots(fsv)
         if not files:
             return None
-        field = pq.read_schema(files[0]).field(fsv.entity)
+        path = str(files[0])
+        try:
+            schema = pq.read_schema(path, filesystem=self.location.fs)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise self._unreadable(fsv, path, exc) from exc
+        field = schema.field(fsv.entity)
         return "int64" if pa.types.is_integer(field.type) else "str"
 
+    def _unreadable(self, fsv: FeatureSetVersion, path: str, exc: Exception) -> SnapshotReadError:
+        return SnapshotReadError(
+            f"Offline snapshot {self.location.url(path)} of {fsv.id} cannot be read "
+            f"(damaged, truncated or unreachable): {exc}. Restore the file, or move it away "
+            f"and re-ingest its rows."
+        )
+
+    def _read_table(self, fsv: FeatureSetVersion, path: str, columns: list[str]) -> pa.Table:
+        """One snapshot's columns; any failure names the file."""
+        return self._read(fsv, path, self._parquet_file(fsv, path), columns)
+
+    def _parquet_file(self, fsv: FeatureSetVersion, path: str) -> pq.ParquetFile:
+        """A snapshot opened with its footer read (page checksums verified on reads)."""
+        try:
+            return pq.ParquetFile(
+                path, filesystem=self.location.fs, page_checksum_verification=True
+            )
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise self._unreadable(fsv, path, exc) from exc
+
+    def _read(
+        self, fsv: FeatureSetVersion, path: str, parquet: pq.ParquetFile, columns: list[str]
+    ) -> pa.Table:
+        try:
+            return parquet.read(columns=columns)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise self._unreadable(fsv, path, exc) from exc
+
     # -- reading ---------------------------------------------------------------------------
-    def snapshots(self, fsv: FeatureSetVersion) -> list[Path]:
+    def snapshots(self, fsv: FeatureSetVersion) -> list[PurePath]:
+        """The version's snapshot files, oldest first (Paths on a local disk)."""
         directory = self._dir(fsv)
-        return sorted(directory.glob("snapshot-*.parquet")) if directory.exists() else []
+        return [self.location.pure_path(f"{directory}/{n}") for n, _, _ in self._signature(fsv)]
 
     def read_files(
-        self, fsv: FeatureSetVersion, files: Sequence[Path], features: list[str] | None = None
+        self, fsv: FeatureSetVersion, files: Sequence[PurePath], features: list[str] | None = None
     ) -> pd.DataFrame:
         """The rows of the given snapshot files (in order), with UTC timestamps."""
         features = fsv.feature_names if features is None else features
@@ -315,7 +446,7 @@ class OfflineStore:
                 }
             )
             return empty[columns]
-        tables = [pq.read_table(f, columns=columns) for f in files]
+        tables = [self._read_table(fsv, str(f), columns) for f in files]
         frame = pa.concat_tables(tables).to_pandas() if len(tables) > 1 else tables[0].to_pandas()
         for column in (EVENT_TIMESTAMP, CREATED_TIMESTAMP):
             frame[column] = frame[column].astype(TIMESTAMP_DTYPE)
@@ -431,7 +562,9 @@ class OfflineStore:
         # Rank of each row time among stored event times: stored time <= row time exactly
         # when its rank <= the row's rank, so (code, rank) pairs compare like (key, time).
         starts, longest = prepared.segments()
-        if longest <= _SEGMENT_SEARCH_MAX:
+        if longest <= _LINEAR_SCAN_MAX:
+            found = _segment_scan(prepared, starts, longest, codes, left_ns)
+        elif longest <= _SEGMENT_SEARCH_MAX:
             found = _segment_search(prepared, starts, codes, left_ns)
         else:
             rank = np.searchsorted(prepared.ts_unique, left_ns, side="right")
@@ -450,6 +583,16 @@ class OfflineStore:
     ) -> pd.DataFrame:
         """Feature values at sorted positions `rows` (-1 -> missing) in output dtypes."""
         source = prepared.source_rows(rows)
+        if prepared.reader is not None:
+            fetched = prepared.reader.take(source, features)
+            numeric = [f for f in features if f in prepared.numeric]
+            frame = pd.DataFrame(index=pd.RangeIndex(len(rows)))
+            if numeric:  # the reader filled one block: the frame's, without a copy
+                frame = _frame_from_block(fetched[numeric[0]].base, numeric)
+            for f in features:
+                if f not in prepared.numeric:
+                    frame[f] = pd.Series(fetched[f], dtype=output_dtype(fsv.features[f])).array
+            return frame[features] if list(frame.columns) != features else frame
         numeric = [f for f in features if f in prepared.numeric]
         frame = pd.DataFrame(index=pd.RangeIndex(len(rows)))
         if numeric:
@@ -477,13 +620,14 @@ class OfflineStore:
         return frame[features] if list(frame.columns) != features else frame
 
     def _signature(self, fsv: FeatureSetVersion) -> tuple:
-        directory = self._dir(fsv)
-        try:
-            entries = [e for e in os.scandir(directory) if e.name.startswith("snapshot-")]
-        except FileNotFoundError:
-            return ()
-        entries = [e for e in entries if e.name.endswith(".parquet")]
-        return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries))
+        entries = self.location.list(self._dir(fsv))
+        return tuple(
+            sorted(
+                (e.name, e.size, e.mtime_ns)
+                for e in entries
+                if e.name.startswith("snapshot-") and e.name.endswith(".parquet")
+            )
+        )
 
     def prepared(self, fsv: FeatureSetVersion) -> _Prepared:
         """Every row of `fsv`, sorted and indexed (cached; see `load`)."""
@@ -510,74 +654,106 @@ class OfflineStore:
         saved = self._load_index(fsv, signature)
         if saved is not None:
             return saved
-        prepared = self.load(fsv, [directory / name for name, _, _ in signature], signature)
+        self._clean_orphans(directory)
+        prepared = self.load(fsv, [f"{directory}/{name}" for name, _, _ in signature], signature)
         self._save_index(fsv, prepared)
         return prepared
 
     # -- persisted index: a derived, disposable cache of `_Prepared` ------------------------
     _INDEX_ARRAYS = ("codes", "event_ns", "created_ns", "ts_unique", "search_key", "order")
 
-    def _index_dir(self, fsv: FeatureSetVersion, signature: tuple) -> Path:
+    def _index_dir(self, fsv: FeatureSetVersion, signature: tuple) -> str:
         digest = hashlib.sha256(
             json.dumps([fsv.fingerprint, INDEX_FORMAT, signature]).encode()
         ).hexdigest()[:20]
-        return self._dir(fsv) / ".index" / digest
+        return f"{self._dir(fsv)}/.index/{digest}"
 
     def _save_index(self, fsv: FeatureSetVersion, prepared: _Prepared) -> None:
+        """Write the index's arrays, each with its checksum in `meta.json` (written last: an
+        index without its meta is never read). Locally in a staging folder renamed at the
+        end; on object storage in place."""
         threshold = self.persist_index_min_bytes
-        if threshold is None or not prepared.files or prepared.others:
-            return  # off, nothing stored, or text features (numpy files hold numbers only)
+        if threshold is None or not prepared.files or prepared.others or prepared.values is None:
+            return  # off, nothing stored, text features (numpy holds numbers), out of core
         if prepared.values.nbytes < threshold:
             return
+        loc = self.location
         final = self._index_dir(fsv, prepared.files)
-        if final.exists():
+        parent, _, leaf = final.rpartition("/")
+        if loc.exists(f"{final}/meta.json"):
             return
-        tmp = final.parent / f".tmp-{uuid.uuid4().hex[:8]}"
+        staging = f"{parent}/.tmp-{uuid.uuid4().hex[:8]}" if loc.local else final
+        uniques = prepared.uniques.to_numpy()
+        arrays = {name: getattr(prepared, name) for name in self._INDEX_ARRAYS + ("values",)}
+        arrays["uniques"] = uniques if prepared.entity_dtype == "int64" else uniques.astype(str)
         try:
-            tmp.mkdir(parents=True)
-            for name in self._INDEX_ARRAYS + ("values",):
-                np.save(tmp / f"{name}.npy", getattr(prepared, name))
-            uniques = prepared.uniques.to_numpy()
-            np.save(
-                tmp / "uniques.npy",
-                uniques if prepared.entity_dtype == "int64" else uniques.astype(str),
-            )
+            loc.mkdir(staging)
+            checksums = {}
+            for name, array in arrays.items():
+                with loc.open_output(f"{staging}/{name}.npy") as stream:
+                    writer = HashingWriter(stream)
+                    np.save(writer, np.ascontiguousarray(array), allow_pickle=False)
+                checksums[name] = writer.hexdigest()
             meta = {
                 "format": INDEX_FORMAT,
                 "fingerprint": fsv.fingerprint,
                 "files": prepared.files,
                 "entity_dtype": prepared.entity_dtype,
                 "numeric": prepared.numeric,
+                "xxh3_128": checksums,
             }
-            (tmp / "meta.json").write_text(json.dumps(meta))
-            tmp.rename(final)  # whole or not at all; a concurrent writer may have won
+            loc.write_bytes(f"{staging}/meta.json", json.dumps(meta).encode())
+            if staging != final:
+                loc.move(staging, final)  # whole or not at all; a concurrent writer may have won
         except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if staging != final:
+                loc.delete_dir(staging)
             return
-        for stale in final.parent.iterdir():  # older signatures: no longer readable anyway
-            if stale != final and not stale.name.startswith(".tmp-"):
-                shutil.rmtree(stale, ignore_errors=True)
+        cutoff = time.time_ns() - int(self.orphan_grace.total_seconds() * 1e9)
+        for name in loc.list_dirs(parent):  # older signatures: no longer readable anyway
+            if name == leaf:
+                continue
+            if _INDEX_STAGING.match(name) and not self._older_than(f"{parent}/{name}", cutoff):
+                continue  # another process may be writing it
+            loc.delete_dir(f"{parent}/{name}")
+
+    def _older_than(self, path: str, cutoff_ns: int) -> bool:
+        mtime = self.location.fs.get_file_info(path).mtime_ns
+        return mtime is not None and mtime < cutoff_ns
 
     def _load_index(self, fsv: FeatureSetVersion, signature: tuple) -> _Prepared | None:
+        """The saved index for exactly these snapshot files, or None. An index that does not
+        match its checksums is deleted and reported (warning + log), never served."""
         if self.persist_index_min_bytes is None or not signature:
             return None
+        loc = self.location
         directory = self._index_dir(fsv, signature)
         try:
-            meta = json.loads((directory / "meta.json").read_text())
+            meta_bytes = loc.read_bytes(f"{directory}/meta.json")
+        except FileNotFoundError:
+            return None  # not built yet
+        except OSError as exc:
+            return self._discard_index(fsv, directory, f"meta.json unreadable ({exc})")
+        try:
+            meta = json.loads(meta_bytes)
+            checksums = meta["xxh3_128"]
             if (
                 meta["format"] != INDEX_FORMAT
                 or meta["fingerprint"] != fsv.fingerprint
                 or tuple(tuple(f) for f in meta["files"]) != signature
                 or meta["numeric"] != [f for f in fsv.feature_names]
+                or meta["entity_dtype"] not in ("int64", "str")
             ):
-                return None
-            arrays = {
-                name: np.load(directory / f"{name}.npy", mmap_mode="r", allow_pickle=False)
-                for name in self._INDEX_ARRAYS + ("values",)
-            }
-            uniques = np.load(directory / "uniques.npy", allow_pickle=False)
-        except (OSError, ValueError, KeyError):
-            return None  # absent, half-deleted or foreign: rebuild from the Parquet
+                return self._discard_index(fsv, directory, "meta.json describes other data")
+            arrays = {}
+            for name in self._INDEX_ARRAYS + ("values", "uniques"):
+                array, digest = loc.load_array(f"{directory}/{name}.npy")
+                if digest != checksums[name]:
+                    return self._discard_index(fsv, directory, f"{name}.npy checksum")
+                arrays[name] = array
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return self._discard_index(fsv, directory, f"unreadable ({exc})")
+        uniques = arrays.pop("uniques")
         keys = pd.Index(uniques if meta["entity_dtype"] == "int64" else uniques.astype(object))
         return _Prepared(
             files=signature,
@@ -588,14 +764,33 @@ class OfflineStore:
             **arrays,
         )
 
+    def _discard_index(self, fsv: FeatureSetVersion, directory: str, why: str) -> None:
+        message = (
+            f"The offline index of {fsv.id} at {self.location.url(directory)} is damaged "
+            f"({why}); it was deleted and is rebuilt from the Parquet snapshots."
+        )
+        log.warning(message)
+        warnings.warn(message, OfflineIndexWarning, stacklevel=4)
+        self.location.delete_dir(directory)
+        return None
+
     def load(
-        self, fsv: FeatureSetVersion, files: Sequence[Path], signature: tuple = ()
+        self, fsv: FeatureSetVersion, files: Sequence[PurePath | str], signature: tuple = ()
     ) -> _Prepared:
         """The rows of `files`, sorted for point-in-time search (straight from Arrow: no
         intermediate DataFrame)."""
-        columns = [fsv.entity, EVENT_TIMESTAMP, CREATED_TIMESTAMP, *fsv.feature_names]
-        tables = [pq.read_table(f, columns=columns) for f in files]
+        keys = [fsv.entity, EVENT_TIMESTAMP, CREATED_TIMESTAMP]
         numeric = [f for f, d in fsv.features.items() if is_numeric_dtype(d)]
+        paths = [str(f) for f in files]
+        parquet = [self._parquet_file(fsv, path) for path in paths]
+        counts = [pf.metadata.num_rows for pf in parquet]
+        limit = self.in_memory_max_bytes
+        out_of_core = limit is not None and sum(counts) * len(fsv.features) * 8 > limit
+        columns = keys if out_of_core else [*keys, *fsv.feature_names]
+        tables = [
+            self._read(fsv, path, pf, columns) for path, pf in zip(paths, parquet, strict=True)
+        ]
+        del parquet
         if not tables:
             return _Prepared(
                 files=signature,
@@ -630,13 +825,20 @@ class OfflineStore:
         codes, event_ns, created_ns = codes[order], event_ns[order], created_ns[order]
         ts_unique = np.unique(event_ns)
         rank = np.searchsorted(ts_unique, event_ns, side="right")
-        values = np.empty((len(codes) + 1, len(numeric)), dtype=np.float64)
-        for j, feature in enumerate(numeric):
-            values[:-1, j] = table.column(feature).to_numpy(zero_copy_only=False)
-        values[-1] = np.nan
-        others = {
-            f: table.column(f).to_pandas().array for f in fsv.feature_names if f not in numeric
-        }
+        values, others, reader = None, {}, None
+        if out_of_core:
+            starts = np.zeros(len(counts) + 1, dtype=np.int64)
+            np.cumsum(counts, out=starts[1:])
+            reader = _RowReader(self, fsv, paths, starts)
+        else:
+            values = np.empty((len(codes) + 1, len(numeric)), dtype=np.float64)
+            for j, feature in enumerate(numeric):
+                values[:-1, j] = table.column(feature).to_numpy(zero_copy_only=False)
+            values[-1] = np.nan
+            others = {
+                f: table.column(f).to_pandas().array for f in fsv.feature_names if f not in numeric
+            }
+        del table
         return _Prepared(
             files=signature,
             entity_dtype=entity_dtype,
@@ -650,10 +852,86 @@ class OfflineStore:
             numeric=numeric,
             values=values,
             others=others,
+            reader=reader,
         )
 
 
+class _RowReader:
+    """Feature values of an out-of-core version, fetched on demand: for the file-order rows
+    asked for, only the row groups holding them are read, one at a time, and only those
+    rows are kept (memory: the answer plus one row group)."""
+
+    def __init__(
+        self, store: OfflineStore, fsv: FeatureSetVersion, paths: list[str], starts: np.ndarray
+    ) -> None:
+        self.store, self.fsv, self.paths, self.starts = store, fsv, paths, starts
+
+    def take(self, source: np.ndarray, features: list[str]) -> dict[str, Any]:
+        """{feature: values at `source`} (rows past the end: missing). Numeric features come
+        back float64 with NaN, as rows of one (numeric features, rows) block (a frame can
+        use it without a copy), others as object arrays with None."""
+        n = len(source)
+        numeric = [f for f in features if is_numeric_dtype(self.fsv.features[f])]
+        block = np.full((len(numeric), n), np.nan)
+        out: dict[str, Any] = {f: block[j] for j, f in enumerate(numeric)}
+        out.update({f: np.full(n, None, dtype=object) for f in features if f not in out})
+        if not features:
+            return out
+        wanted = np.flatnonzero(source < self.starts[-1])
+        rows = source[wanted]
+        by_row = np.argsort(rows, kind="stable")
+        rows, wanted = rows[by_row], wanted[by_row]
+        file_of = np.searchsorted(self.starts, rows, side="right") - 1
+        for number in np.unique(file_of):
+            lo, hi = np.searchsorted(file_of, [number, number + 1])
+            local, dest = rows[lo:hi] - self.starts[number], wanted[lo:hi]
+            path = self.paths[number]
+            parquet = self.store._parquet_file(self.fsv, path)
+            meta = parquet.metadata
+            group_starts = np.zeros(meta.num_row_groups + 1, dtype=np.int64)
+            np.cumsum(
+                [meta.row_group(g).num_rows for g in range(meta.num_row_groups)],
+                out=group_starts[1:],
+            )
+            group_of = np.searchsorted(group_starts, local, side="right") - 1
+            for group in np.unique(group_of):
+                a, b = np.searchsorted(group_of, [group, group + 1])
+                try:
+                    table = parquet.read_row_group(int(group), columns=features)
+                except (pa.ArrowException, OSError, ValueError) as exc:
+                    raise self.store._unreadable(self.fsv, path, exc) from exc
+                picked = table.take(pa.array(local[a:b] - group_starts[group]))
+                del table
+                for feature in features:
+                    column = picked.column(feature)
+                    if feature in numeric:
+                        out[feature][dest[a:b]] = column.to_numpy(zero_copy_only=False)
+                    else:
+                        out[feature][dest[a:b]] = column.to_pandas().to_numpy(dtype=object)
+        return out
+
+
 _SEGMENT_SEARCH_MAX = 4096  # longer histories: one global binary search is as fast
+_LINEAR_SCAN_MAX = 16  # short histories: a few vectorized steps beat a binary search's
+
+
+def _segment_scan(
+    prepared: _Prepared, starts: np.ndarray, longest: int, codes: np.ndarray, left_ns: np.ndarray
+) -> np.ndarray:
+    """Like `_segment_search`, for short histories: each entity's event times ascend, so
+    the rows at or before a time are a prefix of its segment; count them in `longest`
+    vectorized steps of one comparison each (no per-step bookkeeping)."""
+    event_ns = prepared.event_ns
+    present = codes >= 0
+    safe_codes = np.where(present, codes, 0)
+    first = starts[safe_codes]
+    length = np.where(present, starts[safe_codes + 1] - first, 0)
+    count = np.zeros(len(codes), dtype=np.int64)
+    last = len(event_ns) - 1
+    for step in range(longest):
+        position = np.minimum(first + step, last)
+        count += (step < length) & (event_ns[position] <= left_ns)
+    return np.where(count > 0, first + count - 1, -1)
 
 
 def _segment_search(
@@ -688,6 +966,24 @@ def _frame_from_block(block: np.ndarray, names: list[str]) -> pd.DataFrame:
             columns=pd.Index(names),
         )
     return pd.DataFrame(block.T, columns=names)
+
+
+def _content_digest(frame: pd.DataFrame) -> str:
+    """A digest of a conformed frame's columns, types and values (row order included)."""
+    digest = hashlib.sha256(json.dumps([[c, str(frame[c].dtype)] for c in frame]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _digest_of(name: str) -> str:
+    """The content digest in a snapshot's name ('' for names from before digests)."""
+    tail = name.removesuffix(".parquet").rpartition("-")[2]
+    return tail if len(tail) == 16 else ""
+
+
+def _created_of(name: str) -> datetime:
+    stamp = name.removeprefix("snapshot-").split("-", 1)[0]
+    return datetime.strptime(stamp, _STAMP).replace(tzinfo=UTC)
 
 
 def _repeated(names: list[str]) -> set[str]:

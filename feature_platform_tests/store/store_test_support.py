@@ -12,16 +12,26 @@ import numpy as np
 import pandas as pd
 
 from feature_platform import FeatureStore, Settings
+from feature_platform.settings import offline_location
 from feature_platform.store.feature_set import EVENT_TIMESTAMP, FeatureSetSpec
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
+BUCKET = "fp-offline-tests"  # made on the test S3 server (conftest.s3_endpoint)
 
 
-def make_store(tmp_path: Path, database_url: str | None = None, name: str = "fp") -> FeatureStore:
-    """A store under `tmp_path/name`, on `database_url` (SQLite file by default)."""
+def make_store(
+    tmp_path: Path,
+    database_url: str | None = None,
+    name: str = "fp",
+    offline_dir: str | None = None,
+) -> FeatureStore:
+    """A store under `tmp_path/name`, on `database_url` (SQLite file by default), its offline
+    store at `offline_dir` (a directory or s3:// URL) if given."""
     settings = Settings.under(tmp_path / name)
     if database_url is not None:
         settings = replace(settings, database_url=database_url)
+    if offline_dir is not None:
+        settings = replace(settings, offline_dir=offline_location(offline_dir))
     return FeatureStore(settings)
 
 

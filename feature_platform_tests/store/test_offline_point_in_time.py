@@ -3,7 +3,9 @@ matter by name: backfills, TTL, time zones, key types, empty inputs and bad inpu
 
 from __future__ import annotations
 
+import mmap
 import tempfile
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from store_test_support import T0, make_store, minutes, rows, spec
 
 from feature_platform.errors import SchemaMismatchError, UnknownFeatureError
 from feature_platform.store.feature_set import EVENT_TIMESTAMP
-from feature_platform.store.offline import OfflineStore
+from feature_platform.store.offline import OfflineIndexWarning, OfflineStore
 
 MIXED = spec(features={"x": "float64", "n": "int64", "tag": "str"})
 FSV = MIXED.as_version("active")
@@ -52,76 +54,99 @@ snapshot_rows = st.dictionaries(
 )
 
 
-@settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-@given(
+cases = given(
     snapshots=st.lists(st.tuples(snapshot_rows, st.integers(0, 4)), max_size=4),
     entity_rows=st.lists(st.tuples(st.integers(0, 7), st.integers(-2, 13)), max_size=10),
     ttl=st.none() | st.integers(0, 5),
     zone=st.sampled_from(ZONES),
     text_keys=st.booleans(),
     stored_text_keys=st.booleans(),
+    out_of_core=st.booleans(),  # values held in memory, or read from the row groups needed
 )
+_SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=_SLOW_OK)
+@cases
 def test_point_in_time_matches_a_brute_force_oracle(
-    snapshots, entity_rows, ttl, zone, text_keys, stored_text_keys
+    snapshots, entity_rows, ttl, zone, text_keys, stored_text_keys, out_of_core
 ) -> None:
     with tempfile.TemporaryDirectory() as root:
-        offline = OfflineStore(Path(root))
-        stored: list[dict] = []
-        paths = []
-        for number, (data, created) in enumerate(snapshots):
-            frame = pd.DataFrame(
+        offline = OfflineStore(Path(root), in_memory_max_bytes=0 if out_of_core else None)
+        _check_against_oracle(
+            offline, snapshots, entity_rows, ttl, zone, text_keys, stored_text_keys
+        )
+
+
+@settings(
+    max_examples=60,  # each example is a few dozen requests to the S3 server
+    deadline=None,
+    suppress_health_check=[*_SLOW_OK, HealthCheck.function_scoped_fixture],
+)
+@cases
+def test_point_in_time_on_object_storage_matches_the_oracle(
+    s3_env, snapshots, entity_rows, ttl, zone, text_keys, stored_text_keys, out_of_core
+) -> None:
+    root = f"{s3_env}/{uuid.uuid4().hex[:8]}"
+    offline = OfflineStore(root, in_memory_max_bytes=0 if out_of_core else None)
+    _check_against_oracle(offline, snapshots, entity_rows, ttl, zone, text_keys, stored_text_keys)
+
+
+def _check_against_oracle(
+    offline: OfflineStore, snapshots, entity_rows, ttl, zone, text_keys, stored_text_keys
+) -> None:
+    stored: list[dict] = []
+    paths = []
+    for number, (data, created) in enumerate(snapshots):
+        frame = pd.DataFrame(
+            {
+                "item_id": [str(k) if stored_text_keys else k for k, _ in data],
+                EVENT_TIMESTAMP: [T0 + minutes(m) for _, m in data],
+                "x": [v[0] for v in data.values()],
+                "n": [v[1] for v in data.values()],
+                "tag": [v[2] for v in data.values()],
+            }
+        )
+        if frame.empty:
+            frame = frame.astype({"item_id": "str" if stored_text_keys else "int64"})
+        info = offline.write_snapshot(FSV, frame, created_at=T0 + minutes(created))
+        paths.append(info.path)
+        for position, ((key, event), (x, n, tag)) in enumerate(data.items()):
+            stored.append(
                 {
-                    "item_id": [str(k) if stored_text_keys else k for k, _ in data],
-                    EVENT_TIMESTAMP: [T0 + minutes(m) for _, m in data],
-                    "x": [v[0] for v in data.values()],
-                    "n": [v[1] for v in data.values()],
-                    "tag": [v[2] for v in data.values()],
+                    "key": str(key),
+                    "event": event,
+                    "created": created,
+                    "file": number,
+                    "row": position,
+                    "x": x,
+                    "n": n,
+                    "tag": tag,
                 }
             )
-            if frame.empty:
-                frame = frame.astype({"item_id": "str" if stored_text_keys else "int64"})
-            info = offline.write_snapshot(FSV, frame, created_at=T0 + minutes(created))
-            paths.append(info.path)
-            for position, ((key, event), (x, n, tag)) in enumerate(data.items()):
-                stored.append(
-                    {
-                        "key": str(key),
-                        "event": event,
-                        "created": created,
-                        "file": number,
-                        "row": position,
-                        "x": x,
-                        "n": n,
-                        "tag": tag,
-                    }
-                )
-        # Files are read in name order (created stamp, then a random id): use that order.
-        order = {p: i for i, p in enumerate(sorted(paths))}
-        for row in stored:
-            row["file"] = order[paths[row["file"]]]
+    # Files are read in name order (created stamp, then a random id): use that order.
+    order = {p: i for i, p in enumerate(sorted(paths))}
+    for row in stored:
+        row["file"] = order[paths[row["file"]]]
 
-        stamps = pd.Series([T0 + minutes(m) for _, m in entity_rows], dtype="datetime64[ns, UTC]")
-        stamps = stamps.dt.tz_convert(zone) if zone else stamps.dt.tz_localize(None)
-        stamps.index = pd.Index([100 - i for i in range(len(entity_rows))], name="idx")
-        entity_df = pd.DataFrame(
-            {
-                "item_id": [str(k) if text_keys else k for k, _ in entity_rows],
-                EVENT_TIMESTAMP: stamps,
-                "label": [f"row{i}" for i in range(len(entity_rows))],
-            },
-            index=stamps.index,
-        )
-        if entity_df.empty:
-            entity_df["item_id"] = entity_df["item_id"].astype("int64")
-        result = offline.point_in_time(
-            entity_df,
-            [(FSV, ["x", "n", "tag"])],
-            ttl=None if ttl is None else timedelta(minutes=ttl),
-        )
+    stamps = pd.Series([T0 + minutes(m) for _, m in entity_rows], dtype="datetime64[ns, UTC]")
+    stamps = stamps.dt.tz_convert(zone) if zone else stamps.dt.tz_localize(None)
+    stamps.index = pd.Index([100 - i for i in range(len(entity_rows))], name="idx")
+    entity_df = pd.DataFrame(
+        {
+            "item_id": [str(k) if text_keys else k for k, _ in entity_rows],
+            EVENT_TIMESTAMP: stamps,
+            "label": [f"row{i}" for i in range(len(entity_rows))],
+        },
+        index=stamps.index,
+    )
+    if entity_df.empty:
+        entity_df["item_id"] = entity_df["item_id"].astype("int64")
+    result = offline.point_in_time(
+        entity_df,
+        [(FSV, ["x", "n", "tag"])],
+        ttl=None if ttl is None else timedelta(minutes=ttl),
+    )
 
     expected = _oracle(stored, [(str(k), m) for k, m in entity_rows], ttl)
     assert list(result.columns) == ["item_id", EVENT_TIMESTAMP, "label", "x", "n", "tag"]
@@ -143,8 +168,9 @@ def test_point_in_time_matches_a_brute_force_oracle(
 
 # -- named cases ---------------------------------------------------------------------------
 @pytest.fixture
-def fs(tmp_path):
-    store = make_store(tmp_path)
+def fs(tmp_path, offline_root):
+    """A feature store whose offline store is on each backend in turn (local, S3)."""
+    store = make_store(tmp_path, offline_dir=offline_root)
     store.apply(spec())
     return store
 
@@ -306,20 +332,23 @@ def test_the_persisted_index_serves_a_new_process_and_never_a_stale_one(tmp_path
     fresh = OfflineStore(tmp_path, persist_index_min_bytes=0)
     again = fresh.point_in_time(frame, [(fsv, ["x"])])
     pd.testing.assert_frame_equal(first, again)
-    assert isinstance(fresh.prepared(fsv).values, np.memmap)  # read back, not rebuilt
+    assert isinstance(fresh.prepared(fsv).values.base, mmap.mmap)  # read back, not rebuilt
     # A new snapshot changes the file list: the old index is ignored, then replaced.
     writer.write_snapshot(fsv, rows([3], 100.0, at=T0 + minutes(1)), created_at=T0 + minutes(1))
     newest = OfflineStore(tmp_path, persist_index_min_bytes=0).point_in_time(frame, [(fsv, ["x"])])
     assert newest["x"].fillna(-1).tolist() == [100.0, 19.0, -1.0]
     assert len(list(index_dir.iterdir())) == 1
-    # A damaged index is skipped, never trusted.
+    # A damaged index is reported and skipped, never trusted.
     for array in next(index_dir.iterdir()).glob("*.npy"):
         array.write_bytes(b"garbage")
-    damaged = OfflineStore(tmp_path, persist_index_min_bytes=0).point_in_time(frame, [(fsv, ["x"])])
+    with pytest.warns(OfflineIndexWarning, match="damaged"):
+        damaged = OfflineStore(tmp_path, persist_index_min_bytes=0).point_in_time(
+            frame, [(fsv, ["x"])]
+        )
     pd.testing.assert_frame_equal(newest, damaged)
 
 
-def test_long_histories_use_the_global_search_with_the_same_answers(tmp_path, monkeypatch) -> None:
+def test_every_search_strategy_gives_the_same_answers(tmp_path, monkeypatch) -> None:
     from feature_platform.store import offline as offline_module
 
     fsv = spec().as_version("active")
@@ -338,10 +367,53 @@ def test_long_histories_use_the_global_search_with_the_same_answers(tmp_path, mo
             EVENT_TIMESTAMP: [T0 + minutes(int(m)) for m in rng.integers(-2, 33, size=300)],
         }
     )
-    segmented = store.point_in_time(frame, [(fsv, ["x", "y"])], ttl=minutes(10))
-    monkeypatch.setattr(offline_module, "_SEGMENT_SEARCH_MAX", 0)
+    scanned = store.point_in_time(frame, [(fsv, ["x", "y"])], ttl=minutes(10))
+    monkeypatch.setattr(offline_module, "_LINEAR_SCAN_MAX", 0)  # per-entity binary search
+    segmented = OfflineStore(tmp_path).point_in_time(frame, [(fsv, ["x", "y"])], ttl=minutes(10))
+    monkeypatch.setattr(offline_module, "_SEGMENT_SEARCH_MAX", 0)  # one global search
     global_search = OfflineStore(tmp_path).point_in_time(
         frame, [(fsv, ["x", "y"])], ttl=minutes(10)
     )
+    pd.testing.assert_frame_equal(scanned, segmented)
     pd.testing.assert_frame_equal(segmented, global_search)
     assert segmented["x"].notna().sum() > 100  # a real comparison, not all-missing
+
+
+def test_out_of_core_reads_only_the_row_groups_it_returns(tmp_path, monkeypatch) -> None:
+    """A version larger than memory allows keeps only keys and times in memory; a retrieval
+    reads just the row groups holding its answers, with the same answers as in memory."""
+    import pyarrow.parquet as pq
+
+    fsv = spec().as_version("active")
+    for batch in range(3):  # entities 0-99, 100-199, 200-299: one snapshot each
+        keys = range(batch * 100, batch * 100 + 100)
+        frame = rows(keys, np.arange(100.0) + batch * 1000, at=T0 + minutes(batch))
+        OfflineStore(tmp_path).write_snapshot(fsv, frame, created_at=T0 + minutes(batch))
+    frame = pd.DataFrame(
+        {"item_id": [150, 101, 999, 199], EVENT_TIMESTAMP: [T0 + minutes(5)] * 3 + [T0]}
+    )
+    in_memory = OfflineStore(tmp_path, in_memory_max_bytes=None)
+    expected = in_memory.point_in_time(frame, [(fsv, ["x", "y"])])
+    assert in_memory.prepared(fsv).values is not None
+
+    read = []
+    original = pq.ParquetFile.read_row_group
+
+    def counting(self, i, *args, **kwargs):
+        read.append(i)
+        return original(self, i, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", counting)
+    out_of_core = OfflineStore(tmp_path, in_memory_max_bytes=1000)
+    got = out_of_core.point_in_time(frame, [(fsv, ["x", "y"])])
+    assert out_of_core.prepared(fsv).values is None
+    pd.testing.assert_frame_equal(got, expected)
+    assert got["x"].fillna(-1).tolist() == [1050.0, 1001.0, -1.0, -1.0]
+    assert len(read) == 1  # one row group of the middle snapshot; nothing else read
+    latest = out_of_core.latest(fsv)
+    assert len(latest) == 300 and latest["x"].max() == 2099.0
+    # What materializing online reads: every entity's newest row, the same either way.
+    ours, theirs = out_of_core.prepared(fsv), in_memory.prepared(fsv)
+    np.testing.assert_array_equal(
+        ours.feature_rows(fsv, ours.last_rows()), theirs.feature_rows(fsv, theirs.last_rows())
+    )
