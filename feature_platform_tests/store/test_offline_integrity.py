@@ -153,14 +153,16 @@ _KILLED_INGEST = textwrap.dedent(
     from store_test_support import make_store, rows, spec
     from pathlib import Path
     from feature_platform.feature_store import FeatureStore
+    from feature_platform.governance.identity import acting_as, system_actor
 
     def crash(self, feature_set):  # the machine dies between the offline and online writes
         os.kill(os.getpid(), signal.SIGKILL)
 
     FeatureStore.materialize_online = crash
-    fs = make_store(Path({root!r}))
-    fs.apply(spec())
-    fs.ingest("items@v1", rows([1, 2, 3], [1.0, 2.0, 3.0]))
+    with acting_as(system_actor()):  # as the tests' session does
+        fs = make_store(Path({root!r}))
+        fs.apply(spec())
+        fs.ingest("items@v1", rows([1, 2, 3], [1.0, 2.0, 3.0]))
     """
 )
 
