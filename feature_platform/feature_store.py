@@ -17,6 +17,7 @@ from feature_platform.errors import SchemaMismatchError, UnknownFeatureError, cl
 from feature_platform.governance.identity import Actor
 from feature_platform.labeling.label_store import LabelStore
 from feature_platform.labeling.queue import TaskQueue
+from feature_platform.learning.round_attempts import RoundAttempts
 from feature_platform.settings import Settings
 from feature_platform.store.db import create_engine
 from feature_platform.store.feature_set import (
@@ -89,6 +90,7 @@ class FeatureStore:
         self.sources = SourceStore(self.settings.home / "sources")
         self.queue = TaskQueue(self.engine, self.registry.people)
         self.labels = LabelStore(self.engine, self.queue)
+        self.round_attempts = RoundAttempts(self.engine, self.registry.people)
         self._plans: dict[tuple, _Plan] = {}
         self._plans_lock = threading.Lock()
 

@@ -12,6 +12,7 @@ from feature_platform.defs.jobs import ProgramJobs
 from feature_platform.defs.resources import MlflowResource, StoreResource
 from feature_platform.errors import FeaturePlatformError
 from feature_platform.learning import rounds, stopping
+from feature_platform.learning.round_attempts import run_key
 
 # How often the daemon evaluates the round sensors; tests and demos shorten it.
 INTERVAL_SECONDS = int(os.environ.get("FP_SENSOR_INTERVAL_SECONDS", "30"))
@@ -39,12 +40,17 @@ def build_sensors(ctx: ProgramContext, jobs: ProgramJobs) -> list[dg.SensorDefin
     )
     def retrain_when_labels_in(context: dg.SensorEvaluationContext, store: StoreResource):
         existing, trained = round_state(context)
-        ready = rounds.rounds_to_retrain(store.for_program(ctx.name), existing, trained)
+        fs = store.for_program(ctx.name)
+        ready = rounds.rounds_to_retrain(fs, existing, trained)
         if not ready:
             return dg.SkipReason(
                 f"no fully answered round awaiting a retrain ({len(existing)} rounds)"
             )
-        return [dg.RunRequest(partition_key=r, run_key=f"retrain:{r}") for r in ready]
+        attempts = fs.round_attempts.current()
+        return [
+            dg.RunRequest(partition_key=r, run_key=run_key("retrain", r, attempts.get(r, 1)))
+            for r in ready
+        ]
 
     @dg.sensor(
         name=f"{ctx.group}__open_next_round",
@@ -72,7 +78,9 @@ def build_sensors(ctx: ProgramContext, jobs: ProgramJobs) -> list[dg.SensorDefin
             run_requests=[
                 dg.RunRequest(
                     partition_key=decision.round,
-                    run_key=f"open:{decision.round}",
+                    run_key=run_key(
+                        "open", decision.round, fs.round_attempts.current().get(decision.round, 1)
+                    ),
                     tags={"reason": decision.reason, "program": ctx.name},
                 )
             ],

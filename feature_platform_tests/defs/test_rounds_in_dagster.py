@@ -191,3 +191,60 @@ def test_a_drift_warning_requests_one_rescore(tmp_path: Path) -> None:
     assert request.tags["reason"] == "3 drifted feature(s)"
     again = sensor(dg.build_sensor_context(instance=instance, cursor=context.cursor))
     assert isinstance(again, dg.SkipReason)  # the same measurement never re-scores twice
+
+
+def test_a_round_whose_retrain_failed_is_retried_under_a_new_run_key(
+    setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from feature_platform.cli import main
+    from feature_platform.governance.identity import system_actor
+    from feature_platform.governance.roles import PermissionDeniedError
+    from feature_platform.learning import rounds
+
+    settings, resources, instance = setup
+    defs = build_definitions(settings, [DIGITS])
+    ctx = build_program_defs(DIGITS).context
+    store = StoreResource.from_settings(settings).for_program("digits")
+    refresh = defs.resolve_job_def("digits__refresh_features")
+    assert refresh.execute_in_process(instance=instance, tags=ctx.all_arrival_days_tags()).success
+    opened = _sensor(defs, "digits__open_next_round", instance)
+    instance.add_dynamic_partitions(ctx.rounds.name, ["round-001"])
+    assert opened.run_requests[0].run_key == "open:round-001"
+    job = defs.resolve_job_def("digits__open_round")
+    assert job.execute_in_process(instance=instance, partition_key="round-001").success
+    SimulatedAnnotators(digits.ground_truth_oracle(), digits.CLASSES, count=2).answer(
+        store.queue, "round-001"
+    )
+
+    # The retrain fails for good (a broken tracking server, say): the daemon never re-runs a
+    # run key it has used, so without a retry the program would stall here.
+    def broken(*args, **kwargs):
+        raise RuntimeError("tracking server unreachable")
+
+    monkeypatch.setattr(rounds, "run_training_round", broken)
+    retrain = defs.resolve_job_def("digits__retrain")
+    failed = retrain.execute_in_process(
+        instance=instance, partition_key="round-001", raise_on_error=False
+    )
+    assert not failed.success
+    (request,) = _sensor(defs, "digits__retrain_when_labels_in", instance)
+    assert request.run_key == "retrain:round-001"  # the used key: a no-op under the daemon
+    monkeypatch.undo()
+
+    # Only a lead or admin may say the cause is fixed; an annotator is refused, nothing written.
+    store.registry.people.add("ann", "annotator", actor=system_actor())
+    store.registry.people.add("lee", "lead", actor=system_actor())
+    with pytest.raises(PermissionDeniedError):
+        store.round_attempts.retry("round-001", actor="ann")
+    assert store.round_attempts.current() == {}
+    monkeypatch.setenv("FP_HOME", str(settings.home))
+    monkeypatch.setenv("FP_USER", "lee")
+    assert main(["--program", "digits", "rounds", "retry", "round-001", "--reason", "fixed"]) == 0
+    assert store.round_attempts.current() == {"round-001": 2}
+
+    (request,) = _sensor(defs, "digits__retrain_when_labels_in", instance)
+    assert request.run_key == "retrain:round-001:attempt-2"
+    assert retrain.execute_in_process(instance=instance, partition_key="round-001").success
+    assert isinstance(_sensor(defs, "digits__retrain_when_labels_in", instance), dg.SkipReason)
+    entry = store.registry.people.audit.entries(action="round.retry").iloc[-1]
+    assert entry.actor == "lee" and entry.detail["attempt"] == 2
