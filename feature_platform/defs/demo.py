@@ -17,8 +17,8 @@ from pathlib import Path
 import dagster as dg
 
 from feature_platform.catalog import PROJECT_DIR
-from feature_platform.definitions import build_definitions
 from feature_platform.defs.context import ProgramContext
+from feature_platform.defs.location import build_definitions
 from feature_platform.defs.resources import StoreResource, build_resources
 from feature_platform.errors import FeaturePlatformError
 from feature_platform.feature_store import FeatureStore

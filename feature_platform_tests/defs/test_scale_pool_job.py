@@ -7,7 +7,7 @@ from dataclasses import asdict
 import dagster as dg
 import pytest
 
-from feature_platform.definitions import build_definitions
+from feature_platform.defs.location import build_definitions
 from feature_platform.defs.scale_pool import scale_pool_job
 from feature_platform.learning import scale_pool as sp
 

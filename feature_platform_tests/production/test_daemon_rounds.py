@@ -27,7 +27,7 @@ import pytest
 from dagster_graphql import DagsterGraphQLClient, ReloadRepositoryLocationStatus
 
 from feature_platform.catalog import digits
-from feature_platform.definitions import build_definitions
+from feature_platform.defs.location import build_definitions
 from feature_platform.defs.context import ProgramContext
 from feature_platform.feature_store import FeatureStore
 from feature_platform.labeling.queue import RESOLVED

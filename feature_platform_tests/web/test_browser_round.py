@@ -21,7 +21,7 @@ import dagster as dg
 import pytest
 
 from feature_platform.catalog import digits
-from feature_platform.definitions import build_definitions
+from feature_platform.defs.location import build_definitions
 from feature_platform.defs.partitions import all_arrival_days_tags
 from feature_platform.defs.resources import ProgramResource, StoreResource
 from feature_platform.governance.credentials import Credentials

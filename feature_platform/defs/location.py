@@ -1,0 +1,73 @@
+"""Building a code location: every program's definitions side by side (no side effects on
+import; `feature_platform/definitions.py` builds the shipped one)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from feature_platform.catalog import PROJECT_DIR
+from feature_platform.defs.executors import executor_from_env
+from feature_platform.defs.factory import ProgramDefs, build_program_defs
+from feature_platform.defs.resources import build_resources
+from feature_platform.defs.scale_pool import scale_pool_job
+from feature_platform.errors import FeaturePlatformError
+from feature_platform.programs.project import ProgramDefinition, load_project, template_registry
+from feature_platform.settings import Settings
+
+# Settings that override every program of the default location (e.g. a smaller batch in a test
+# deployment); a program's own settings live in its template.
+ENV_OVERRIDES = {
+    "FP_STRATEGY": ("strategy", str),
+    "FP_BATCH_SIZE": ("batch_size", int),
+    "FP_LABEL_BUDGET": ("label_budget", int),
+    "FP_ANSWERS_PER_TASK": ("answers_per_task", int),
+    "FP_SEED": ("seed", int),
+    "FP_PROMOTION_TOLERANCE": ("promotion_tolerance", float),
+}
+
+
+def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    environ = os.environ if environ is None else environ
+    return {field: cast(environ[k]) for k, (field, cast) in ENV_OVERRIDES.items() if environ.get(k)}
+
+
+def build_definitions(
+    settings: Settings | None = None,
+    programs: Sequence[ProgramDefinition] | None = None,
+) -> dg.Definitions:
+    """A code location with `programs` (default: the shipped examples)."""
+    settings = settings or Settings.from_env()
+    if programs is None:
+        overrides = env_overrides()
+        programs = [
+            p.with_overrides(**overrides) if overrides else p
+            for p in load_project(PROJECT_DIR, registry=template_registry(settings))
+        ]
+    programs = list(programs)
+    names = [p.name for p in programs]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise FeaturePlatformError(f"Program name(s) {duplicated} appear twice in one location.")
+    built: list[ProgramDefs] = [build_program_defs(p) for p in programs]
+    return dg.Definitions(
+        assets=[a for b in built for a in b.assets],
+        asset_checks=[c for b in built for c in b.checks],
+        jobs=[*(j for b in built for j in b.jobs.all()), scale_pool_job],
+        sensors=[s for b in built for s in b.sensors],
+        schedules=[s for b in built for s in b.schedules],
+        # FP_EXECUTOR: multiprocess (default), in_process or celery (defs/executors.py).
+        executor=executor_from_env(),
+        resources=build_resources(settings),
+    )
+
+
+def project_definitions(project_dir: str | Path, settings: Settings | None = None):
+    """The code location of a user's project (its `programs/*.yaml` and feature modules)."""
+    settings = settings or Settings.from_env()
+    registry = template_registry(settings)
+    return build_definitions(settings, load_project(Path(project_dir), registry=registry))
