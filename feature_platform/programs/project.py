@@ -171,6 +171,13 @@ def ensure_program_database(base: Settings, name: str) -> None:
         engine.dispose()
 
 
+def open_program_store(base: Settings, name: str, actor: Any | None = None) -> FeatureStore:
+    """The stores of program `name` (its database created if missing): what the code
+    location's `StoreResource.for_program` and the web app both open."""
+    ensure_program_database(base, name)
+    return FeatureStore(program_settings(base, name), actor=actor)
+
+
 def find_program(programs: list[ProgramDefinition], name: str) -> ProgramDefinition:
     for definition in programs:
         if definition.name == name:
