@@ -79,16 +79,16 @@ def annotate(request: Request) -> Response:
     state = state_of(request)
     session, person, program = program_page(request, "label")
     queue = program.store.queue
+    correcting = request.query_params.get("revise")
     held = queue.leases(annotator=person.name)
     leased = []
-    if not held:
+    if not held and correcting is None:  # changing an answer leases nothing new
         with state.writing():
             leased = queue.lease(person.name, 1, state.config.lease_seconds)
     if not held and leased:
         held = queue.leases(annotator=person.name)
     last = _my_last_answer(state, program, person.name)
     context = nav_context(person, session, program) | {"last": last}
-    correcting = request.query_params.get("revise")
     lease = None
     if correcting is not None:
         if last is None or last["task_id"] != correcting:
