@@ -12,6 +12,7 @@ the server, whatever the page showed). Answers go through the queue's own submis
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -105,12 +106,13 @@ def create_app(
     secret: str | None = None,
     config: WebConfig | None = None,
     programs: Sequence[ProgramDefinition] | None = None,
+    project_dir: Path | None = None,
 ) -> Starlette:
-    """The app over `programs` (default: the code location's shipped project, under the
-    template versions published in the platform database)."""
+    """The app over `programs`, or the programs of `project_dir` (default: the shipped
+    examples) as the code location runs them (published template versions, FP_* overrides)."""
     settings = settings or Settings.from_env()
     config = config or WebConfig()
-    state = State(settings, secret or load_secret(settings.home), config, programs)
+    state = State(settings, secret or load_secret(settings.home), config, programs, project_dir)
 
     async def sign_in_required(request: Request, exc: Exception) -> Response:
         if request.method == "GET":

@@ -72,10 +72,11 @@ class State:
         secret: str,
         config: WebConfig,
         programs: Sequence[ProgramDefinition] | None = None,
+        project_dir: Path | None = None,
     ) -> None:
         self.settings, self.config = settings, config
         self.store = FeatureStore(settings)
-        self.programs = load_programs(settings, programs)
+        self.programs = load_programs(settings, programs, project_dir)
         self.registry = AnnotatorRegistry(self.store.engine)
         self.audit = self.registry.audit
         self.credentials = Credentials(self.store.engine, self.registry)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from feature_platform.catalog import PROJECT_DIR
@@ -16,9 +17,8 @@ from feature_platform.names import InvalidNameError, check_name
 from feature_platform.programs.model import Program
 from feature_platform.programs.project import (
     ProgramDefinition,
-    load_project,
+    location_programs,
     open_program_store,
-    template_registry,
 )
 from feature_platform.settings import Settings
 
@@ -97,15 +97,14 @@ class WebProgram:
 
 
 def load_programs(
-    settings: Settings, definitions: Sequence[ProgramDefinition] | None = None
+    settings: Settings,
+    definitions: Sequence[ProgramDefinition] | None = None,
+    project_dir: Path | None = None,
 ) -> dict[str, WebProgram]:
-    """The programs of the shipped project (or `definitions`), each on its own stores."""
+    """`definitions`, or the programs of `project_dir` (default: the shipped examples) as the
+    code location runs them, each on its own stores."""
     if definitions is None:
-        registry = template_registry(settings)
-        try:
-            definitions = load_project(PROJECT_DIR, registry=registry)
-        finally:
-            registry.engine.dispose()
+        definitions = location_programs(settings, project_dir or PROJECT_DIR)
     return {d.name: WebProgram(d, open_program_store(settings, d.name)) for d in definitions}
 
 

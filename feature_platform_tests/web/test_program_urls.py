@@ -6,8 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from feature_platform.programs.project import ProgramDefinition
+from feature_platform.catalog import PROJECT_DIR
+from feature_platform.programs.project import ProgramDefinition, load_project, template_registry
 from feature_platform.programs.template import ProgramTemplate
+from feature_platform.settings import Settings
+from feature_platform.web.app import create_app
+from feature_platform.web.programs import IMAGE_8X8, TABLE
 from feature_platform_tests.web.conftest import (
     CSRF,
     D,
@@ -142,3 +146,23 @@ def test_annotators_see_only_programs_whose_pool_names_them(tmp_path: Path) -> N
     assert ann.get(f"{W}/annotate").status_code == 200
     # Reviewers and leads oversee every program, pool or not.
     assert 'id="program-weather"' in web.sign_in("rev").get("/").text
+
+
+def test_the_app_serves_the_programs_the_code_location_runs(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """By default: the shipped project under its published template versions, with the
+    deployment's FP_* overrides (what `definitions.py` runs), each on its own database."""
+    monkeypatch.setenv("FP_BATCH_SIZE", "7")
+    settings = Settings.under(tmp_path / "fp")
+    registry = template_registry(settings)
+    registry.publish_many([p.template for p in load_project(PROJECT_DIR)])
+    registry.engine.dispose()
+    app = create_app(settings, secret="s" * 40)
+    programs = app.state.web.programs
+    assert sorted(programs) == ["digits", "weather"]
+    assert [programs[n].template_version for n in sorted(programs)] == ["digits@v1", "weather@v1"]
+    assert {p.program.batch_size for p in programs.values()} == {7}
+    urls = {str(p.store.engine.url) for p in programs.values()} | {
+        str(app.state.web.store.engine.url)
+    }
+    assert len(urls) == 3  # the platform database and one per program
+    assert (programs["digits"].modality, programs["weather"].modality) == (IMAGE_8X8, TABLE)
