@@ -110,8 +110,8 @@ def home(request: Request) -> Response:
     label should do."""
     session, person = signed_in(request)
     state = state_of(request)
-    programs = []
-    for program in state.programs_for(person):
-        counts = program.store.queue.counts()
-        programs.append({"program": program, "counts": counts})
+    programs = [
+        {**nav_context(member, session), "program": program, "counts": program.store.queue.counts()}
+        for program, member in state.programs_for(person.name)
+    ]
     return render_page(request, "home.html", programs=programs, **nav_context(person, session))

@@ -98,8 +98,10 @@ class State:
     def writing(self) -> contextlib.AbstractContextManager:
         return self._write_lock if self._write_lock is not None else contextlib.nullcontext()
 
-    def programs_for(self, person: Person) -> list[WebProgram]:
-        return [p for p in self.programs.values() if p.open_to(person)]
+    def programs_for(self, name: str) -> list[tuple[WebProgram, Person]]:
+        """The programs `name` can work on, each with their role there."""
+        found = [(p, p.member(name)) for p in self.programs.values()]
+        return [(p, person) for p, person in found if person is not None]
 
     def tracker(self, program: WebProgram):  # noqa: ANN201
         from feature_platform.learning.tracking import ModelTracker
@@ -141,13 +143,22 @@ def signed_in(request: Request) -> tuple[Session, Person]:
 
 
 def program_page(request: Request, permission: str | None) -> tuple[Session, Person, WebProgram]:
-    """The signed-in person with `permission` and the program the URL names: an unknown or
-    malformed name, or a program the person is not in the pool of, is a 404."""
-    session, person = require_role(request, permission)
+    """The program the URL names and the signed-in person as that program knows them (its own
+    people registry, which its queue also checks): an unknown or malformed name, a program that
+    has not registered the person or whose pool leaves them out, is a 404; a role there
+    without `permission`, a 403."""
+    session, signed = signed_in(request)
     name = request.path_params.get("program", "")
     program = lookup_program(state_of(request).programs, name)
-    if program is None or not program.open_to(person):
-        raise HTTPException(404, f"No program {name!r} for {person.name}.")
+    person = program.member(signed.name) if program is not None else None
+    if program is None or person is None:
+        raise HTTPException(404, f"No program {name!r} for {signed.name}.")
+    if permission is not None and not person.may(permission):
+        raise HTTPException(
+            403,
+            f"{person.name} ({person.role} in {program.name}) may not {permission}: "
+            "this page is not for them.",
+        )
     return session, person, program
 
 
@@ -195,7 +206,7 @@ def checked_program_form(
     request: Request, form: dict[str, str], permission: str | None
 ) -> tuple[Person, WebProgram]:
     """A POST on a program's page: role, CSRF, then the program the URL names (404)."""
-    checked_form(request, form, permission)
+    checked_form(request, form, None)
     _, person, program = program_page(request, permission)
     return person, program
 

@@ -87,6 +87,14 @@ class WebProgram:
     def pool(self) -> list[str]:
         return list(self.settings["annotators"].get("pool") or [])
 
+    def member(self, name: str) -> Person | None:
+        """`name` as this program knows them (its own people registry), if they are active
+        here and its template's pool lets them in."""
+        person = self.store.queue.registry.find(name)
+        if person is None or not person.active or not self.open_to(person):
+            return None
+        return person
+
     def open_to(self, person: Person) -> bool:
         """Annotators see a program only if its template's pool (when it declares one) names
         them; reviewers, leads and viewers see every program."""

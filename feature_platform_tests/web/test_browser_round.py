@@ -184,7 +184,8 @@ def test_people_label_a_round_in_the_browser_and_the_loop_retrains(tmp_path: Pat
     for name, role in roles.items():  # an admin's work; here the platform's own identity
         registry.add(name, role, actor=SYSTEM)
         credentials.set_password(name, PASSWORD, actor=SYSTEM)
-        loop.store.queue.registry.add(name, role, actor=SYSTEM)  # and in the program's own
+        for served in web.programs.values():  # and in each program's own registry
+            served.store.queue.registry.add(name, role, actor=SYSTEM)
     program = web.programs["digits"]
     base_url = "/p/digits"
     truth = digits.ground_truth_oracle()

@@ -7,6 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from feature_platform.catalog import PROJECT_DIR
+from feature_platform.governance.credentials import Credentials
+from feature_platform.governance.identity import SYSTEM
+from feature_platform.governance.roles import AnnotatorRegistry
 from feature_platform.programs.project import ProgramDefinition, load_project, template_registry
 from feature_platform.programs.template import ProgramTemplate
 from feature_platform.settings import Settings
@@ -14,6 +17,7 @@ from feature_platform.web.app import create_app
 from feature_platform.web.programs import IMAGE_8X8, TABLE
 from feature_platform_tests.web.conftest import (
     CSRF,
+    PASSWORD,
     D,
     W,
     Web,
@@ -146,6 +150,17 @@ def test_annotators_see_only_programs_whose_pool_names_them(tmp_path: Path) -> N
     assert ann.get(f"{W}/annotate").status_code == 200
     # Reviewers and leads oversee every program, pool or not.
     assert 'id="program-weather"' in web.sign_in("rev").get("/").text
+    # Someone the weather program never registered (signed in, labels digits) cannot reach it.
+    registry = AnnotatorRegistry(web.state.store.engine)
+    registry.add("cat", "reviewer", actor=SYSTEM)
+    Credentials(web.state.store.engine, registry).set_password("cat", PASSWORD, actor=SYSTEM)
+    web.program("digits").store.queue.registry.add("cat", "annotator", actor=SYSTEM)
+    cat = web.sign_in("cat")
+    home = cat.get("/").text
+    assert 'id="program-digits"' in home and 'id="program-weather"' not in home
+    assert "your role here: annotator" in home  # the program's own role, not the platform's
+    assert cat.get(f"{W}/review").status_code == 404
+    assert cat.get(f"{D}/review").status_code == 403
 
 
 def test_the_app_serves_the_programs_the_code_location_runs(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
