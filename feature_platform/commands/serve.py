@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from feature_platform.web.app import WebConfig, create_app
 
     app = create_app(
-        Settings.from_env(),
+        Settings.from_env(scoped=False),  # every program is served, not one (FP_PROGRAM)
         config=WebConfig(lease_seconds=args.lease_seconds, secure_cookies=args.secure_cookies),
         project_dir=args.project,
     )

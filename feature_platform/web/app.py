@@ -110,7 +110,8 @@ def create_app(
 ) -> Starlette:
     """The app over `programs`, or the programs of `project_dir` (default: the shipped
     examples) as the code location runs them (published template versions, FP_* overrides)."""
-    settings = settings or Settings.from_env()
+    # The platform stores (sign-ins); each program opens its own, whatever FP_PROGRAM says.
+    settings = settings or Settings.from_env(scoped=False)
     config = config or WebConfig()
     state = State(settings, secret or load_secret(settings.home), config, programs, project_dir)
 

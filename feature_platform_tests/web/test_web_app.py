@@ -151,8 +151,18 @@ def test_set_password_reads_stdin_never_argv(tmp_path) -> None:  # noqa: ANN001
     assert short.returncode == 2 and "too short" in short.stderr
     other = cli("yan", "annotators", "set-password", "zoe", stdin="yan's choice of secret\n")
     assert other.returncode == 2 and "may not set 'zoe'" in other.stderr
+    # A program registers its own people (the roles its queue checks): zoe labels digits only.
+    assert (
+        cli("adm", "--program", "digits", "annotators", "add", "adm", "--role", "admin").returncode
+        == 0
+    )
+    assert cli("adm", "--program", "digits", "annotators", "add", "zoe").returncode == 0
     web = make_web(home, batch=())
-    assert login(web.client(), "zoe", "a long enough secret").status_code == 303
+    client = web.client()
+    assert login(client, "zoe", "a long enough secret").status_code == 303
+    home_page = client.get("/").text
+    assert 'id="program-digits"' in home_page and 'id="program-weather"' not in home_page
+    assert client.get("/p/weather/annotate").status_code == 404
     assert login(web.client(), "zoe", "yan's choice of secret").status_code == 401
     changes = web.state.audit.entries(action="person.set_password")
     assert changes[changes["target"] == "zoe"]["actor"].tolist() == ["adm"]
