@@ -36,7 +36,8 @@ from feature_platform.web.sessions import LoginLimiter, Session, SessionStore, c
 HERE = Path(__file__).parent
 COOKIE = "fp_session"
 LOGIN_COOKIE = "fp_login"
-SKIP_REASONS = ("not a digit / not readable", "two samples in one", "offensive or private")
+# The same for every program (a digit, a day of weather, a text): nothing modality-specific.
+SKIP_REASONS = ("unreadable or corrupt", "none of the labels fits", "offensive or private")
 MAX_REASON = 500
 
 

@@ -17,6 +17,7 @@ import socket
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -95,9 +96,11 @@ class Loop:
         )
         assert result.success
 
-    def refresh_features(self) -> None:
-        newest = self.ctx.source.read()[self.ctx.source.event_time].max().to_pydatetime()
-        self.run("refresh_features", tags=self.ctx.all_arrival_days_tags(until=newest))
+    def refresh_features(self, until: datetime | None = None) -> None:
+        """Every arrival partition up to `until` (default: the source's newest arrival)."""
+        if until is None:
+            until = self.ctx.source.read()[self.ctx.source.event_time].max().to_pydatetime()
+        self.run("refresh_features", tags=self.ctx.all_arrival_days_tags(until=until))
 
     def open_next_round(self) -> str:
         opened = self.sensor("open_next_round")
@@ -173,6 +176,10 @@ def test_people_label_a_round_in_the_browser_and_the_loop_retrains(tmp_path: Pat
     loop.refresh_features()
     first = loop.open_next_round()
     assert first == "round-001"
+    # The weather program beside it: its own sensors open its own first round.
+    weather = Loop(settings, programs, "weather")
+    weather.refresh_features(until=datetime(2012, 4, 1, tzinfo=UTC))  # a quarter: quick
+    assert weather.open_next_round() == "round-001"
 
     app = create_app(
         settings, secret="e2e-" + "s" * 40, config=WebConfig(undo_seconds=120), programs=programs
@@ -271,9 +278,26 @@ def test_people_label_a_round_in_the_browser_and_the_loop_retrains(tmp_path: Pat
             assert "digits-classifier/1" in page.inner_text(".versions")
             assert page.locator(".guesses li").count() == 3
             page.screenshot(path=str(SCREENSHOTS / "annotate.png"), full_page=True)
+
+            # The same person on the weather program: its sample as a table of feature values,
+            # its labels (numbered keys) and instructions; the answer lands in its own queue.
+            page.goto(f"{base}/p/weather/annotate")
+            assert page.locator("table.features td").first.is_visible()
+            assert page.locator(".sample img").count() == 0
+            assert "From the day's measurements" in page.inner_text(".instructions")
+            assert "weather@v1" in page.inner_text(".versions")
+            page.screenshot(path=str(SCREENSHOTS / "annotate-table.png"), full_page=True)
+            day = page.locator("#task").get_attribute("data-task-id")
+            _press(page, "5")  # the fifth label: sun
+            answered = weather.store.queue.answers()
+            assert answered[["task_id", "annotator", "label"]].values.tolist() == [
+                [day, "ann", "sun"]
+            ]
+            assert not loop.store.queue.answers().query("task_id == @day").shape[0]
             with page.expect_navigation():
                 page.click("#sign-out")
             assert not loop.store.queue.leases("ann")
+            assert not weather.store.queue.leases("ann")
             browser.close()
     finally:
         server.should_exit = True
