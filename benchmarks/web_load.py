@@ -3,13 +3,14 @@
     .venv/bin/python benchmarks/web_load.py [--clients 50] [--answers 20] [--overlap 2]
         [--backends sqlite,postgres] [--postgres-admin-url postgresql+psycopg2://...]
 
-For each backend: a fresh store with `clients` annotators (scrypt passwords) and
-`clients * answers / overlap` digit tasks that each want `overlap` answers, so the round holds
-exactly `clients * answers` slots. `feature-platform serve` runs in its own process (one
-uvicorn worker, as `make ui` starts it). Each client is an asyncio task with its own cookie jar:
-it signs in, then repeats "next task" (GET /annotate: lease or show the held task) and
-"submit" (POST /annotate/answer with the page's CSRF token) until the queue has nothing left
-for it. Timings are wall-clock per request, seen by the client.
+For each backend: a fresh platform database with `clients` annotators (scrypt passwords), the
+same people in the digits program's own store, and there `clients * answers / overlap` digit
+tasks that each want `overlap` answers, so the round holds exactly `clients * answers` slots.
+`feature-platform serve` runs in its own process (one uvicorn worker, as `make ui` starts it).
+Each client is an asyncio task with its own cookie jar: it signs in, then repeats "next task"
+(GET /p/digits/annotate: lease or show the held task) and "submit" (POST
+/p/digits/annotate/answer with the page's CSRF token) until the queue has nothing left for it.
+Timings are wall-clock per request, seen by the client.
 
 Then the stores are checked: answers stored vs accepted (303) submissions, duplicate
 (task, annotator) answers, tasks holding more answers than they want, and tasks left unfilled.
@@ -49,12 +50,14 @@ from feature_platform.governance.credentials import Credentials  # noqa: E402
 from feature_platform.governance.identity import SYSTEM  # noqa: E402
 from feature_platform.governance.roles import AnnotatorRegistry  # noqa: E402
 from feature_platform.labeling.queue import TaskSpec  # noqa: E402
+from feature_platform.programs.project import open_program_store  # noqa: E402
 from feature_platform.settings import Settings  # noqa: E402
 
 PASSWORD = "load test password"
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 TASK = re.compile(r'data-task-id="([0-9a-f]+)"')
 SAMPLE = re.compile(r"sample (\d+)</span>")
+PROGRAM = "/p/digits"  # the shipped digits program's pages
 
 
 def _settings(home: Path, database_url: str | None) -> Settings:
@@ -71,12 +74,16 @@ def _settings(home: Path, database_url: str | None) -> Settings:
 
 
 def _prepare(settings: Settings, clients: int, answers: int, overlap: int) -> FeatureStore:
-    store = FeatureStore(settings)
-    registry = AnnotatorRegistry(store.engine)
-    credentials = Credentials(store.engine, registry)
+    """The digits program's store, with the round to label; sign-ins in the platform's."""
+    platform = FeatureStore(settings)
+    registry = AnnotatorRegistry(platform.engine)
+    credentials = Credentials(platform.engine, registry)
+    store = open_program_store(settings, "digits")
     for i in range(clients):  # registered by the platform's own (admin) identity
         registry.add(f"a{i:03d}", "annotator", actor=SYSTEM)
         credentials.set_password(f"a{i:03d}", PASSWORD, actor=SYSTEM)
+        store.queue.registry.add(f"a{i:03d}", "annotator", actor=SYSTEM)
+    platform.engine.dispose()
     n_tasks = clients * answers // overlap
     specs = [
         TaskSpec(
@@ -110,7 +117,7 @@ async def _client(base: str, name: str, timings: dict[str, list[float]], sent: l
         assert signed.status_code == 303, signed.text
         while True:
             started = time.perf_counter()
-            page = await http.get("/annotate")
+            page = await http.get(f"{PROGRAM}/annotate")
             timings["next"].append(time.perf_counter() - started)
             task = TASK.search(page.text)
             if task is None:
@@ -118,7 +125,7 @@ async def _client(base: str, name: str, timings: dict[str, list[float]], sent: l
             label = str(int(SAMPLE.search(page.text).group(1)) % 10)
             form = {"csrf": CSRF.search(page.text).group(1), "task_id": task.group(1)}
             started = time.perf_counter()
-            answered = await http.post("/annotate/answer", data=form | {"label": label})
+            answered = await http.post(f"{PROGRAM}/annotate/answer", data=form | {"label": label})
             timings["submit"].append(time.perf_counter() - started)
             sent.append((task.group(1), name, answered.status_code))
 

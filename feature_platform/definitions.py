@@ -7,8 +7,8 @@ same shape and loads with `project_definitions(<project dir>)` (see `feature-pla
 
 from __future__ import annotations
 
-from feature_platform.defs.location import build_definitions, env_overrides, project_definitions
+from feature_platform.defs.location import build_definitions, project_definitions
 
-__all__ = ["build_definitions", "defs", "env_overrides", "project_definitions"]
+__all__ = ["build_definitions", "defs", "project_definitions"]
 
 defs = build_definitions()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -13,6 +14,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument(
         "--lease-seconds", type=float, default=600.0, help="how long a task stays leased"
+    )
+    parser.add_argument(
+        "--project",
+        type=Path,
+        default=None,
+        help="a project folder (programs/*.yaml) to serve; default: the shipped examples",
     )
     parser.add_argument(
         "--secure-cookies", action="store_true", help="mark cookies Secure (serve behind HTTPS)"
@@ -27,8 +34,9 @@ def run(args: argparse.Namespace) -> int:
     from feature_platform.web.app import WebConfig, create_app
 
     app = create_app(
-        Settings.from_env(),
+        Settings.from_env(scoped=False),  # every program is served, not one (FP_PROGRAM)
         config=WebConfig(lease_seconds=args.lease_seconds, secure_cookies=args.secure_cookies),
+        project_dir=args.project,
     )
     print(f"feature_platform web app on http://{args.host}:{args.port}/ (Ctrl-C stops it)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -3,10 +3,8 @@ import; `feature_platform/definitions.py` builds the shipped one)."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 
@@ -16,24 +14,13 @@ from feature_platform.defs.factory import ProgramDefs, build_program_defs
 from feature_platform.defs.resources import build_resources
 from feature_platform.defs.scale_pool import scale_pool_job
 from feature_platform.errors import FeaturePlatformError
-from feature_platform.programs.project import ProgramDefinition, load_project, template_registry
+from feature_platform.programs.project import (
+    ProgramDefinition,
+    load_project,
+    location_programs,
+    template_registry,
+)
 from feature_platform.settings import Settings
-
-# Settings that override every program of the default location (e.g. a smaller batch in a test
-# deployment); a program's own settings live in its template.
-ENV_OVERRIDES = {
-    "FP_STRATEGY": ("strategy", str),
-    "FP_BATCH_SIZE": ("batch_size", int),
-    "FP_LABEL_BUDGET": ("label_budget", int),
-    "FP_ANSWERS_PER_TASK": ("answers_per_task", int),
-    "FP_SEED": ("seed", int),
-    "FP_PROMOTION_TOLERANCE": ("promotion_tolerance", float),
-}
-
-
-def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    environ = os.environ if environ is None else environ
-    return {field: cast(environ[k]) for k, (field, cast) in ENV_OVERRIDES.items() if environ.get(k)}
 
 
 def build_definitions(
@@ -43,11 +30,7 @@ def build_definitions(
     """A code location with `programs` (default: the shipped examples)."""
     settings = settings or Settings.from_env()
     if programs is None:
-        overrides = env_overrides()
-        programs = [
-            p.with_overrides(**overrides) if overrides else p
-            for p in load_project(PROJECT_DIR, registry=template_registry(settings))
-        ]
+        programs = location_programs(settings, PROJECT_DIR)
     programs = list(programs)
     names = [p.name for p in programs]
     duplicated = sorted({n for n in names if names.count(n) > 1})

@@ -21,7 +21,7 @@ from feature_platform.errors import FeaturePlatformError
 from feature_platform.feature_store import FeatureStore
 from feature_platform.governance.identity import system_actor
 from feature_platform.learning.tracking import ModelTracker
-from feature_platform.programs.project import ensure_program_database, program_settings
+from feature_platform.programs.project import open_program_store
 from feature_platform.settings import Settings, offline_location
 
 
@@ -100,8 +100,7 @@ class StoreResource(dg.ConfigurableResource):
 
 @functools.cache
 def _program_store(settings: Settings, name: str) -> FeatureStore:
-    ensure_program_database(settings, name)
-    return FeatureStore(program_settings(settings, name), actor=system_actor())
+    return open_program_store(settings, name, actor=system_actor())
 
 
 class MlflowResource(dg.ConfigurableResource):

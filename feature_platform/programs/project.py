@@ -8,7 +8,9 @@ never blocks or retrains another. The template registry lives in the platform da
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,16 @@ from feature_platform.store.feature_set import FeatureSetSpec
 from feature_platform.store.sources import SourceSpec
 
 PROGRAMS_DIR = "programs"
+# Settings that override every program of a deployment (e.g. a smaller batch in a test
+# deployment); a program's own settings live in its template.
+ENV_OVERRIDES = {
+    "FP_STRATEGY": ("strategy", str),
+    "FP_BATCH_SIZE": ("batch_size", int),
+    "FP_LABEL_BUDGET": ("label_budget", int),
+    "FP_ANSWERS_PER_TASK": ("answers_per_task", int),
+    "FP_SEED": ("seed", int),
+    "FP_PROMOTION_TOLERANCE": ("promotion_tolerance", float),
+}
 
 
 @dataclass(frozen=True)
@@ -129,6 +141,25 @@ def load_project(
     return [ProgramDefinition(t, registry.version_of(t)) for t in templates]
 
 
+def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    environ = os.environ if environ is None else environ
+    return {field: cast(environ[k]) for k, (field, cast) in ENV_OVERRIDES.items() if environ.get(k)}
+
+
+def location_programs(
+    settings: Settings, project_dir: Path, environ: Mapping[str, str] | None = None
+) -> list[ProgramDefinition]:
+    """The programs a code location runs (and the web app serves): the project's templates
+    under their published versions, with the deployment's FP_* overrides."""
+    registry = template_registry(settings)
+    try:
+        programs = load_project(project_dir, registry=registry)
+    finally:
+        registry.engine.dispose()
+    overrides = env_overrides(environ)
+    return [p.with_overrides(**overrides) if overrides else p for p in programs]
+
+
 # -- each program's own stores ---------------------------------------------------------------
 
 
@@ -169,6 +200,13 @@ def ensure_program_database(base: Settings, name: str) -> None:
             conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{program_schema(name)}"'))
     finally:
         engine.dispose()
+
+
+def open_program_store(base: Settings, name: str, actor: Any | None = None) -> FeatureStore:
+    """The stores of program `name` (its database created if missing): what the code
+    location's `StoreResource.for_program` and the web app both open."""
+    ensure_program_database(base, name)
+    return FeatureStore(program_settings(base, name), actor=actor)
 
 
 def find_program(programs: list[ProgramDefinition], name: str) -> ProgramDefinition:

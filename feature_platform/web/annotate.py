@@ -29,25 +29,24 @@ from feature_platform.web.plumbing import (
     MAX_REASON,
     SKIP_REASONS,
     State,
-    checked_form,
+    checked_program_form,
     form_field,
     label_keys,
     nav_context,
+    program_page,
     render_page,
-    require_role,
-    signed_in,
     state_of,
     task_or_404,
 )
-from feature_platform.web.programs import lookup_program
+from feature_platform.web.programs import WebProgram
 
 
-def _progress(state: State, task_round: str, me: str) -> dict[str, Any]:
-    counts = state.store.queue.counts(task_round)
+def _progress(program: WebProgram, task_round: str, me: str) -> dict[str, Any]:
+    counts = program.store.queue.counts(task_round)
     total = sum(counts.values())
     done = counts[ANSWERED] + counts[RESOLVED]
     # A count, not the answers frame: this runs on every page an annotator opens.
-    with state.store.engine.connect() as conn:
+    with program.store.engine.connect() as conn:
         mine = conn.execute(
             sa.select(sa.func.count(sa.distinct(answers.c.task_id)))
             .select_from(answers.join(tasks, tasks.c.id == answers.c.task_id))
@@ -62,9 +61,9 @@ def _progress(state: State, task_round: str, me: str) -> dict[str, Any]:
     }
 
 
-def _my_last_answer(state: State, me: str) -> dict[str, Any] | None:
-    """My newest answer while it can still be undone (within the grace period)."""
-    with state.store.engine.connect() as conn:
+def _my_last_answer(state: State, program: WebProgram, me: str) -> dict[str, Any] | None:
+    """My newest answer in this program while it can still be undone (grace period)."""
+    with program.store.engine.connect() as conn:
         row = conn.execute(
             sa.select(answers).where(answers.c.annotator == me).order_by(answers.c.id.desc())
         ).first()
@@ -78,60 +77,44 @@ def _my_last_answer(state: State, me: str) -> dict[str, Any] | None:
 
 def annotate(request: Request) -> Response:
     state = state_of(request)
-    session, person = require_role(request, "label")
-    queue = state.store.queue
+    session, person, program = program_page(request, "label")
+    queue = program.store.queue
+    correcting = request.query_params.get("revise")
     held = queue.leases(annotator=person.name)
     leased = []
-    if not held:
+    if not held and correcting is None:  # changing an answer leases nothing new
         with state.writing():
             leased = queue.lease(person.name, 1, state.config.lease_seconds)
     if not held and leased:
         held = queue.leases(annotator=person.name)
-    last = _my_last_answer(state, person.name)
-    context = nav_context(person, session) | {"last": last}
-    correcting = request.query_params.get("revise")
+    last = _my_last_answer(state, program, person.name)
+    context = nav_context(person, session, program) | {"last": last}
+    lease = None
     if correcting is not None:
         if last is None or last["task_id"] != correcting:
             raise HTTPException(409, "The grace period to change that answer is over.")
-        task = task_or_404(state, correcting)
-        program = lookup_program(task=task)
-        return render_page(
-            request,
-            "annotate.html",
-            task=task,
-            program=program,
-            lease=None,
-            revising=last,
-            sample=render.sample_view(task, program),
-            guesses=render.top_guesses(task),
-            why=render.why_in_words(task),
-            progress=_progress(state, task.round, person.name),
-            skip_reasons=SKIP_REASONS,
-            keys=label_keys(program.classes),
-            **context,
-        )
-    if not held:
+        task = task_or_404(program, correcting)
+    elif not held:
         rounds = queue.rounds()
         return render_page(
             request,
             "annotate_empty.html",
-            progress=_progress(state, rounds[-1], person.name) if rounds else None,
+            progress=_progress(program, rounds[-1], person.name) if rounds else None,
             **context,
         )
-    lease = held[0]
-    task = queue.get(lease.task_id)
-    program = lookup_program(task=task)
+    else:
+        lease = held[0]
+        task = queue.get(lease.task_id)
     return render_page(
         request,
         "annotate.html",
         task=task,
-        program=program,
         lease=lease,
-        revising=None,
+        revising=last if correcting is not None else None,
         sample=render.sample_view(task, program),
         guesses=render.top_guesses(task),
         why=render.why_in_words(task),
-        progress=_progress(state, task.round, person.name),
+        progress=_progress(program, task.round, person.name),
         skip_reasons=SKIP_REASONS,
         keys=label_keys(program.classes),
         **context,
@@ -151,11 +134,13 @@ _STATUS_FOR = {
 }
 
 
-def submit_answer(state: State, task_id: str, annotator: str, label: str) -> int:
+def submit_answer(
+    state: State, program: WebProgram, task_id: str, annotator: str, label: str
+) -> int:
     """Record one answer from the web through the queue's own submission, in one transaction
     with its check that `annotator` still holds a live lease on the task and its audit entry.
     Returns the answer id; raises HTTPException (4xx) recording nothing otherwise."""
-    with state.writing(), write_transaction(state.store.engine) as conn:
+    with state.writing(), write_transaction(program.store.engine) as conn:
         now = utcnow()
         found = conn.execute(
             sa.select(tasks.c.id).where(tasks.c.id == task_id).with_for_update()
@@ -184,7 +169,7 @@ def submit_answer(state: State, task_id: str, annotator: str, label: str) -> int
                 "This task is no longer leased to you (the lease expired and it went back to "
                 "the queue or to someone else); your answer was not recorded.",
             )
-        outcome = state.store.queue.submit_in(
+        outcome = program.store.queue.submit_in(
             conn,
             Submission(
                 task_id,
@@ -200,7 +185,7 @@ def submit_answer(state: State, task_id: str, annotator: str, label: str) -> int
         if outcome.status != ACCEPTED:
             raise HTTPException(_STATUS_FOR.get(outcome.code, 400), outcome.reason)
         assert outcome.answer is not None
-        state.audit.record(
+        program.audit.record(
             Actor(annotator, "session"),
             "label.answer",
             f"task:{task_id}",
@@ -213,41 +198,40 @@ def submit_answer(state: State, task_id: str, annotator: str, label: str) -> int
 
 def answer(request: Request, form: dict[str, str]) -> Response:
     state = state_of(request)
-    _, person = checked_form(request, form, "label")
-    task = task_or_404(state, form_field(form, "task_id", 64))
+    person, program = checked_program_form(request, form, "label")
+    task = task_or_404(program, form_field(form, "task_id", 64))
     label = form_field(form, "label")
     if label not in task.classes:
         raise HTTPException(
             422, f"{label!r} is not one of this task's labels {task.classes}; nothing recorded."
         )
-    submit_answer(state, task.id, person.name, label)
-    return RedirectResponse("/annotate", status_code=303)
+    submit_answer(state, program, task.id, person.name, label)
+    return RedirectResponse(f"{program.prefix}/annotate", status_code=303)
 
 
 def _pass(request: Request, form: dict[str, str], outcome: str) -> Response:
     """Skip (with a reason) or unsure: the queue records the pass with the person, releases
     their lease and never offers them the task again."""
-    state = state_of(request)
-    _, person = checked_form(request, form, "label")
-    task = task_or_404(state, form_field(form, "task_id", 64))
+    person, program = checked_program_form(request, form, "label")
+    task = task_or_404(program, form_field(form, "task_id", 64))
     reason = form.get("reason", "").strip()
     if len(reason) > MAX_REASON:
         raise HTTPException(400, f"The reason is longer than {MAX_REASON} characters.")
     if outcome == "skip" and not reason:
         raise HTTPException(400, "A skip needs a reason.")
-    if not any(lease.task_id == task.id for lease in state.store.queue.leases(person.name)):
+    if not any(lease.task_id == task.id for lease in program.store.queue.leases(person.name)):
         raise HTTPException(409, "This task is not leased to you; nothing changed.")
     try:
         if outcome == "skip":
-            state.store.queue.skip(task.id, person.name, reason)
+            program.store.queue.skip(task.id, person.name, reason)
         else:
-            state.store.queue.unsure(task.id, person.name, reason)
+            program.store.queue.unsure(task.id, person.name, reason)
     except InvalidAnswerError as exc:
         raise HTTPException(409, str(exc)) from exc
-    state.audit.record(
+    program.audit.record(
         Actor(person.name, "session"), f"label.{outcome}", f"task:{task.id}", {"reason": reason}
     )
-    return RedirectResponse("/annotate", status_code=303)
+    return RedirectResponse(f"{program.prefix}/annotate", status_code=303)
 
 
 def skip(request: Request, form: dict[str, str]) -> Response:
@@ -262,27 +246,27 @@ def undo(request: Request, form: dict[str, str]) -> Response:
     """`z`: take back the last answer within the grace period: the task comes back on screen
     and the new answer is recorded as a revision of the old one (kept, never overwritten)."""
     state = state_of(request)
-    _, person = checked_form(request, form, "label")
-    task = task_or_404(state, form_field(form, "task_id", 64))
-    last = _my_last_answer(state, person.name)
+    person, program = checked_program_form(request, form, "label")
+    task = task_or_404(program, form_field(form, "task_id", 64))
+    last = _my_last_answer(state, program, person.name)
     if last is None or last["task_id"] != task.id:
         raise HTTPException(
             409, "Only your last answer can be undone, within its grace period; nothing changed."
         )
-    return RedirectResponse(f"/annotate?revise={quote(task.id)}", status_code=303)
+    return RedirectResponse(f"{program.prefix}/annotate?revise={quote(task.id)}", status_code=303)
 
 
 def revise(request: Request, form: dict[str, str]) -> Response:
     state = state_of(request)
-    _, person = checked_form(request, form, "label")
-    task = task_or_404(state, form_field(form, "task_id", 64))
+    person, program = checked_program_form(request, form, "label")
+    task = task_or_404(program, form_field(form, "task_id", 64))
     label = form_field(form, "label")
     if label not in task.classes:
         raise HTTPException(
             422, f"{label!r} is not one of this task's labels {task.classes}; nothing recorded."
         )
     try:
-        answer = state.store.queue.revise(
+        answer = program.store.queue.revise(
             task.id,
             person.name,
             label,
@@ -293,31 +277,30 @@ def revise(request: Request, form: dict[str, str]) -> Response:
         raise HTTPException(404, str(exc)) from exc
     except InvalidAnswerError as exc:
         raise HTTPException(409, str(exc)) from exc
-    state.audit.record(
+    program.audit.record(
         Actor(person.name, "session"),
         "label.revise",
         f"task:{task.id}",
         {"label": label, "answer_id": answer.id, "revises": answer.revises, "via": "web"},
     )
-    return RedirectResponse("/annotate", status_code=303)
+    return RedirectResponse(f"{program.prefix}/annotate", status_code=303)
 
 
 def renew(request: Request, form: dict[str, str]) -> Response:
     state = state_of(request)
-    _, person = checked_form(request, form, "label")
-    task = task_or_404(state, form_field(form, "task_id", 64))
-    lease = state.store.queue.renew(task.id, person.name, state.config.lease_seconds)
+    person, program = checked_program_form(request, form, "label")
+    task = task_or_404(program, form_field(form, "task_id", 64))
+    lease = program.store.queue.renew(task.id, person.name, state.config.lease_seconds)
     if lease is None:
         return JSONResponse({"error": "this task is no longer leased to you"}, status_code=409)
     return JSONResponse({"expires_at": lease.expires_at.isoformat()})
 
 
 def sample_png(request: Request) -> Response:
-    state = state_of(request)
-    _, person = signed_in(request)
-    task = task_or_404(state, request.path_params["task_id"])
-    holds = any(lease.task_id == task.id for lease in state.store.queue.leases(person.name))
-    holds = holds or bool(state.store.queue.answer_history(task.id, person.name))
+    _, person, program = program_page(request, None)
+    task = task_or_404(program, request.path_params["task_id"])
+    holds = any(lease.task_id == task.id for lease in program.store.queue.leases(person.name))
+    holds = holds or bool(program.store.queue.answer_history(task.id, person.name))
     if not (holds or person.may("adjudicate") or person.may("publish")):
         raise HTTPException(403, "Only the person working on a task (or a reviewer) sees it.")
     image = render.sample_image(task)

@@ -1,7 +1,9 @@
 """The web app: its routes, security headers and `create_app`. The pages live in `auth`,
 `annotate`, `review` and `dashboard`; what every request passes through, in `plumbing`.
 
-Every page but `/login` and `/healthz` needs a live session; every POST needs the session's
+Program pages live under `/p/<program>/` (annotate, review, dashboard, lead), each on that
+program's own stores; `/` lists the programs the person can work on. Every page but `/login`
+and `/healthz` needs a live session; every POST needs the session's
 CSRF token, a form body under `max_body` bytes, and the role its action needs (checked here on
 the server, whatever the page showed). Answers go through the queue's own submission
 (`TaskQueue.submit_in`), the same write path as file imports; every action is audited.
@@ -9,6 +11,8 @@ the server, whatever the page showed). Answers go through the queue's own submis
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -20,6 +24,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from feature_platform.programs.project import ProgramDefinition
 from feature_platform.settings import Settings
 from feature_platform.web.annotate import (
     annotate,
@@ -96,11 +101,19 @@ class SecurityHeaders:
 
 
 def create_app(
-    settings: Settings | None = None, *, secret: str | None = None, config: WebConfig | None = None
+    settings: Settings | None = None,
+    *,
+    secret: str | None = None,
+    config: WebConfig | None = None,
+    programs: Sequence[ProgramDefinition] | None = None,
+    project_dir: Path | None = None,
 ) -> Starlette:
-    settings = settings or Settings.from_env()
+    """The app over `programs`, or the programs of `project_dir` (default: the shipped
+    examples) as the code location runs them (published template versions, FP_* overrides)."""
+    # The platform stores (sign-ins); each program opens its own, whatever FP_PROGRAM says.
+    settings = settings or Settings.from_env(scoped=False)
     config = config or WebConfig()
-    state = State(settings, secret or load_secret(settings.home), config)
+    state = State(settings, secret or load_secret(settings.home), config, programs, project_dir)
 
     async def sign_in_required(request: Request, exc: Exception) -> Response:
         if request.method == "GET":
@@ -120,22 +133,29 @@ def create_app(
         Route("/login", post_route(login), methods=["POST"]),
         Route("/logout", post_route(logout), methods=["POST"]),
         Route("/", get_route(home)),
-        Route("/annotate", get_route(annotate)),
-        Route("/annotate/answer", post_route(answer), methods=["POST"]),
-        Route("/annotate/skip", post_route(skip), methods=["POST"]),
-        Route("/annotate/unsure", post_route(unsure), methods=["POST"]),
-        Route("/annotate/undo", post_route(undo), methods=["POST"]),
-        Route("/annotate/revise", post_route(revise), methods=["POST"]),
-        Route("/annotate/renew", post_route(renew), methods=["POST"]),
-        Route("/sample/{task_id}.png", get_route(sample_png)),
-        Route("/review", get_route(review)),
-        Route("/review/adjudicate", post_route(adjudicate), methods=["POST"]),
-        Route("/dashboard", get_route(dashboard)),
-        Route("/dashboard/learning.png", get_route(learning_png)),
-        Route("/dashboard/throughput.png", get_route(throughput_png)),
-        Route("/lead", get_route(lead)),
-        Route("/lead/alias", post_route(move_alias), methods=["POST"]),
-        Route("/lead/publish", post_route(publish), methods=["POST"]),
+        # Every program page names its program: /p/<program>/...; a task id is looked up in
+        # that program's own queue only, so another program's task is a 404 there.
+        Mount(
+            "/p/{program}",
+            routes=[
+                Route("/annotate", get_route(annotate)),
+                Route("/annotate/answer", post_route(answer), methods=["POST"]),
+                Route("/annotate/skip", post_route(skip), methods=["POST"]),
+                Route("/annotate/unsure", post_route(unsure), methods=["POST"]),
+                Route("/annotate/undo", post_route(undo), methods=["POST"]),
+                Route("/annotate/revise", post_route(revise), methods=["POST"]),
+                Route("/annotate/renew", post_route(renew), methods=["POST"]),
+                Route("/sample/{task_id}.png", get_route(sample_png)),
+                Route("/review", get_route(review)),
+                Route("/review/adjudicate", post_route(adjudicate), methods=["POST"]),
+                Route("/dashboard", get_route(dashboard)),
+                Route("/dashboard/learning.png", get_route(learning_png)),
+                Route("/dashboard/throughput.png", get_route(throughput_png)),
+                Route("/lead", get_route(lead)),
+                Route("/lead/alias", post_route(move_alias), methods=["POST"]),
+                Route("/lead/publish", post_route(publish), methods=["POST"]),
+            ],
+        ),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(

@@ -13,6 +13,7 @@ from feature_platform.web.plumbing import (
     LOGIN_COOKIE,
     checked_form,
     client_address,
+    nav_context,
     render_page,
     signed_in,
     state_of,
@@ -90,8 +91,10 @@ def logout(request: Request, form: dict[str, str]) -> Response:
     state = state_of(request)
     session, person = checked_form(request, form, None)
     returned = 0
-    for lease in state.store.queue.leases(annotator=person.name):
-        returned += state.store.queue.release(lease.task_id, person.name, event="signed_out")
+    for program in state.programs.values():  # every program's leases go back on sign-out
+        queue = program.store.queue
+        for lease in queue.leases(annotator=person.name):
+            returned += queue.release(lease.task_id, person.name, event="signed_out")
     state.sessions.end(session)
     state.audit.record(
         Actor(person.name, "session"), "web.logout", "", {"leases_returned": returned}
@@ -102,13 +105,13 @@ def logout(request: Request, form: dict[str, str]) -> Response:
 
 
 def home(request: Request) -> Response:
-    _, person = signed_in(request)
-    # Leads land on the dashboard and reviewers on their conflicts: opening /annotate leases
-    # a task (reserving its slot), which only someone about to label should do.
-    if person.may("publish"):
-        return RedirectResponse("/dashboard", status_code=303)
-    if person.may("adjudicate"):
-        return RedirectResponse("/review", status_code=303)
-    if person.may("label"):
-        return RedirectResponse("/annotate", status_code=303)
-    return RedirectResponse("/dashboard", status_code=303)
+    """The programs this person can work on, with the pages their role opens in each. Nothing
+    is leased here: opening a program's label page leases a task, which only someone about to
+    label should do."""
+    session, person = signed_in(request)
+    state = state_of(request)
+    programs = [
+        {**nav_context(member, session), "program": program, "counts": program.store.queue.counts()}
+        for program, member in state.programs_for(person.name)
+    ]
+    return render_page(request, "home.html", programs=programs, **nav_context(person, session))

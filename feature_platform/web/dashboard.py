@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pandas as pd
+import yaml
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -21,15 +22,15 @@ from feature_platform.web import render
 from feature_platform.web.plumbing import (
     MAX_REASON,
     State,
-    checked_form,
+    checked_program_form,
     form_field,
     nav_context,
+    program_page,
     records,
     render_page,
-    require_role,
     state_of,
 )
-from feature_platform.web.programs import WebProgram, lookup_program
+from feature_platform.web.programs import WebProgram
 
 # -- dashboard -----------------------------------------------------------------------------
 
@@ -73,12 +74,12 @@ def _drift_status(state: State, program: WebProgram) -> str:
         champion = None
     if champion is None:
         return "no champion model yet: nothing to compare"
-    if champion.label in state._drift:
-        return state._drift[champion.label]
+    if (program.name, champion.label) in state._drift:
+        return state._drift[(program.name, champion.label)]
     try:
         tags = tracker.run(champion.run_id).data.tags
         report = rounds.champion_drift(
-            state.store,
+            program.store,
             program.program,
             tags["feature_set_version"],
             tags["label_snapshot_id"],
@@ -90,15 +91,14 @@ def _drift_status(state: State, program: WebProgram) -> str:
         )
     except (FeaturePlatformError, KeyError, ValueError) as exc:
         status = f"not measurable: {exc}"
-    state._drift[champion.label] = status
+    state._drift[(program.name, champion.label)] = status
     return status
 
 
 def dashboard(request: Request) -> Response:
     state = state_of(request)
-    session, person = require_role(request, None)
-    program = lookup_program(request.query_params.get("program"))
-    queue = state.store.queue
+    session, person, program = program_page(request, None)
+    queue = program.store.queue
     round_names = queue.rounds()
     selected = request.query_params.get("round") or (round_names[-1] if round_names else None)
     if selected is not None and selected not in round_names:
@@ -113,7 +113,7 @@ def dashboard(request: Request) -> Response:
     registered = {r: m["registered_at"].to_pydatetime() for r, m in models.items()}
     lead = (
         metrics.lead_time_by_round(
-            metrics.lead_times(queue, state.store.labels, registered, "round")
+            metrics.lead_times(queue, program.store.labels, registered, "round")
         )
         if registered and round_names
         else pd.DataFrame()
@@ -126,7 +126,6 @@ def dashboard(request: Request) -> Response:
     return render_page(
         request,
         "dashboard.html",
-        program=program,
         rounds=round_names,
         selected=selected,
         model=models.get(selected or ""),
@@ -140,14 +139,13 @@ def dashboard(request: Request) -> Response:
         dagster_url=state.config.dagster_url.rstrip("/"),
         mlflow_url=state.config.mlflow_url.rstrip("/"),
         quote=quote,
-        **nav_context(person, session),
+        **nav_context(person, session, program),
     )
 
 
 def learning_png(request: Request) -> Response:
     state = state_of(request)
-    require_role(request, None)
-    program = lookup_program(request.query_params.get("program"))
+    _, _, program = program_page(request, None)
     models = _model_rounds(state, program)
     curve = [(m["labels"], m["accuracy"]) for m in models.values() if m["accuracy"] is not None]
     reference = state.tracker(program).reference_curve("random") if models else []
@@ -156,10 +154,9 @@ def learning_png(request: Request) -> Response:
 
 
 def throughput_png(request: Request) -> Response:
-    state = state_of(request)
-    require_role(request, None)
+    _, _, program = program_page(request, None)
     round_name = request.query_params.get("round")
-    frame = state.store.queue.answers(round_name)
+    frame = program.store.queue.answers(round_name)
     counts = frame["annotator"].value_counts().sort_index().to_dict() if len(frame) else {}
     image = render.bar_chart(
         {str(k): float(v) for k, v in counts.items()},
@@ -173,9 +170,8 @@ def throughput_png(request: Request) -> Response:
 
 
 def lead(request: Request) -> Response:
-    state = state_of(request)
-    session, person = require_role(request, "publish")
-    registry = state.store.registry
+    session, person, program = program_page(request, "publish")
+    registry = program.store.registry
     feature_sets = [
         {
             "name": name,
@@ -184,42 +180,40 @@ def lead(request: Request) -> Response:
         }
         for name in registry.names()
     ]
-    recent = state.audit.entries().tail(25).iloc[::-1]
+    recent = program.audit.entries().tail(25).iloc[::-1]
     return render_page(
         request,
         "lead.html",
-        program=lookup_program(),
+        settings_yaml=yaml.safe_dump(program.settings, sort_keys=False),
         feature_sets=feature_sets,
         audit=records(recent.assign(detail=recent["detail"].map(json.dumps))),
-        **nav_context(person, session),
+        **nav_context(person, session, program),
     )
 
 
 def move_alias(request: Request, form: dict[str, str]) -> Response:
-    state = state_of(request)
-    _, person = checked_form(request, form, "publish")
+    person, program = checked_program_form(request, form, "publish")
     name, alias, version = (
         form_field(form, "name"),
         form_field(form, "alias"),
         form_field(form, "version"),
     )
     try:
-        state.store.set_alias(name, alias, version, actor=Actor(person.name, "session"))
+        program.store.set_alias(name, alias, version, actor=Actor(person.name, "session"))
     except PermissionDeniedError as exc:
         raise HTTPException(403, str(exc)) from exc
     except FeaturePlatformError as exc:
         raise HTTPException(422, str(exc)) from exc
     # The registry audits the move as this person (via session).
-    return RedirectResponse("/lead", status_code=303)
+    return RedirectResponse(f"{program.prefix}/lead", status_code=303)
 
 
 def publish(request: Request, form: dict[str, str]) -> Response:
-    state = state_of(request)
-    _, person = checked_form(request, form, "publish")
+    person, program = checked_program_form(request, form, "publish")
     name, version = form_field(form, "name"), form_field(form, "version")
     reason = form.get("reason", "").strip()[:MAX_REASON]
     try:
-        state.store.publish(
+        program.store.publish(
             name,
             version,
             reason or f"published by {person.name} (web)",
@@ -229,4 +223,4 @@ def publish(request: Request, form: dict[str, str]) -> Response:
         raise HTTPException(403, str(exc)) from exc
     except FeaturePlatformError as exc:
         raise HTTPException(422, str(exc)) from exc
-    return RedirectResponse("/lead", status_code=303)
+    return RedirectResponse(f"{program.prefix}/lead", status_code=303)

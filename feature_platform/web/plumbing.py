@@ -7,7 +7,7 @@ import contextlib
 import json
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -26,17 +26,18 @@ from feature_platform.feature_store import FeatureStore
 from feature_platform.governance.credentials import Credentials
 from feature_platform.governance.identity import acting_as
 from feature_platform.governance.roles import AnnotatorRegistry, Person
-from feature_platform.labeling.adjudication import Adjudications
 from feature_platform.labeling.queue import Task
+from feature_platform.programs.project import ProgramDefinition
 from feature_platform.settings import Settings
 from feature_platform.web import render
-from feature_platform.web.programs import WebProgram
+from feature_platform.web.programs import WebProgram, load_programs, lookup_program
 from feature_platform.web.sessions import LoginLimiter, Session, SessionStore, csrf_ok
 
 HERE = Path(__file__).parent
 COOKIE = "fp_session"
 LOGIN_COOKIE = "fp_login"
-SKIP_REASONS = ("not a digit / not readable", "two samples in one", "offensive or private")
+# The same for every program (a digit, a day of weather, a text): nothing modality-specific.
+SKIP_REASONS = ("unreadable or corrupt", "none of the labels fits", "offensive or private")
 MAX_REASON = 500
 
 
@@ -63,11 +64,20 @@ class SignInRequired(Exception):
 
 
 class State:
-    """Everything the routes share: the stores, sessions, templates."""
+    """Everything the routes share: the platform store (people, passwords, sessions, sign-in
+    audit), each program on its own stores, templates."""
 
-    def __init__(self, settings: Settings, secret: str, config: WebConfig) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        secret: str,
+        config: WebConfig,
+        programs: Sequence[ProgramDefinition] | None = None,
+        project_dir: Path | None = None,
+    ) -> None:
         self.settings, self.config = settings, config
         self.store = FeatureStore(settings)
+        self.programs = load_programs(settings, programs, project_dir)
         self.registry = AnnotatorRegistry(self.store.engine)
         self.audit = self.registry.audit
         self.credentials = Credentials(self.store.engine, self.registry)
@@ -75,20 +85,24 @@ class State:
             self.store.engine, secret, idle=config.idle, absolute=config.absolute
         )
         self.limiter = LoginLimiter(config.login_attempts, config.login_window_s)
-        self.adjudications = Adjudications(self.store.engine, self.store.queue, self.registry)
         self.templates = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(["html"]),
         )
         self.templates.filters["pct"] = render.percent
-        self._drift: dict[str, str] = {}
+        self._drift: dict[tuple[str, str], str] = {}
         # SQLite takes one writer at a time and makes the others sleep in growing steps (its
         # busy handler); the busiest writes of this process queue on a lock instead.
-        sqlite = self.store.engine.dialect.name == "sqlite"
+        sqlite = self.store.engine.dialect.name == "sqlite"  # every program's too
         self._write_lock = threading.Lock() if sqlite else None
 
     def writing(self) -> contextlib.AbstractContextManager:
         return self._write_lock if self._write_lock is not None else contextlib.nullcontext()
+
+    def programs_for(self, name: str) -> list[tuple[WebProgram, Person]]:
+        """The programs `name` can work on, each with their role there."""
+        found = [(p, p.member(name)) for p in self.programs.values()]
+        return [(p, person) for p, person in found if person is not None]
 
     def tracker(self, program: WebProgram):  # noqa: ANN201
         from feature_platform.learning.tracking import ModelTracker
@@ -129,6 +143,26 @@ def signed_in(request: Request) -> tuple[Session, Person]:
     return session, person
 
 
+def program_page(request: Request, permission: str | None) -> tuple[Session, Person, WebProgram]:
+    """The program the URL names and the signed-in person as that program knows them (its own
+    people registry, which its queue also checks): an unknown or malformed name, a program that
+    has not registered the person or whose pool leaves them out, is a 404; a role there
+    without `permission`, a 403."""
+    session, signed = signed_in(request)
+    name = request.path_params.get("program", "")
+    program = lookup_program(state_of(request).programs, name)
+    person = program.member(signed.name) if program is not None else None
+    if program is None or person is None:
+        raise HTTPException(404, f"No program {name!r} for {signed.name}.")
+    if permission is not None and not person.may(permission):
+        raise HTTPException(
+            403,
+            f"{person.name} ({person.role} in {program.name}) may not {permission}: "
+            "this page is not for them.",
+        )
+    return session, person, program
+
+
 def require_role(request: Request, permission: str | None) -> tuple[Session, Person]:
     session, person = signed_in(request)
     if permission is not None and not person.may(permission):
@@ -167,6 +201,15 @@ def checked_form(request: Request, form: dict[str, str], permission: str | None)
     if not csrf_ok(session.csrf, form.get("csrf") or request.headers.get("x-csrf-token")):
         raise HTTPException(403, "Missing or wrong CSRF token: reload the page and try again.")
     return session, person
+
+
+def checked_program_form(
+    request: Request, form: dict[str, str], permission: str | None
+) -> tuple[Person, WebProgram]:
+    """A POST on a program's page: role, CSRF, then the program the URL names (404)."""
+    checked_form(request, form, None)
+    _, person, program = program_page(request, permission)
+    return person, program
 
 
 def form_field(form: dict[str, str], name: str, max_length: int = 200) -> str:
@@ -211,9 +254,13 @@ def get_route(handler: Callable[[Request], Response]):  # noqa: ANN202
     return endpoint
 
 
-def nav_context(person: Person, session: Session) -> dict[str, Any]:
+def nav_context(
+    person: Person, session: Session, program: WebProgram | None = None
+) -> dict[str, Any]:
     return {
         "me": person,
+        "program": program,
+        "prefix": program.prefix if program is not None else "",
         "csrf": session.csrf,
         "may_label": person.may("label"),
         "may_review": person.may("adjudicate"),
@@ -228,9 +275,10 @@ def label_keys(classes: tuple[str, ...]) -> list[tuple[str, str]]:
     return [(str(i + 1), c) for i, c in enumerate(classes[:9])]
 
 
-def task_or_404(state: State, task_id: str) -> Task:
+def task_or_404(program: WebProgram, task_id: str) -> Task:
+    """A task of this program's own queue: another program's task id is unknown here."""
     try:
-        return state.store.queue.get(task_id)
+        return program.store.queue.get(task_id)
     except UnknownTaskError as exc:
         raise HTTPException(404, f"No task {task_id!r}; nothing was recorded.") from exc
 

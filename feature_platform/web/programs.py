@@ -1,61 +1,125 @@
-"""Which labeling program a page is about: the one place the web app looks programs up, so it
-follows when one program becomes many."""
+"""The programs the web app serves: the code location's project (the same loader as
+`definitions.py`), each opened on its own stores. The one place pages look a program up."""
 
 from __future__ import annotations
 
-import os
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from feature_platform.labeling.queue import Task
-from feature_platform.learning.rounds import Program
+from feature_platform.catalog import PROJECT_DIR
+from feature_platform.feature_store import FeatureStore
+from feature_platform.governance.roles import ANNOTATOR, Person, canonical_role
+from feature_platform.labeling.adjudication import Adjudications
+from feature_platform.names import InvalidNameError, check_name
+from feature_platform.programs.model import Program
+from feature_platform.programs.project import (
+    ProgramDefinition,
+    location_programs,
+    open_program_store,
+)
+from feature_platform.settings import Settings
 
 IMAGE_8X8, TEXT, TABLE = "image8x8", "text", "table"
+PIXELS = frozenset(f"p{i}" for i in range(64))
 
 
-@dataclass(frozen=True)
+@dataclass
 class WebProgram:
-    name: str
-    title: str
-    program: Program
-    instructions: str
-    modality: str  # how a sample is shown: IMAGE_8X8, TEXT or TABLE
-    model_name: str  # the registered MLflow model its rounds produce
+    """One program as the pages see it: its template's settings and its own stores."""
+
+    definition: ProgramDefinition
+    store: FeatureStore
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    @property
+    def prefix(self) -> str:
+        return f"/p/{self.name}"
+
+    @property
+    def program(self) -> Program:
+        return self.definition.program
+
+    @property
+    def title(self) -> str:
+        return str(self.definition.template.resolved.get("description") or self.name)
+
+    @property
+    def instructions(self) -> str:
+        return self.program.instructions
 
     @property
     def classes(self) -> tuple[str, ...]:
         return tuple(self.program.classes)
 
+    @property
+    def model_name(self) -> str:
+        return self.definition.model_name
 
-def _digits() -> WebProgram:
-    # The same FP_* settings (and defaults) the code location's ProgramResource.from_env reads.
-    env = os.environ.get
-    return WebProgram(
-        name="digits",
-        title="Handwritten digits",
-        program=Program(
-            feature_set=env("FP_FEATURE_SET", "digits@training"),
-            strategy=env("FP_STRATEGY", "margin"),
-            batch_size=int(env("FP_BATCH_SIZE", "20")),
-            label_budget=int(env("FP_LABEL_BUDGET", "200")),
-            answers_per_task=int(env("FP_ANSWERS_PER_TASK", "1")),
-            seed=int(env("FP_SEED", "0")),
-        ),
-        instructions=(
-            "Which digit is written? Answer with the digit keys 0-9. If you cannot tell, press "
-            "u (unsure); if the image is not a digit at all, press s and say why."
-        ),
-        modality=IMAGE_8X8,
-        model_name="digits-classifier",
-    )
+    @property
+    def template_version(self) -> str:
+        return f"{self.name}@{self.definition.version}" if self.definition.version else "draft"
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The template with every default filled in (what the code location runs)."""
+        return self.definition.template.resolved
+
+    @functools.cached_property
+    def modality(self) -> str:
+        # 8x8 pixel features are drawn as the digit; any other feature set as a table.
+        features = {f for spec in self.definition.feature_sets for f in spec.features}
+        return IMAGE_8X8 if PIXELS <= features else TABLE
+
+    @functools.cached_property
+    def adjudications(self) -> Adjudications:
+        return Adjudications(self.store.engine, self.store.queue, self.store.queue.registry)
+
+    @property
+    def audit(self):  # noqa: ANN201
+        return self.store.queue.registry.audit
+
+    def pool(self) -> list[str]:
+        return list(self.settings["annotators"].get("pool") or [])
+
+    def member(self, name: str) -> Person | None:
+        """`name` as this program knows them (its own people registry), if they are active
+        here and its template's pool lets them in."""
+        person = self.store.queue.registry.find(name)
+        if person is None or not person.active or not self.open_to(person):
+            return None
+        return person
+
+    def open_to(self, person: Person) -> bool:
+        """Annotators see a program only if its template's pool (when it declares one) names
+        them; reviewers, leads and viewers see every program."""
+        pool = self.pool()
+        if not pool or canonical_role(person.role) != ANNOTATOR:
+            return True
+        return person.name in pool
 
 
-def programs() -> list[WebProgram]:
-    return [_digits()]
+def load_programs(
+    settings: Settings,
+    definitions: Sequence[ProgramDefinition] | None = None,
+    project_dir: Path | None = None,
+) -> dict[str, WebProgram]:
+    """`definitions`, or the programs of `project_dir` (default: the shipped examples) as the
+    code location runs them, each on its own stores."""
+    if definitions is None:
+        definitions = location_programs(settings, project_dir or PROJECT_DIR)
+    return {d.name: WebProgram(d, open_program_store(settings, d.name)) for d in definitions}
 
 
-def lookup_program(name: str | None = None, task: Task | None = None) -> WebProgram:
-    """The program called `name`, or the one `task` belongs to, or the default one."""
-    known = {p.name: p for p in programs()}
-    if name is not None and name in known:
-        return known[name]
-    return known["digits"]
+def lookup_program(programs: dict[str, WebProgram], name: str) -> WebProgram | None:
+    """The program called `name`, or None for an unknown or malformed name."""
+    try:
+        check_name(name, "program name")
+    except InvalidNameError:
+        return None
+    return programs.get(name)

@@ -13,23 +13,20 @@ from feature_platform.labeling.aggregation import fit_dawid_skene
 from feature_platform.web import render
 from feature_platform.web.plumbing import (
     MAX_REASON,
-    checked_form,
+    checked_program_form,
     form_field,
     label_keys,
     nav_context,
+    program_page,
     render_page,
-    require_role,
-    state_of,
     task_or_404,
 )
-from feature_platform.web.programs import lookup_program
 
 
 def review(request: Request) -> Response:
-    state = state_of(request)
-    session, person = require_role(request, "adjudicate")
-    queue = state.store.queue
-    conflicts = state.adjudications.conflicts()
+    session, person, program = program_page(request, "adjudicate")
+    queue = program.store.queue
+    conflicts = program.adjudications.conflicts()
     all_answers = queue.answers()
     fit = fit_dawid_skene(all_answers) if len(all_answers) else None
     # Dawid–Skene estimates people only from samples answered more than once; when there are
@@ -54,7 +51,7 @@ def review(request: Request) -> Response:
                 ],
                 "guesses": render.top_guesses(task),
                 "why": render.why_in_words(task),
-                "label_keys": label_keys(lookup_program(task=task).classes),
+                "label_keys": label_keys(program.classes),
                 "has_image": render.sample_image(task) is not None,
             }
         )
@@ -64,26 +61,25 @@ def review(request: Request) -> Response:
         items=items,
         remaining=len(conflicts),
         accuracy_note=accuracy_note,
-        **nav_context(person, session),
+        **nav_context(person, session, program),
     )
 
 
 def adjudicate(request: Request, form: dict[str, str]) -> Response:
-    state = state_of(request)
-    _, person = checked_form(request, form, "adjudicate")
-    task = task_or_404(state, form_field(form, "task_id", 64))
+    person, program = checked_program_form(request, form, "adjudicate")
+    task = task_or_404(program, form_field(form, "task_id", 64))
     label = form_field(form, "label")
     reason = form.get("reason", "").strip()
     if len(reason) > MAX_REASON:
         raise HTTPException(400, f"The reason is longer than {MAX_REASON} characters.")
-    latest = state.adjudications.latest()
+    latest = program.adjudications.latest()
     mine = latest[latest["task_id"] == task.id]
     if len(mine) and mine.iloc[-1]["label"] == label:
         raise HTTPException(409, f"Task {task.id} is already decided as {label!r}.")
     try:
-        state.adjudications.decide(task.id, label, person.name, reason or "web review")
+        program.adjudications.decide(task.id, label, person.name, reason or "web review")
     except PermissionDeniedError as exc:
         raise HTTPException(403, str(exc)) from exc
     except InvalidAnswerError as exc:
         raise HTTPException(422, str(exc)) from exc
-    return RedirectResponse("/review", status_code=303)
+    return RedirectResponse(f"{program.prefix}/review", status_code=303)

@@ -42,7 +42,7 @@
     // Renew only for someone who touched the page in the last two minutes.
     if (Date.now() - lastActive > 120000 || expires <= Date.now()) return;
     var body = new URLSearchParams({ csrf: task.dataset.csrf, task_id: task.dataset.taskId });
-    fetch("/annotate/renew", { method: "POST", body: body, credentials: "same-origin" })
+    fetch(task.dataset.renew, { method: "POST", body: body, credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (data) { if (data && data.expires_at) expires = Date.parse(data.expires_at); });
   }
