@@ -218,7 +218,7 @@ def test_celery_workers_run_a_partitioned_backfill_and_a_round(
     assert Counter(t.state for t in store.queue.tasks(round_key="round-001")) == {RESOLVED: BATCH}
 
     # -- the scale_pool job: partitions scanned on both workers, merged into one batch --------
-    scale_s, scan_workers = _scale_pool_on_celery(deployment, processes, env, instance)
+    scale_wall, scan_workers = _scale_pool_on_celery(deployment, processes, env, instance)
 
     report = {
         "backfill_days": BACKFILL_DAYS,
@@ -226,7 +226,7 @@ def test_celery_workers_run_a_partitioned_backfill_and_a_round(
         "backfill_steps_per_worker": dict(by_worker),
         "round_wall_s": round(round_s, 1),
         "round_steps": round_workers,
-        "scale_pool_wall_s": round(scale_s, 1),
+        "scale_pool_wall": scale_wall,
         "scale_pool_scans": scan_workers,
         "test_total_s": round(time.monotonic() - started, 1),
     }
@@ -240,7 +240,7 @@ def _scale_pool_on_celery(
     processes: Processes,
     env: dict[str, str],
     instance: dg.DagsterInstance,
-) -> tuple[float, dict[str, str]]:
+) -> tuple[dict[str, float], dict[str, str]]:
     """Launch `scale_pool` on the running daemon and workers; check that its partitions ran on
     both Celery workers and that the merged batch is the single-process selection."""
     config = {**SCALE_POOL, **SCALE_SELECTION, "partitions": SCALE_PARTITIONS}
@@ -255,8 +255,15 @@ def _scale_pool_on_celery(
     )
     runs = list(instance.get_runs(dg.RunsFilter(job_name="scale_pool")))
     assert len(runs) == 1
+    launched = time.monotonic()
     (run,) = _wait_all_done(instance, runs, 120, "the scale_pool run to finish")
-    wall_s = time.monotonic() - started
+    record = instance.get_run_record_by_id(run.run_id)
+    wall = {
+        "total_s": round(time.monotonic() - started, 1),
+        "launch_cli_s": round(launched - started, 1),
+        "queued_s": round(record.start_time - record.create_timestamp.timestamp(), 1),
+        "run_s": round(record.end_time - record.start_time, 1),
+    }
 
     on_celery = celery_steps(instance, run.run_id)
     assert set(on_celery) == set(step_pids(instance, run.run_id)), on_celery
@@ -286,7 +293,7 @@ def _scale_pool_on_celery(
     assert merged == [asdict(p) for p in single.picks]
     assert outputs["merge_pool_selection"]["batch"].value == [p.key for p in single.picks]
     assert outputs["merge_pool_selection"]["partitions"].value == SCALE_PARTITIONS
-    return wall_s, scans
+    return wall, scans
 
 
 def dg_cli(processes: Processes, env: dict[str, str], *args: str) -> str:
