@@ -279,8 +279,10 @@ def _scale_pool_on_celery(
         if r.dagster_event.event_specific_data.metadata
     }
     assert sum(outputs[k]["rows_scanned"].value for k in scans) == SCALE_POOL["size"]
-    # The merge step's output, as the IO manager pickled it under the shared FP_HOME (where
-    # the merge step, on whichever worker, loaded the scans' shortlists from).
+    # The merge step's output, as the job's IO manager pickled it under FP_HOME, where the
+    # merge step, on whichever worker, loaded the scans' shortlists from. Both workers share
+    # FP_HOME on this machine; workers on several machines need it on shared storage, or an
+    # IO manager on object storage (see defs/scale_pool.py).
     stored = deployment.settings.home / "scale_pool" / run.run_id / "merge_pool_selection"
     merged = pickle.loads((stored / "result").read_bytes())
 
