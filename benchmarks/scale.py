@@ -7,6 +7,9 @@ For each pool size it prints wall time and peak resident memory (ru_maxrss) per 
   (`max_concurrent`, forkserver start), the pool in 2 partitions: score = first partition
   step's start to the last one's end, select = the merge step, total = the whole run
   (planning, starting the step processes); peak = the largest step process;
+- `dagster celery Nw` (`--executor celery`): the same job on dagster-celery, N worker
+  processes (one step at a time each) started by the benchmark on the Redis broker
+  (`--celery-broker`) before the clock starts; peak = the largest worker process;
 - `sklearn`: the plain-library reference, the whole pool in memory, `predict_proba` then
   `numpy.argsort` on the margin (what `margin` selects), as a ratio to `core` margin;
 - `kcenter` with many labeled samples, beside scikit-activeml's CoreSet (same greedy) run in
@@ -16,6 +19,8 @@ machine is shared, so figures are only comparable within one run.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/scale.py
     PYTHONPATH=$PWD .venv/bin/python benchmarks/scale.py --sizes 10000 100000 --kcenter-sizes 100000
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/scale.py --executor celery --sizes 100000 \
+        --workers 2 --kcenter-sizes
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -132,6 +138,64 @@ def measure_sklearn(args: dict) -> dict:
     }
 
 
+def celery_scale_pool_job():
+    """The scale_pool job on the Celery executor (a module-level target, so that the run and
+    the Celery workers can reconstruct it)."""
+    from dagster_celery import celery_executor
+
+    from feature_platform.defs.scale_pool import scale_pool_job
+
+    return scale_pool_job.with_executor_def(celery_executor)
+
+
+def _start_celery_workers(count: int, broker: str, home: str) -> list[subprocess.Popen]:
+    """`count` dagster-celery workers (concurrency 1) on `broker`, ready when this returns."""
+    config = Path(home) / "celery.yaml"
+    config.write_text(json.dumps({"execution": {"config": {"broker": broker, "backend": broker}}}))
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}", "DAGSTER_HOME": home}
+    workers = []
+    for i in range(count):
+        log = open(Path(home) / f"worker-{i}.log", "wb")  # noqa: SIM115 (closed with the process)
+        workers.append(
+            subprocess.Popen(
+                [
+                    str(bin_dir / "dagster-celery"),
+                    *("worker", "start", "-A", "dagster_celery.app", "-y", str(config)),
+                    *("-n", f"bench-{i}", "--", "--concurrency=1"),
+                    *("--without-gossip", "--without-mingle"),
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+    deadline = time.monotonic() + 120
+    while not all(
+        " ready." in (Path(home) / f"worker-{i}.log").read_text(errors="replace")
+        for i in range(count)
+    ):
+        if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
+            raise RuntimeError(f"Celery workers did not start; see {home}/worker-*.log")
+        time.sleep(0.5)
+    return workers
+
+
+def _stop(workers: list[subprocess.Popen]) -> None:
+    for worker in workers:
+        try:
+            os.killpg(worker.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for worker in workers:
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+
+
 def measure_dagster(args: dict) -> dict:
     import dagster as dg
 
@@ -145,26 +209,38 @@ def measure_dagster(args: dict) -> dict:
         "batch_size": args["batch"],
         "partitions": args["partitions"],
     }
+    celery = args.get("executor") == "celery"
+    if celery:
+        job = dg.reconstructable(celery_scale_pool_job)
+        broker = args["celery_broker"]
+        execution = {"config": {"broker": broker, "backend": broker}}
+    else:
+        job = dg.reconstructable(scale_pool_job)
+        execution = {
+            "config": {
+                "multiprocess": {
+                    "max_concurrent": args["workers"],
+                    # Steps fork from a server that has imported the job's module once,
+                    # instead of each spawning a fresh interpreter (~5 s of imports).
+                    "start_method": {"forkserver": {}},
+                }
+            }
+        }
     with tempfile.TemporaryDirectory() as home, dg.instance_for_test(temp_dir=home) as instance:
-        started = time.perf_counter()
-        result = dg.execute_job(
-            dg.reconstructable(scale_pool_job),
-            instance=instance,
-            run_config={
-                "ops": {"plan_scale_pool": {"config": config}},
-                "execution": {
-                    "config": {
-                        "multiprocess": {
-                            "max_concurrent": args["workers"],
-                            # Steps fork from a server that has imported the job's module once,
-                            # instead of each spawning a fresh interpreter (~5 s of imports).
-                            "start_method": {"forkserver": {}},
-                        }
-                    }
-                },
-            },
-        )
-        total = time.perf_counter() - started
+        # Celery workers on this machine: the steps' pickled outputs (the instance's storage
+        # directory) and the SQLite instance are shared files; several machines would need the
+        # Postgres instance and an IO manager on shared or object storage.
+        workers = _start_celery_workers(args["workers"], broker, home) if celery else []
+        try:
+            started = time.perf_counter()
+            result = dg.execute_job(
+                job,
+                instance=instance,
+                run_config={"ops": {"plan_scale_pool": {"config": config}}, "execution": execution},
+            )
+            total = time.perf_counter() - started
+        finally:
+            _stop(workers)
         if not result.success:
             raise RuntimeError(f"scale_pool run {result.run_id} failed")
         steps = {}
@@ -282,6 +358,17 @@ def main() -> None:
     parser.add_argument("--labeled", type=int, default=2_000, help="the champion's training set")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--executor",
+        choices=["multiprocess", "celery"],
+        default="multiprocess",
+        help="the executor of the dagster rows (celery: workers started by the benchmark)",
+    )
+    parser.add_argument(
+        "--celery-broker",
+        default="redis://127.0.0.1:6379/13",
+        help="Redis database for --executor celery (its queue must be empty: no other workers)",
+    )
     parser.add_argument("--skactiveml-python", default=SKACTIVEML_PYTHON)
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("measure_args", nargs="?", help=argparse.SUPPRESS)
@@ -339,7 +426,13 @@ def main() -> None:
         row(size, "core cluster_margin (1 proc)", core)
         for workers in options.workers:
             run = run_measure(
-                "dagster", strategy="cluster_margin", partitions=2, workers=workers, **args
+                "dagster",
+                strategy="cluster_margin",
+                partitions=2,
+                workers=workers,
+                executor=options.executor,
+                celery_broker=options.celery_broker,
+                **args,
             )
             identical = "identical to core" if run["batch"] == core["batch"] else "DIFFERS"
             note = (
@@ -347,7 +440,8 @@ def main() -> None:
                 f"total is run planning and step processes starting; driver "
                 f"{run['driver_peak_mib']:.0f} MiB"
             )
-            row(size, f"dagster cluster_margin {workers}w", run, note)
+            executor = "celery " if options.executor == "celery" else ""
+            row(size, f"dagster {executor}cluster_margin {workers}w", run, note)
             if size == max(options.sizes):
                 targets.append((workers, run))
 

@@ -12,7 +12,7 @@ from feature_platform.catalog import PROJECT_DIR
 from feature_platform.defs.executors import executor_from_env
 from feature_platform.defs.factory import ProgramDefs, build_program_defs
 from feature_platform.defs.resources import build_resources
-from feature_platform.defs.scale_pool import scale_pool_job
+from feature_platform.defs.scale_pool import scale_pool_io_manager, scale_pool_job
 from feature_platform.errors import FeaturePlatformError
 from feature_platform.programs.project import (
     ProgramDefinition,
@@ -40,7 +40,13 @@ def build_definitions(
     return dg.Definitions(
         assets=[a for b in built for a in b.assets],
         asset_checks=[c for b in built for c in b.checks],
-        jobs=[*(j for b in built for j in b.jobs.all()), scale_pool_job],
+        jobs=[
+            *(j for b in built for j in b.jobs.all()),
+            # Its steps' outputs on FP_HOME, which every worker of the location reads.
+            scale_pool_job.with_top_level_resources(
+                {"io_manager": scale_pool_io_manager(settings.home).get_resource_definition()}
+            ),
+        ],
         sensors=[s for b in built for s in b.sensors],
         schedules=[s for b in built for s in b.schedules],
         # FP_EXECUTOR: multiprocess (default), in_process or celery (defs/executors.py).

@@ -6,13 +6,16 @@ trains the champion, one op per partition (a dynamic fan-out) scans its blocks a
 shortlist, one op merges the shortlists into the batch, which is identical to the
 single-process selection for the same seed. The job runs on the code location's executor:
 multiprocess locally (`max_concurrent` = workers), dagster-celery workers with
-FP_EXECUTOR=celery (their outputs then need an IO manager on storage every worker reaches).
+FP_EXECUTOR=celery. Every step may run in another process (or on another worker), so each
+output is pickled to files by the job's own IO manager (`scale_pool_io_manager`), never the
+location's Parquet IO manager, which stores asset DataFrames only.
 Each step reports its wall time and its process's peak memory as metadata.
 """
 
 import resource
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -122,11 +125,24 @@ def merge_pool_selection(run: ScalePoolRun, parts: list) -> dg.Output[list]:
     )
 
 
+def scale_pool_io_manager(home: str | Path) -> dg.FilesystemIOManager:
+    """Pickles each step's outputs under `home`/scale_pool/<run id>/<step>/<output>, where the
+    steps that consume them load them. The Celery workers of one machine share FP_HOME; workers
+    on several machines need a base directory every machine mounts (NFS), or an IO manager on
+    object storage instead (e.g. dagster-aws's S3PickleIOManager on the offline store's bucket).
+    """
+    return dg.FilesystemIOManager(base_dir=str(Path(home) / "scale_pool"))
+
+
 @dg.job(
     name="scale_pool",
     description="Score a generated pool (1M × 64 by default) with the champion in partitions "
     "run in parallel by the executor, and merge one batch identical to the single-process "
     "selection.",
+    # Outputs pickled on files (the instance's storage directory; the code location binds
+    # `scale_pool_io_manager` on FP_HOME): an explicit IO manager, so Definitions' top-level
+    # Parquet IO manager does not replace it.
+    resource_defs={"io_manager": dg.fs_io_manager},
 )
 def scale_pool_job() -> None:
     run, partitions = plan_scale_pool()

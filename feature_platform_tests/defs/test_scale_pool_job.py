@@ -10,6 +10,7 @@ import pytest
 from feature_platform.defs.location import build_definitions
 from feature_platform.defs.scale_pool import scale_pool_job
 from feature_platform.learning import scale_pool as sp
+from feature_platform.settings import Settings
 
 POOL = {"size": 5_000, "n_features": 8, "n_classes": 3, "seed": 4, "block_rows": 600}
 
@@ -73,3 +74,21 @@ def test_kcenter_whole_pool_fallback_runs_in_the_merge_step():
 
 def test_the_code_location_has_the_job():
     assert build_definitions().get_job_def("scale_pool").name == "scale_pool"
+
+
+def test_the_code_locations_job_pickles_its_outputs_under_fp_home(tmp_path):
+    """Steps on other processes or Celery workers load their inputs from files every worker
+    reads: the location's job keeps its own pickling IO manager (on FP_HOME), not the Parquet
+    IO manager of the assets, which cannot store an op's outputs."""
+    settings = Settings.under(tmp_path)
+    job = build_definitions(settings, programs=[]).get_job_def("scale_pool")
+    config = {**POOL, "labeled": 150, "strategy": "margin", "batch_size": 12, "partitions": 3}
+    result = job.execute_in_process(
+        run_config={"ops": {"plan_scale_pool": {"config": config}}},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    assert result.output_for_node("merge_pool_selection") == _single_process("margin")
+    stored = tmp_path / "scale_pool" / result.run_id
+    assert (stored / "merge_pool_selection" / "result").is_file()
+    assert len(list(stored.glob("scan_pool_partition*"))) == 3

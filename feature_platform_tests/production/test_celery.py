@@ -1,16 +1,19 @@
 """Scale-out on Dagster's own Celery executor: two `dagster-celery` worker processes on the Redis
 broker execute the steps of a partitioned feature backfill (one run per day, queued and
-launched by the daemon on the Postgres instance) and of a full labeling round driven by the
-sensors. The event log says which worker ran each step."""
+launched by the daemon on the Postgres instance), of a full labeling round driven by the
+sensors, and of the `scale_pool` job, whose pool partitions are scanned on both workers and
+merged into the single-process batch. The event log says which worker ran each step."""
 
 from __future__ import annotations
 
 import json
+import pickle
 import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import asdict
 
 import dagster as dg
 import pytest
@@ -19,6 +22,7 @@ from feature_platform.catalog import digits
 from feature_platform.defs.context import ProgramContext
 from feature_platform.feature_store import FeatureStore
 from feature_platform.labeling.queue import RESOLVED
+from feature_platform.learning import scale_pool as sp
 from feature_platform.programs.project import (
     ProgramDefinition,
     ensure_program_database,
@@ -44,6 +48,10 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 WORKERS = ("worker-1", "worker-2")
 BACKFILL_DAYS = 4
 BATCH = 5
+# A small generated pool in 4 partitions (10 blocks): seconds per scan step.
+SCALE_POOL = {"size": 20_000, "n_features": 16, "n_classes": 4, "seed": 7, "block_rows": 2_000}
+SCALE_SELECTION = {"labeled": 200, "strategy": "cluster_margin", "batch_size": 10}
+SCALE_PARTITIONS = 4
 TERMINAL = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
 
@@ -209,17 +217,85 @@ def test_celery_workers_run_a_partitioned_backfill_and_a_round(
     store = FeatureStore(program_settings(deployment.settings, "digits"))
     assert Counter(t.state for t in store.queue.tasks(round_key="round-001")) == {RESOLVED: BATCH}
 
+    # -- the scale_pool job: partitions scanned on both workers, merged into one batch --------
+    scale_wall, scan_workers = _scale_pool_on_celery(deployment, processes, env, instance)
+
     report = {
         "backfill_days": BACKFILL_DAYS,
         "backfill_wall_s": round(backfill_s, 1),
         "backfill_steps_per_worker": dict(by_worker),
         "round_wall_s": round(round_s, 1),
         "round_steps": round_workers,
+        "scale_pool_wall": scale_wall,
+        "scale_pool_scans": scan_workers,
         "test_total_s": round(time.monotonic() - started, 1),
     }
     with capsys.disabled():
         print(f"\n[celery] {json.dumps(report)}")
     instance.dispose()
+
+
+def _scale_pool_on_celery(
+    deployment: Deployment,
+    processes: Processes,
+    env: dict[str, str],
+    instance: dg.DagsterInstance,
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Launch `scale_pool` on the running daemon and workers; check that its partitions ran on
+    both Celery workers and that the merged batch is the single-process selection."""
+    config = {**SCALE_POOL, **SCALE_SELECTION, "partitions": SCALE_PARTITIONS}
+    started = time.monotonic()
+    dg_cli(
+        processes,
+        env,
+        "job",
+        "launch",
+        *("-w", str(REPO_ROOT / "workspace.yaml"), "-j", "scale_pool"),
+        *("--config-json", json.dumps({"ops": {"plan_scale_pool": {"config": config}}})),
+    )
+    runs = list(instance.get_runs(dg.RunsFilter(job_name="scale_pool")))
+    assert len(runs) == 1
+    launched = time.monotonic()
+    (run,) = _wait_all_done(instance, runs, 120, "the scale_pool run to finish")
+    record = instance.get_run_record_by_id(run.run_id)
+    wall = {
+        "total_s": round(time.monotonic() - started, 1),
+        "launch_cli_s": round(launched - started, 1),
+        "queued_s": round(record.start_time - record.create_timestamp.timestamp(), 1),
+        "run_s": round(record.end_time - record.start_time, 1),
+    }
+
+    on_celery = celery_steps(instance, run.run_id)
+    assert set(on_celery) == set(step_pids(instance, run.run_id)), on_celery
+    scans = {k: w for k, w in on_celery.items() if k.startswith("scan_pool_partition[")}
+    assert len(scans) == SCALE_PARTITIONS, on_celery
+    # Dagster queued the partitions together; each worker takes one step at a time
+    # (concurrency 1, prefetch 1), so both scanned part of the pool.
+    assert {w.split("@")[0] for w in scans.values()} == set(WORKERS), scans
+
+    outputs = {
+        r.dagster_event.step_key: r.dagster_event.event_specific_data.metadata
+        for r in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_OUTPUT)
+        if r.dagster_event.event_specific_data.metadata
+    }
+    assert sum(outputs[k]["rows_scanned"].value for k in scans) == SCALE_POOL["size"]
+    # The merge step's output, as the job's IO manager pickled it under FP_HOME, where the
+    # merge step, on whichever worker, loaded the scans' shortlists from. Both workers share
+    # FP_HOME on this machine; workers on several machines need it on shared storage, or an
+    # IO manager on object storage (see defs/scale_pool.py).
+    stored = deployment.settings.home / "scale_pool" / run.run_id / "merge_pool_selection"
+    merged = pickle.loads((stored / "result").read_bytes())
+
+    spec = sp.PoolSpec(**SCALE_POOL)
+    plan = sp.SelectionPlan(
+        SCALE_SELECTION["strategy"], SCALE_SELECTION["batch_size"], SCALE_POOL["seed"]
+    )
+    champion = sp.train_champion(spec, SCALE_SELECTION["labeled"])
+    single = sp.select_from_pool(spec, plan, champion, partitions=1)
+    assert merged == [asdict(p) for p in single.picks]
+    assert outputs["merge_pool_selection"]["batch"].value == [p.key for p in single.picks]
+    assert outputs["merge_pool_selection"]["partitions"].value == SCALE_PARTITIONS
+    return wall, scans
 
 
 def dg_cli(processes: Processes, env: dict[str, str], *args: str) -> str:
