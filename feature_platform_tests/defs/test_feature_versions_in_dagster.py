@@ -17,9 +17,9 @@ from dagster._core.definitions.observe import observe
 from dagster._utils.test.data_versions import get_stale_status_resolver
 
 from feature_platform.catalog import digits
-from feature_platform.defs.location import build_definitions
 from feature_platform.defs.assets.features import build_feature_asset
 from feature_platform.defs.factory import build_program_defs
+from feature_platform.defs.location import build_definitions
 from feature_platform.defs.resources import StoreResource, build_resources
 from feature_platform.programs.project import ProgramDefinition
 from feature_platform.settings import Settings

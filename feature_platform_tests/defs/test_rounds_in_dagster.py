@@ -9,8 +9,8 @@ import dagster as dg
 import pytest
 
 from feature_platform.catalog import digits
-from feature_platform.defs.location import build_definitions
 from feature_platform.defs.factory import build_program_defs
+from feature_platform.defs.location import build_definitions
 from feature_platform.defs.resources import StoreResource, build_resources
 from feature_platform.labeling.simulated import SimulatedAnnotators
 from feature_platform.programs.project import ProgramDefinition

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from feature_platform.defs.partitions import arrival_days, rounds_partitions
 
 from feature_platform.catalog import digits
 from feature_platform.defs.assets.rounds import candidate_pool
 from feature_platform.defs.assets.sources import digits_source
-from feature_platform.defs.partitions import arrival_days, rounds_partitions
 from feature_platform.defs.resources import ProgramResource, StoreResource, build_resources
 from feature_platform.settings import Settings
 

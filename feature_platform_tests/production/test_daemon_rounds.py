@@ -27,8 +27,8 @@ import pytest
 from dagster_graphql import DagsterGraphQLClient, ReloadRepositoryLocationStatus
 
 from feature_platform.catalog import digits
-from feature_platform.defs.location import build_definitions
 from feature_platform.defs.context import ProgramContext
+from feature_platform.defs.location import build_definitions
 from feature_platform.feature_store import FeatureStore
 from feature_platform.labeling.queue import RESOLVED
 from feature_platform.learning.tracking import ModelTracker

@@ -10,9 +10,9 @@ import dagster as dg
 import pytest
 
 from feature_platform.commands.init import scaffold
-from feature_platform.defs.location import build_definitions
 from feature_platform.defs.context import RETRAIN_TAG
 from feature_platform.defs.demo import DemoOptions, demo_programs, run_demo
+from feature_platform.defs.location import build_definitions
 from feature_platform.defs.resources import MlflowResource, StoreResource
 from feature_platform.settings import Settings
 
