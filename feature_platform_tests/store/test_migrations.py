@@ -159,14 +159,14 @@ def test_a_database_at_0002_upgrades_to_head_keeping_every_row(database_url: str
     engine.dispose()
 
 
-@pytest.mark.postgres
 def test_a_program_schema_is_brought_to_head_in_its_own_schema(
-    postgres_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path
 ) -> None:
-    """A program's Postgres schema is migrated by the same path as the platform database:
-    its version table lives in the schema; a schema left at 0002 with rows is upgraded by
-    the program's store on start-up, rows kept; the platform's public schema is untouched."""
-    base = dataclasses.replace(Settings.under(tmp_path / "fp"), database_url=postgres_url)
+    """A program's database (its own SQLite file, or its own Postgres schema) is migrated by
+    the same path as the platform database: left at 0002 with rows, it is upgraded by the
+    program's store on start-up, rows kept. On Postgres the version table lives in the
+    program's schema and the platform's public schema is untouched."""
+    base = dataclasses.replace(Settings.under(tmp_path / "fp"), database_url=database_url)
     name = "Wine-2.v1"  # case, '-' and '.': kept apart from 'wine_2_v1'
     ensure_program_database(base, name)
     program_url = program_settings(base, name).database_url
@@ -174,13 +174,18 @@ def test_a_program_schema_is_brought_to_head_in_its_own_schema(
     store = FeatureStore(program_settings(base, name))  # start-up: ensure_schema
     assert migrations.current(store.engine) == migrations.head()
     assert_rows_kept(store.engine, before)
-    inspector = sa.inspect(sa.create_engine(postgres_url))
-    schema = program_schema(name)
-    assert schema == "fp_Wine-2.v1"
-    in_schema = set(inspector.get_table_names(schema=schema))
-    assert {migrations.VERSION_TABLE, "labeling_tasks", "program_templates"} <= in_schema
-    assert inspector.get_table_names(schema="public") == []
-    # A look-alike name gets its own schema, fresh at head.
+    assert_matches_definitions(store.engine)
+    if database_url.startswith("postgresql"):
+        inspector = sa.inspect(sa.create_engine(database_url))
+        schema = program_schema(name)
+        assert schema == "fp_Wine-2.v1"
+        in_schema = set(inspector.get_table_names(schema=schema))
+        assert {migrations.VERSION_TABLE, "labeling_tasks", "program_templates"} <= in_schema
+        assert inspector.get_table_names(schema="public") == []
+    else:
+        assert store.settings.home == base.home / "programs" / name
+        assert not (base.home / "platform.db").exists()
+    # A look-alike name gets its own database, fresh at head.
     ensure_program_database(base, "wine_2_v1")
     other = FeatureStore(program_settings(base, "wine_2_v1"))
     assert migrations.current(other.engine) == migrations.head()
