@@ -3,6 +3,7 @@ fingerprinted versions, diff, and the `programs` commands."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,7 @@ def test_programs_commands(project: Path, tmp_path, monkeypatch, capsys) -> None
     engine.dispose()
     assert main(["--program", "wine", "features", "list"]) == 0
     assert "wine@v2" in capsys.readouterr().out
+    assert "FP_PROGRAM" not in os.environ  # `--program` scoped that one command
     _edit(project, _bad)
     assert main(["programs", "validate", str(project)]) == 2
     err = capsys.readouterr().err
