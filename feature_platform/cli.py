@@ -49,14 +49,29 @@ def _one_line(message: object) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.global_program:
-        from feature_platform.names import check_name
+    if not args.global_program:
+        return _main(args)
+    from feature_platform.names import check_name
 
-        try:
-            os.environ["FP_PROGRAM"] = check_name(args.global_program, "program name")
-        except FeaturePlatformError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+    try:
+        program = check_name(args.global_program, "program name")
+    except FeaturePlatformError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    # `--program` scopes this one command (Settings.from_env reads FP_PROGRAM); restored after,
+    # so a caller running several commands in one process (tests, scripts) is not left in it.
+    previous = os.environ.get("FP_PROGRAM")
+    os.environ["FP_PROGRAM"] = program
+    try:
+        return _main(args)
+    finally:
+        if previous is None:
+            os.environ.pop("FP_PROGRAM", None)
+        else:
+            os.environ["FP_PROGRAM"] = previous
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         # The command line acts as FP_USER (default: the OS user), never as a flag's value.
         with acting_as(configured_actor()):

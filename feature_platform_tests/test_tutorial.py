@@ -4,6 +4,7 @@ annotators, and the project loading as a Dagster code location."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import subprocess
@@ -44,8 +45,11 @@ def test_label_your_own_data(tmp_path: Path) -> None:
     document["source"]["path"] = "data/incoming/*.csv"
     template.write_text(yaml.safe_dump(document, sort_keys=False))
 
-    # 3. Validate, publish the template and its feature sets.
+    # 3. Validate, register yourself as the first admin, publish the template and its
+    # feature sets.
     assert "wine: valid" in _run(fp, "programs", "validate", cwd=project, env=env)
+    env.setdefault("USER", getpass.getuser())  # what `$USER` expands to in a login shell
+    _run(fp, "annotators", "add", env["USER"], "--role", "admin", cwd=project, env=env)
     published = _run(fp, "programs", "publish", cwd=project, env=env)
     assert "wine@v1: published" in published and "feature set wine@v1: active" in published
     listed = _run(fp, "--program", "wine", "features", "list", cwd=project, env=env)
@@ -54,7 +58,7 @@ def test_label_your_own_data(tmp_path: Path) -> None:
     # 4. Two rounds through Dagster, answered by simulated annotators.
     output = _run(
         fp, "demo", "--project", ".", "--program", "wine", "--rounds", "2",
-        "--batch-size", "10", "--json", cwd=project, env=env,
+        "--home", ".fp_demo", "--batch-size", "10", "--json", cwd=project, env=env,
     )  # fmt: skip
     report = json.loads(next(x for x in output.splitlines() if x.startswith('{"rounds"')))
     rounds = [r for r in report["rounds"] if r["program"] == "wine"]

@@ -198,8 +198,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     print(
         f"\nnext: cd {args.directory} && feature-platform programs validate && "
+        # Publishing needs a lead or admin; on a new platform the first admin registers
+        # themselves.
+        f"feature-platform annotators add $USER --role admin && "
         f"feature-platform programs publish && "
-        f"feature-platform demo --project . --program {args.program} --rounds 2",
+        f"feature-platform demo --project . --program {args.program} --rounds 2 "
+        f"--home .fp_demo",
         file=sys.stdout,
     )
     return 0

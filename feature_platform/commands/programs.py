@@ -117,6 +117,7 @@ def run_publish(args: argparse.Namespace) -> int:
         print(f"error: no program template (programs/*.yaml) under {args.paths}", file=sys.stderr)
         return 2
     from feature_platform import FeatureStore, Settings
+    from feature_platform.governance.identity import current_actor, system_actor
     from feature_platform.governance.roles import AnnotatorRegistry
     from feature_platform.programs.project import (
         ensure_default_aliases,
@@ -125,24 +126,31 @@ def run_publish(args: argparse.Namespace) -> int:
     )
 
     platform = Settings.from_env(scoped=False)
-    for (published, new), template in zip(
-        _registry().publish_many(templates, note=args.note), templates, strict=True
-    ):
+    registry = _registry()
+    acting = current_actor()
+    # The core refuses anyone without `manage_programs` on the platform database.
+    publisher = AnnotatorRegistry(registry.engine).require(acting, "manage_programs")
+    results = registry.publish_many(templates, note=args.note, actor=acting)
+    for (published, new), template in zip(results, templates, strict=True):
         state = "published" if new else "unchanged, already"
         print(f"{published.id}: {state} (fingerprint {published.fingerprint})")
         # Like `feast apply`: the program's feature set versions are registered and active in
-        # its own store, with the template's default aliases.
+        # its own store, with the template's default aliases. The program's store is set up
+        # by the platform on behalf of the publisher, who was authorized above; the publisher
+        # gets their platform role in the program so they can manage it afterwards.
         ensure_program_database(platform, template.name)
-        store = FeatureStore(program_settings(platform, template.name))
+        store = FeatureStore(program_settings(platform, template.name), actor=system_actor())
         for spec in template.feature_sets():
             fsv = store.apply(spec)
             ensure_default_aliases(store, spec.name, dict(template.resolved["aliases"]))
             print(f"  feature set {fsv.id}: {fsv.status} (fingerprint {fsv.fingerprint})")
         people = template.resolved["annotators"]
         roles = people.get("roles") or {}
-        registry = AnnotatorRegistry(store.engine)
+        members = AnnotatorRegistry(store.engine)
+        if publisher.name != system_actor().name and members.find(publisher.name) is None:
+            members.add(publisher.name, publisher.role, actor=system_actor())
         for person in [*people.get("pool", []), *[p for p in roles if p not in people["pool"]]]:
-            added = registry.add(person, roles.get(person, "annotator"), actor="programs publish")
+            added = members.add(person, roles.get(person, "annotator"), actor=system_actor())
             print(f"  {added.name}: {added.role}")
         store.engine.dispose()
     return 0

@@ -241,7 +241,11 @@ def run_demo(options: DemoOptions, home: Path, log=print) -> DemoReport:  # noqa
     # every model they register records the version it ran under.
     chosen = [p for p in programs if p.name in options.programs]
     registry = template_registry(settings)
-    published = {t.name: t.version for t, _ in registry.publish_many([p.template for p in chosen])}
+    # The demo acts as the platform (a fresh home it owns), like the Dagster runs it drives.
+    published = {
+        t.name: t.version
+        for t, _ in registry.publish_many([p.template for p in chosen], actor=system_actor())
+    }
     registry.engine.dispose()
     programs = [
         ProgramDefinition(p.template, published[p.name], p.overrides) if p.name in published else p

@@ -8,7 +8,9 @@ never blocks or retrains another. The template registry lives in the platform da
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ import sqlalchemy as sa
 
 from feature_platform.errors import FeaturePlatformError
 from feature_platform.feature_store import FeatureStore
-from feature_platform.names import path_under
+from feature_platform.names import check_name, path_under
 from feature_platform.programs.model import Program
 from feature_platform.programs.registry import TemplateRegistry
 from feature_platform.programs.template import (
@@ -166,7 +168,9 @@ def location_programs(
 def program_settings(base: Settings, name: str) -> Settings:
     """The stores of program `name`: files under `<home>/programs/<name>/`; on an embedded
     SQLite database its own file there; on another database (Postgres) its own schema
-    `fp_<name>` in the same database. MLflow is shared (each program registers its own model).
+    `fp_<name>` in the same database (`program_schema`), where its migrations' version table
+    lives too (search_path), brought to head by the stores' `ensure_schema`. MLflow is shared
+    (each program registers its own model).
     """
     home = path_under(base.home, PROGRAMS_DIR, name, what="program name")
     url = sa.engine.make_url(base.database_url)
@@ -174,7 +178,7 @@ def program_settings(base: Settings, name: str) -> Settings:
         database_url = f"sqlite:///{home / 'platform.db'}"
     else:
         database_url = url.update_query_dict(
-            {"options": f"-csearch_path={program_schema(name)}"}
+            {"options": f"-csearch_path={quoted_schema(name)}"}
         ).render_as_string(hide_password=False)
     return Settings(
         home=home,
@@ -185,8 +189,27 @@ def program_settings(base: Settings, name: str) -> Settings:
     )
 
 
+# Postgres truncates identifiers past 63 bytes; a plain one needs no quotes anywhere.
+MAX_SCHEMA_BYTES = 63
+_PLAIN_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*\Z")
+
+
 def program_schema(name: str) -> str:
-    return "fp_" + "".join(c if c.isalnum() else "_" for c in name.lower())
+    """The Postgres schema of program `name`: `fp_<name>` with the name kept as it is (case,
+    '-' and '.' included, so two programs never share a schema), a hash suffix past Postgres'
+    63-byte limit. Used quoted (`quoted_schema`) wherever it is not a plain identifier."""
+    check_name(name, "program name")
+    schema = f"fp_{name}"
+    if len(schema) > MAX_SCHEMA_BYTES:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+        schema = f"{schema[: MAX_SCHEMA_BYTES - 17]}_{digest}"
+    return schema
+
+
+def quoted_schema(name: str) -> str:
+    """The program's schema as SQL and `search_path` spell it (double-quoted unless plain)."""
+    schema = program_schema(name)
+    return schema if _PLAIN_IDENTIFIER.match(schema) else f'"{schema}"'
 
 
 def ensure_program_database(base: Settings, name: str) -> None:
@@ -197,7 +220,7 @@ def ensure_program_database(base: Settings, name: str) -> None:
     engine = sa.create_engine(base.database_url)
     try:
         with engine.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{program_schema(name)}"'))
+            conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {quoted_schema(name)}"))
     finally:
         engine.dispose()
 

@@ -2,7 +2,8 @@
 
 Publishing a template validates it first (every error, nothing written on any); the same
 content publishes as the version it already has, changed content as the next version
-(`v1`, `v2`, ...). A published version is never rewritten.
+(`v1`, `v2`, ...). A published version is never rewritten. Publishing needs the
+`manage_programs` permission in this database's people registry; each new version is audited.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from feature_platform.errors import FeaturePlatformError, closest
+from feature_platform.governance.audit import AuditLog
+from feature_platform.governance.identity import Actor, as_actor
+from feature_platform.governance.roles import AnnotatorRegistry
 from feature_platform.names import check_name
 from feature_platform.programs.template import (
     ProgramTemplate,
@@ -83,17 +87,31 @@ class TemplateRegistry:
         create_tables(engine, program_templates)
 
     def publish(
-        self, template: ProgramTemplate, note: str = "", check_data: bool = True
+        self,
+        template: ProgramTemplate,
+        note: str = "",
+        check_data: bool = True,
+        *,
+        actor: Actor | str | None = None,
     ) -> tuple[PublishedTemplate, bool]:
         """Validate and publish; returns (the version, whether it is new). Content already
         published returns its existing version unchanged."""
-        return self.publish_many([template], note, check_data)[0]
+        return self.publish_many([template], note, check_data, actor=actor)[0]
 
     def publish_many(
-        self, templates: list[ProgramTemplate], note: str = "", check_data: bool = True
+        self,
+        templates: list[ProgramTemplate],
+        note: str = "",
+        check_data: bool = True,
+        *,
+        actor: Actor | str | None = None,
     ) -> list[tuple[PublishedTemplate, bool]]:
         """Validate every template (all errors of all of them in one exception, nothing
-        written), then publish them in one transaction: all or none."""
+        written), then publish them in one transaction: all or none. `actor` (default: the
+        current actor) must be allowed to `manage_programs`."""
+        acting = as_actor(actor)
+        AnnotatorRegistry(self.engine).require(acting, "manage_programs")
+        audit = AuditLog(self.engine)
         errors: list[TemplateError] = []
         names = [t.name for t in templates]
         for template in templates:
@@ -128,6 +146,13 @@ class TemplateRegistry:
                         created_at=utcnow(),
                         note=note,
                     )
+                )
+                audit.record(
+                    acting,
+                    "program_template.publish",
+                    f"{name}@v{number}",
+                    {"fingerprint": fingerprint, "note": note},
+                    conn=conn,
                 )
                 published.append((name, f"v{number}", True))
         return [(self.get(name, version), new) for name, version, new in published]

@@ -10,26 +10,31 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from feature_platform.defs.partitions import arrival_days, rounds_partitions
 
 from feature_platform.catalog import digits
-from feature_platform.defs.assets.rounds import candidate_pool
-from feature_platform.defs.assets.sources import digits_source
-from feature_platform.defs.resources import ProgramResource, StoreResource, build_resources
+from feature_platform.defs.factory import build_program_defs
+from feature_platform.defs.resources import StoreResource, build_resources
+from feature_platform.programs.project import ProgramDefinition
 from feature_platform.settings import Settings
+
+DIGITS = build_program_defs(ProgramDefinition(digits.template()).with_overrides(batch_size=5))
+CANDIDATE_POOL = next(
+    a for a in DIGITS.round_assets if a.key == DIGITS.context.key("candidate_pool")
+)
+SOURCE = DIGITS.assets[0]
 
 
 @pytest.mark.slow
 def test_hostile_round_partition_key_writes_nothing_outside_fp_home(tmp_path: Path) -> None:
     settings = Settings.under(tmp_path / "home" / "fp")
-    digits.bootstrap(StoreResource.from_settings(settings).get())
+    digits.bootstrap(StoreResource.from_settings(settings).for_program("digits"))
     instance = dg.DagsterInstance.ephemeral()
     hostile = "../../../escaped"
-    instance.add_dynamic_partitions(rounds_partitions.name, [hostile])
+    instance.add_dynamic_partitions(DIGITS.context.rounds.name, [hostile])
     result = dg.materialize(
-        [candidate_pool],
+        [CANDIDATE_POOL],
         instance=instance,
-        resources=build_resources(settings, ProgramResource(batch_size=5)),
+        resources=build_resources(settings),
         partition_key=hostile,
         raise_on_error=False,
     )
@@ -44,17 +49,18 @@ def test_hostile_round_partition_key_writes_nothing_outside_fp_home(tmp_path: Pa
 @pytest.mark.slow
 def test_round_partition_key_still_lands_under_fp_home(tmp_path: Path) -> None:
     settings = Settings.under(tmp_path / "fp")
-    digits.bootstrap(StoreResource.from_settings(settings).get())
+    digits.bootstrap(StoreResource.from_settings(settings).for_program("digits"))
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(rounds_partitions.name, ["round-001"])
+    instance.add_dynamic_partitions(DIGITS.context.rounds.name, ["round-001"])
     result = dg.materialize(
-        [candidate_pool],
+        [CANDIDATE_POOL],
         instance=instance,
-        resources=build_resources(settings, ProgramResource(batch_size=5)),
+        resources=build_resources(settings),
         partition_key="round-001",
     )
     assert result.success
-    assert (settings.home / "assets" / "candidate_pool" / "round-001.parquet").exists()
+    pool = settings.home / "assets" / "digits" / "candidate_pool" / "round-001.parquet"
+    assert pool.exists()
 
 
 @pytest.mark.postgres
@@ -71,10 +77,10 @@ def test_database_password_never_lands_in_run_storage(
     dagster_home.mkdir()
     with dg.instance_for_test(temp_dir=str(dagster_home)) as instance:
         result = dg.materialize(
-            [digits_source],
+            [SOURCE],
             instance=instance,
-            resources=build_resources(settings, ProgramResource()),
-            partition_key=arrival_days.get_partition_keys()[0],
+            resources=build_resources(settings),
+            partition_key=DIGITS.context.arrival_days.get_partition_keys()[0],
         )
         assert result.success
         runs = instance.get_runs()

@@ -229,7 +229,7 @@ def test_sigkill_during_publish(tmp_path: Path) -> None:
 
 
 # -- a whole round ---------------------------------------------------------------------------
-PROGRAM = rounds.Program(batch_size=8, label_budget=100_000, strategy="margin")
+PROGRAM = digits.program(batch_size=8, label_budget=100_000, strategy="margin")
 TRUTH = digits.ground_truth_oracle()
 
 

@@ -9,7 +9,12 @@ import pytest
 from feature_platform import FeatureStore, Settings
 from feature_platform.labeling.queue import TaskSpec
 from feature_platform.names import InvalidNameError
-from feature_platform.programs.project import ensure_program_database, program_settings
+from feature_platform.programs.project import (
+    ensure_program_database,
+    program_schema,
+    program_settings,
+    quoted_schema,
+)
 
 
 def _store(base: Settings, name: str) -> FeatureStore:
@@ -55,3 +60,15 @@ def test_programs_never_share_a_queue(backend: str, tmp_path: Path, request) -> 
 def test_a_program_name_cannot_leave_the_home(tmp_path: Path) -> None:
     with pytest.raises(InvalidNameError):
         program_settings(Settings.under(tmp_path), "../elsewhere")
+
+
+def test_program_schema_names_are_checked_distinct_and_fit_postgres() -> None:
+    names = ["wine", "wine-2", "wine.2", "wine_2", "Wine_2", "w" * 128, "w" * 127 + "x"]
+    schemas = [program_schema(n) for n in names]
+    assert len(set(schemas)) == len(names)  # '-', '.', case and long names never collide
+    assert all(len(s.encode()) <= 63 for s in schemas)
+    assert quoted_schema("wine") == "fp_wine"
+    assert quoted_schema("wine-2") == '"fp_wine-2"'
+    for hostile in ('x"; DROP SCHEMA public; --', "../x", "a b", ""):
+        with pytest.raises(InvalidNameError):
+            program_schema(hostile)

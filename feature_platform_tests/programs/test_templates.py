@@ -3,14 +3,17 @@ fingerprinted versions, diff, and the `programs` commands."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from feature_platform import Settings
 from feature_platform.cli import main
 from feature_platform.commands.init import scaffold
+from feature_platform.governance.audit import AuditLog
 from feature_platform.programs.project import load_project, template_registry, validate_project
 from feature_platform.programs.template import ProgramTemplate, TemplateValidationError
 
@@ -104,14 +107,34 @@ def test_programs_commands(project: Path, tmp_path, monkeypatch, capsys) -> None
     _edit(
         project, lambda d: d.update(annotators={"pool": ["ana", "bo"], "roles": {"bo": "reviewer"}})
     )
+    # Publishing needs `manage_programs`: nobody registered may not, nor may an annotator.
+    monkeypatch.setenv("FP_USER", "lou")
+    assert main(["programs", "publish", str(project)]) != 0
+    assert "'lou' (via FP_USER) may not manage_programs" in capsys.readouterr().err
+    # The first admin registers themselves (as the README says), then adds an annotator.
+    assert main(["annotators", "add", "lou", "--role", "admin"]) == 0
+    assert main(["annotators", "add", "cy", "--role", "annotator"]) == 0
+    monkeypatch.setenv("FP_USER", "cy")
+    assert main(["programs", "publish", str(project)]) != 0
+    assert "'cy' may not manage_programs: their role is 'annotator'" in capsys.readouterr().err
+    assert main(["programs", "list"]) == 0
+    assert capsys.readouterr().out == ""
+    monkeypatch.setenv("FP_USER", "lou")
     assert main(["programs", "publish", str(project)]) == 0
     out = capsys.readouterr().out
     assert "wine@v1: published" in out and "feature set wine@v1: active" in out
     assert "ana: annotator" in out and "bo: reviewer" in out
     assert main(["--program", "wine", "annotators", "list"]) == 0
-    assert "reviewer" in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert "reviewer" in listed and "lou" in listed  # the publisher manages the program
+    platform = Settings.from_env(scoped=False)
+    engine = sa.create_engine(platform.database_url)
+    published = AuditLog(engine).entries(action="program_template.publish")
+    assert published[["actor", "target"]].values.tolist() == [["lou", "wine@v1"]]
+    engine.dispose()
     assert main(["--program", "wine", "features", "list"]) == 0
     assert "wine@v2" in capsys.readouterr().out
+    assert "FP_PROGRAM" not in os.environ  # `--program` scoped that one command
     _edit(project, _bad)
     assert main(["programs", "validate", str(project)]) == 2
     err = capsys.readouterr().err

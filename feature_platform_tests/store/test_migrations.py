@@ -4,20 +4,33 @@ Postgres; a fresh database is created at head; `feature-platform db upgrade / cu
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 
+from feature_platform import FeatureStore, Settings
+from feature_platform.catalog import digits
 from feature_platform.cli import main
+from feature_platform.governance.roles import AnnotatorRegistry
 from feature_platform.labeling.queue import TaskQueue
+from feature_platform.programs.project import (
+    ensure_program_database,
+    program_schema,
+    program_settings,
+)
+from feature_platform.programs.registry import TemplateRegistry
 from feature_platform.store import migrations
 from feature_platform.store.db import create_engine
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 ROWS = 3
+REVISION_0002 = "0002_answer_revisions_sources"
 
 
 def value(column: sa.Column, i: int) -> object:
@@ -39,12 +52,15 @@ def value(column: sa.Column, i: int) -> object:
     return f"k{i}"
 
 
-def baseline_database(url: str, *, stamped: bool) -> dict[str, list[tuple]]:
-    """The baseline schema with ROWS rows in every table; without the version table when not
-    `stamped` (a database the stores made with create_all before migrations existed)."""
+def baseline_database(
+    url: str, *, stamped: bool, revision: str = migrations.BASELINE
+) -> dict[str, list[tuple]]:
+    """The schema at `revision` (default the baseline) with ROWS rows in every table; without
+    the version table when not `stamped` (a database the stores made with create_all before
+    migrations existed)."""
     engine = create_engine(url)
     with engine.connect() as conn:
-        command.upgrade(migrations._config(conn), migrations.BASELINE)
+        command.upgrade(migrations._config(conn), revision)
         conn.commit()
     reflected = sa.MetaData()
     reflected.reflect(engine)
@@ -69,6 +85,28 @@ def baseline_database(url: str, *, stamped: bool) -> dict[str, list[tuple]]:
     return rows
 
 
+def assert_rows_kept(engine: sa.Engine, before: dict[str, list[tuple]]) -> None:
+    """Every row of `before` is still there, its old columns unchanged."""
+    after = sa.MetaData()
+    after.reflect(engine)
+    with engine.connect() as conn:
+        for name, rows in before.items():
+            table = after.tables[name]
+            old_columns = [table.c[c] for c in table.columns.keys()][: len(rows[0])]
+            key = [c.name for c in table.primary_key.columns]
+            kept = [tuple(r) for r in conn.execute(sa.select(*old_columns).order_by(*key)).all()]
+            assert kept == rows, name
+
+
+def assert_matches_definitions(engine: sa.Engine) -> None:
+    """No table or column of the current definitions is missing (Alembic's own comparison)."""
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": migrations.VERSION_TABLE})
+        diffs = compare_metadata(context, migrations.target_metadata())
+    missing = [d for d in diffs if d[0] in ("add_table", "add_column", "remove_column")]
+    assert missing == []
+
+
 @pytest.mark.parametrize("stamped", [False, True], ids=["pre-alembic", "at-baseline"])
 def test_a_baseline_database_upgrades_in_place_keeping_every_row(
     database_url: str, stamped: bool
@@ -80,15 +118,8 @@ def test_a_baseline_database_upgrades_in_place_keeping_every_row(
 
     start, end = migrations.upgrade(engine)
     assert (start, end) == (migrations.BASELINE if stamped else None, migrations.head())
-    after = sa.MetaData()
-    after.reflect(engine)
+    assert_rows_kept(engine, before)
     with engine.connect() as conn:
-        for name, rows in before.items():
-            table = after.tables[name]
-            old_columns = [table.c[c] for c in table.columns.keys()][: len(rows[0])]
-            key = [c.name for c in table.primary_key.columns]
-            kept = [tuple(r) for r in conn.execute(sa.select(*old_columns).order_by(*key)).all()]
-            assert kept == rows, name
         revisions = conn.execute(sa.text("SELECT revision FROM labeling_answers")).scalars()
         assert set(revisions) == {1}  # the new column's default fills the old rows
     # The upgraded database works: an answer corrected under the same submission id is a
@@ -105,6 +136,62 @@ def test_a_baseline_database_upgrades_in_place_keeping_every_row(
     queue.submit("k0", old.annotator, "other", submission_id=old.submission_id)
     assert [a.revision for a in queue.answer_history("k0", old.annotator)] == [1, 2]
     assert migrations.upgrade(engine) == (end, end)  # idempotent
+
+
+def test_a_database_at_0002_upgrades_to_head_keeping_every_row(database_url: str) -> None:
+    before = baseline_database(database_url, stamped=True, revision=REVISION_0002)
+    assert {"labeling_passes", "labeling_answer_sources"} <= set(before)
+    engine = create_engine(database_url)
+    assert migrations.current(engine) == REVISION_0002
+    assert migrations.upgrade(engine) == (REVISION_0002, migrations.head())
+    assert_rows_kept(engine, before)
+    assert_matches_definitions(engine)
+    with engine.connect() as conn:
+        # Snapshots written before 0003 do not say which method actually ran.
+        used = conn.execute(sa.text("SELECT method_used, method_note FROM label_snapshots"))
+        assert used.all() == [(None, None)] * ROWS
+    # The new tables work: a template is published (audited) on the upgraded database.
+    AnnotatorRegistry(engine).add("lou", "admin", actor="lou")
+    registry = TemplateRegistry(engine)
+    published, new = registry.publish(digits.template(), check_data=False, actor="lou")
+    assert (published.id, new) == ("digits@v1", True)
+    assert migrations.upgrade(engine) == (migrations.head(), migrations.head())
+    engine.dispose()
+
+
+def test_a_program_schema_is_brought_to_head_in_its_own_schema(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A program's database (its own SQLite file, or its own Postgres schema) is migrated by
+    the same path as the platform database: left at 0002 with rows, it is upgraded by the
+    program's store on start-up, rows kept. On Postgres the version table lives in the
+    program's schema and the platform's public schema is untouched."""
+    base = dataclasses.replace(Settings.under(tmp_path / "fp"), database_url=database_url)
+    name = "Wine-2.v1"  # case, '-' and '.': kept apart from 'wine_2_v1'
+    ensure_program_database(base, name)
+    program_url = program_settings(base, name).database_url
+    before = baseline_database(program_url, stamped=True, revision=REVISION_0002)
+    store = FeatureStore(program_settings(base, name))  # start-up: ensure_schema
+    assert migrations.current(store.engine) == migrations.head()
+    assert_rows_kept(store.engine, before)
+    assert_matches_definitions(store.engine)
+    if database_url.startswith("postgresql"):
+        inspector = sa.inspect(sa.create_engine(database_url))
+        schema = program_schema(name)
+        assert schema == "fp_Wine-2.v1"
+        in_schema = set(inspector.get_table_names(schema=schema))
+        assert {migrations.VERSION_TABLE, "labeling_tasks", "program_templates"} <= in_schema
+        assert inspector.get_table_names(schema="public") == []
+    else:
+        assert store.settings.home == base.home / "programs" / name
+        assert not (base.home / "platform.db").exists()
+    # A look-alike name gets its own database, fresh at head.
+    ensure_program_database(base, "wine_2_v1")
+    other = FeatureStore(program_settings(base, "wine_2_v1"))
+    assert migrations.current(other.engine) == migrations.head()
+    assert other.queue.tasks() == [] and len(store.queue.tasks()) == ROWS
+    for engine in (store.engine, other.engine):
+        engine.dispose()
 
 
 def test_a_fresh_database_is_created_at_head_and_the_cli_reports_it(

@@ -36,15 +36,18 @@ HERE = Path(__file__).parent
 # Every module that defines platform tables (imported so `metadata` knows them all).
 TABLE_MODULES = (
     "feature_platform.governance.audit",
+    "feature_platform.governance.credentials",
     "feature_platform.governance.roles",
     "feature_platform.labeling.adjudication",
     "feature_platform.labeling.imports",
     "feature_platform.labeling.label_store",
     "feature_platform.labeling.queue",
     "feature_platform.learning.round_attempts",
+    "feature_platform.programs.registry",
     "feature_platform.store.changes",
     "feature_platform.store.online",
     "feature_platform.store.registry",
+    "feature_platform.web.sessions",
 )
 
 _lock = threading.Lock()
