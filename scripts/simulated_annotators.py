@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 from feature_platform.catalog import PROJECT_DIR
 from feature_platform.feature_store import FeatureStore
@@ -33,7 +34,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--program",
         default=os.environ.get("FP_PROGRAM") or "digits",
-        help="the shipped program whose queue to answer (default: $FP_PROGRAM, else digits)",
+        help="the program whose queue to answer (default: $FP_PROGRAM, else digits)",
+    )
+    parser.add_argument(
+        "--project",
+        type=Path,
+        action="append",
+        default=[],
+        help="a project folder (`feature-platform init`) whose programs join the shipped ones",
     )
     parser.add_argument(
         "--poll-seconds", type=float, default=0.5, help="pause when no task is open (default 0.5)"
@@ -63,7 +71,10 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ["FP_PROGRAM"] = args.program  # the program's own stores
     queue = FeatureStore(Settings.from_env()).queue
-    definition = find_program(load_project(PROJECT_DIR), args.program)
+    programs = load_project(PROJECT_DIR)
+    for project in args.project:
+        programs += load_project(project)
+    definition = find_program(programs, args.program)
     annotators = SimulatedAnnotators(
         truth=definition.source.ground_truth_oracle(),
         classes=list(definition.program.classes),
