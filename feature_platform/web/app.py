@@ -44,6 +44,7 @@ from feature_platform.web.auth import (
     logout,
 )
 from feature_platform.web.dashboard import (
+    change_settings,
     dashboard,
     lead,
     learning_png,
@@ -154,6 +155,7 @@ def create_app(
                 Route("/lead", get_route(lead)),
                 Route("/lead/alias", post_route(move_alias), methods=["POST"]),
                 Route("/lead/publish", post_route(publish), methods=["POST"]),
+                Route("/lead/settings", post_route(change_settings), methods=["POST"]),
             ],
         ),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 from urllib.parse import quote
@@ -17,6 +18,9 @@ from feature_platform.governance.identity import Actor
 from feature_platform.governance.roles import PermissionDeniedError
 from feature_platform.labeling import metrics
 from feature_platform.labeling.agreement import annotator_agreement
+from feature_platform.learning.strategies import STRATEGIES
+from feature_platform.programs.registry import PublishedTemplate, TemplateRegistry
+from feature_platform.programs.template import ProgramTemplate, TemplateValidationError
 from feature_platform.store.db import utcnow
 from feature_platform.web import render
 from feature_platform.web.plumbing import (
@@ -169,8 +173,51 @@ def throughput_png(request: Request) -> Response:
 # -- lead ----------------------------------------------------------------------------------
 
 
-def lead(request: Request) -> Response:
-    session, person, program = program_page(request, "publish")
+# The settings a lead may change on the page: form field -> (template path, type, label).
+SETTINGS_FIELDS: dict[str, tuple[tuple[str, ...], type, str]] = {
+    "strategy": (("strategy", "name"), str, "Query strategy"),
+    "batch_size": (("batch_size",), int, "Batch size (tasks per round)"),
+    "overlap": (("overlap",), int, "Answers per task (overlap)"),
+    "label_budget": (("label_budget",), int, "Label budget"),
+    "promotion_tolerance": (("promotion", "tolerance"), float, "Promotion tolerance"),
+    "target_accuracy": (("stopping", "target_accuracy"), float, "Target accuracy (blank: none)"),
+}
+# A template error's path -> the form field it is shown next to (`stopping` is checked as a
+# whole by StoppingRules; only its target accuracy is editable here).
+ERROR_FIELDS = {".".join(path): name for name, (path, _, _) in SETTINGS_FIELDS.items()}
+ERROR_FIELDS["stopping"] = "target_accuracy"
+
+
+def _template_registry(state: State) -> TemplateRegistry:
+    """The published templates, in the platform database (as `programs publish` writes)."""
+    return TemplateRegistry(state.store.engine)
+
+
+def _newest(state: State, program: WebProgram) -> PublishedTemplate | None:
+    versions = _template_registry(state).versions(program.name)
+    return versions[-1] if versions else None
+
+
+def _current_values(template: ProgramTemplate) -> dict[str, str]:
+    values = {}
+    for name, (path, _, _) in SETTINGS_FIELDS.items():
+        value: Any = template.resolved
+        for key in path:
+            value = (value or {}).get(key)
+        values[name] = "" if value is None else str(value)
+    return values
+
+
+def _lead_page(
+    request: Request,
+    program: WebProgram,
+    status: int = 200,
+    values: dict[str, str] | None = None,
+    errors: dict[str, list[str]] | None = None,
+    message: str = "",
+) -> Response:
+    state = state_of(request)
+    session, person, _ = program_page(request, "publish")
     registry = program.store.registry
     feature_sets = [
         {
@@ -181,14 +228,102 @@ def lead(request: Request) -> Response:
         for name in registry.names()
     ]
     recent = program.audit.entries().tail(25).iloc[::-1]
+    newest = _newest(state, program)
+    base = newest.template() if newest is not None else program.definition.template
     return render_page(
         request,
         "lead.html",
+        status=status,
         settings_yaml=yaml.safe_dump(program.settings, sort_keys=False),
         feature_sets=feature_sets,
         audit=records(recent.assign(detail=recent["detail"].map(json.dumps))),
+        newest=newest,
+        fields=SETTINGS_FIELDS,
+        strategies=STRATEGIES,
+        values=values or _current_values(base),
+        errors=errors or {},
+        message=message,
         **nav_context(person, session, program),
     )
+
+
+def lead(request: Request) -> Response:
+    _, _, program = program_page(request, "publish")
+    return _lead_page(request, program)
+
+
+def _parse_settings(form: dict[str, str]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The form's values typed (blank target accuracy: no target), or each field's error."""
+    parsed: dict[str, Any] = {}
+    errors: dict[str, list[str]] = {}
+    for name, (_, kind, _) in SETTINGS_FIELDS.items():
+        raw = form.get(name, "").strip()
+        if not raw and name == "target_accuracy":
+            parsed[name] = None
+            continue
+        if not raw:
+            errors[name] = ["required"]
+            continue
+        try:
+            parsed[name] = kind(raw)
+        except ValueError:
+            noun = {int: "a whole number", float: "a number"}.get(kind, "text")
+            errors[name] = [f"expected {noun}, got {raw[:40]!r}"]
+    return parsed, errors
+
+
+def change_settings(request: Request, form: dict[str, str]) -> Response:
+    """Publish a new template version of this program with the lead's settings: validated
+    like `programs validate` (every error next to its field, nothing published on any),
+    published as the signed-in person (`manage_programs` on the platform), audited."""
+    state = state_of(request)
+    person, program = checked_program_form(request, form, "manage_programs")
+    values = {name: form.get(name, "").strip()[:MAX_REASON] for name in SETTINGS_FIELDS}
+    parsed, errors = _parse_settings(form)
+    if errors:
+        return _lead_page(request, program, 422, values, errors)
+    newest = _newest(state, program)
+    base = newest.template() if newest is not None else program.definition.template
+    document = copy.deepcopy(dict(base.document))
+    changes = []
+    for name, (path, _, _) in SETTINGS_FIELDS.items():
+        node = document
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        old = base.resolved
+        for key in path:
+            old = (old or {}).get(key)
+        if old != parsed[name]:
+            changes.append(f"{'.'.join(path)}: {old!r} -> {parsed[name]!r}")
+        node[path[-1]] = parsed[name]
+    template = ProgramTemplate(document, base.base_dir)
+    note = f"settings changed by {person.name} (web): " + ("; ".join(changes) or "none")
+    try:
+        with state.writing():
+            published, new = _template_registry(state).publish(
+                template, note=note[:MAX_REASON], actor=Actor(person.name, "session")
+            )
+    except PermissionDeniedError as exc:
+        raise HTTPException(403, str(exc)) from exc
+    except TemplateValidationError as exc:
+        found: dict[str, list[str]] = {}
+        for error in exc.errors:
+            path = error.path.partition(":")[2] or error.path  # publish prefixes the name
+            found.setdefault(ERROR_FIELDS.get(path, "template"), []).append(
+                f"{path}: {error.message}"
+            )
+        return _lead_page(request, program, 422, values, found)
+    if not new:
+        # The same content is already a version (a replayed form, or nothing changed).
+        return _lead_page(
+            request,
+            program,
+            409,
+            values,
+            message=f"These settings are already published as {published.id}; nothing was "
+            "published.",
+        )
+    return RedirectResponse(f"{program.prefix}/lead#settings", status_code=303)
 
 
 def move_alias(request: Request, form: dict[str, str]) -> Response:
