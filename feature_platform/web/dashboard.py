@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from typing import Any
 from urllib.parse import quote
 
@@ -266,6 +267,8 @@ def _parse_settings(form: dict[str, str]) -> tuple[dict[str, Any], dict[str, lis
             continue
         try:
             parsed[name] = kind(raw)
+            if kind is float and not math.isfinite(parsed[name]):
+                raise ValueError(raw)  # 'nan' and 'inf' parse as floats but are no setting
         except ValueError:
             noun = {int: "a whole number", float: "a number"}.get(kind, "text")
             errors[name] = [f"expected {noun}, got {raw[:40]!r}"]

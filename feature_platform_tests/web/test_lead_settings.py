@@ -76,6 +76,7 @@ def test_invalid_values_are_shown_by_their_field_and_nothing_is_published(web: W
         ({"overlap": "two"}, "overlap", "expected a whole number, got &#39;two&#39;"),
         ({"promotion_tolerance": "-1"}, "promotion_tolerance", "expected a number &gt;= 0"),
         ({"target_accuracy": "1.5"}, "target_accuracy", "target_accuracy"),
+        ({"promotion_tolerance": "nan"}, "promotion_tolerance", "expected a number"),
         ({"label_budget": ""}, "label_budget", "required"),
     ]
     for change, field, message in cases:
