@@ -127,8 +127,10 @@ def load_project(
     project_dir: Path, check_data: bool = False, registry: Any | None = None
 ) -> list[ProgramDefinition]:
     """The project's programs, validated (all errors of all files in one exception). With a
-    `TemplateRegistry`, each program runs under the published version matching its content
-    (recorded on every model it trains); an unpublished template runs as a draft."""
+    `TemplateRegistry`, a program that was ever published runs its current version (recorded
+    on every model it trains): the one published last, the file's (`programs publish`) or a
+    lead's settings change in the web app; edits to the file take effect once published. A
+    program never published runs its file as a draft."""
     problems = {p: e for p, e in validate_project(project_dir, check_data).items() if e}
     if problems:
         errors = [
@@ -140,7 +142,17 @@ def load_project(
     templates = load_templates(project_dir)
     if registry is None:
         return [ProgramDefinition(t) for t in templates]
-    return [ProgramDefinition(t, registry.version_of(t)) for t in templates]
+    return [_published(registry, t) for t in templates]
+
+
+def _published(registry: Any, template: ProgramTemplate) -> ProgramDefinition:
+    current = registry.current(template.name)
+    if current is None:  # never published: the file runs as a draft
+        return ProgramDefinition(template)
+    published = registry.get(template.name, current)
+    if published.fingerprint == template.fingerprint():
+        return ProgramDefinition(template, current)
+    return ProgramDefinition(published.template(), current)
 
 
 def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, Any]:

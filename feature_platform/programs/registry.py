@@ -2,8 +2,11 @@
 
 Publishing a template validates it first (every error, nothing written on any); the same
 content publishes as the version it already has, changed content as the next version
-(`v1`, `v2`, ...). A published version is never rewritten. Publishing needs the
-`manage_programs` permission in this database's people registry; each new version is audited.
+(`v1`, `v2`, ...). A published version is never rewritten. Each program has one *current*
+version, the one it runs: the version published last, including content published again
+(so publishing an older file or older settings again is how a program goes back to them).
+Publishing needs the `manage_programs` permission in this database's people registry; each new
+version and each move of the current one is audited.
 """
 
 from __future__ import annotations
@@ -39,6 +42,16 @@ program_templates = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("note", sa.Text, nullable=False, default=""),
     sa.UniqueConstraint("name", "fingerprint", name="uq_program_template_content"),
+)
+
+# The version each program runs: moved by every publish (see the module docstring).
+program_template_current = sa.Table(
+    "program_template_current",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.String(20), nullable=False),
+    sa.Column("set_by", sa.String(200), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
 )
 
 
@@ -84,7 +97,7 @@ def _version_number(version: str) -> int:
 class TemplateRegistry:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        create_tables(engine, program_templates)
+        create_tables(engine, program_templates, program_template_current)
 
     def publish(
         self,
@@ -133,6 +146,7 @@ class TemplateRegistry:
                 ).all()
                 same = [r for r in rows if r.fingerprint == fingerprint]
                 if same:
+                    self._make_current(conn, audit, acting, name, same[0].version)
                     published.append((name, same[0].version, False))
                     continue
                 number = max((_version_number(r.version) for r in rows), default=0) + 1
@@ -154,8 +168,35 @@ class TemplateRegistry:
                     {"fingerprint": fingerprint, "note": note},
                     conn=conn,
                 )
+                self._make_current(conn, audit, acting, name, f"v{number}")
                 published.append((name, f"v{number}", True))
         return [(self.get(name, version), new) for name, version, new in published]
+
+    def current(self, name: str) -> str | None:
+        """The version program `name` runs (the one published last), or None."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(program_template_current.c.version).where(
+                    program_template_current.c.name == name
+                )
+            ).scalar()
+
+    @staticmethod
+    def _make_current(
+        conn: sa.Connection, audit: AuditLog, acting: Actor, name: str, version: str
+    ) -> None:
+        table = program_template_current
+        was = conn.execute(sa.select(table.c.version).where(table.c.name == name)).scalar()
+        if was == version:
+            return
+        values = {"version": version, "set_by": acting.name, "at": utcnow()}
+        if was is None:
+            conn.execute(table.insert().values(name=name, **values))
+        else:
+            conn.execute(table.update().where(table.c.name == name).values(**values))
+        audit.record(
+            acting, "program_template.current", f"{name}@{version}", {"was": was}, conn=conn
+        )
 
     def version_of(self, template: ProgramTemplate) -> str | None:
         """The published version whose content is `template`'s, if any."""

@@ -195,8 +195,10 @@ def _template_registry(state: State) -> TemplateRegistry:
 
 
 def _newest(state: State, program: WebProgram) -> PublishedTemplate | None:
-    versions = _template_registry(state).versions(program.name)
-    return versions[-1] if versions else None
+    """The program's current published version (the one it runs after a reload)."""
+    registry = _template_registry(state)
+    current = registry.current(program.name)
+    return registry.get(program.name, current) if current is not None else None
 
 
 def _current_values(template: ProgramTemplate) -> dict[str, str]:
@@ -301,6 +303,7 @@ def change_settings(request: Request, form: dict[str, str]) -> Response:
         node[path[-1]] = parsed[name]
     template = ProgramTemplate(document, base.base_dir)
     note = f"settings changed by {person.name} (web): " + ("; ".join(changes) or "none")
+    was_current = newest.version if newest is not None else None
     try:
         with state.writing():
             published, new = _template_registry(state).publish(
@@ -316,16 +319,17 @@ def change_settings(request: Request, form: dict[str, str]) -> Response:
                 f"{path}: {error.message}"
             )
         return _lead_page(request, program, 422, values, found)
-    if not new:
-        # The same content is already a version (a replayed form, or nothing changed).
+    if not new and published.version == was_current:
+        # The same content is the current version already (a replayed form, nothing changed).
         return _lead_page(
             request,
             program,
             409,
             values,
-            message=f"These settings are already published as {published.id}; nothing was "
-            "published.",
+            message=f"These settings are already the current version {published.id}; nothing "
+            "was published.",
         )
+    # New content is a new version; an older version's content makes that one current again.
     return RedirectResponse(f"{program.prefix}/lead#settings", status_code=303)
 
 

@@ -95,8 +95,14 @@ def test_publish_is_all_or_nothing_and_versions_are_immutable(project: Path, tmp
     assert registry.diff("wine@v1", "wine@v2") == ["batch_size: 10 -> 5"]
     assert registry.get("wine", "v1").document["batch_size"] == 10  # v1 unchanged
     assert registry.version_of(good) == "v1" and registry.version_of(changed) == "v2"
+    # The program runs its current version, the one published last (here v2, not the file's
+    # v1); publishing the file's content again makes v1 current again, with no new version.
+    assert registry.current("wine") == "v2"
     program = load_project(project, registry=registry)[0].program
-    assert program.template_version == "wine@v1"
+    assert (program.template_version, program.batch_size) == ("wine@v2", 5)
+    assert registry.publish(good) == (registry.get("wine", "v1"), False)
+    program = load_project(project, registry=registry)[0].program
+    assert (program.template_version, program.batch_size) == ("wine@v1", 10)
 
 
 def test_programs_commands(project: Path, tmp_path, monkeypatch, capsys) -> None:

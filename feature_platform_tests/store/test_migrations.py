@@ -223,3 +223,23 @@ def test_a_pre_alembic_database_that_does_not_match_the_baseline_is_left_alone(
     with pytest.raises(migrations.SchemaMismatchOnUpgradeError, match="labeling_tasks lacks"):
         migrations.upgrade(engine)
     assert migrations.current(engine) is None
+
+
+def test_programs_published_before_0005_run_their_newest_version(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'platform.db'}"
+    engine = sa.create_engine(url)
+    migrations.upgrade(engine, "0004_round_attempts")
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    with engine.begin() as conn:
+        for version in ("v1", "v2", "v10"):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO program_templates (name, version, fingerprint, document, "
+                    "base_dir, created_at, note) VALUES ('wine', :v, :f, '{}', '.', :at, '')"
+                ),
+                {"v": version, "f": f"fp-{version}", "at": at},
+            )
+    assert migrations.upgrade(engine) == ("0004_round_attempts", migrations.head())
+    assert TemplateRegistry(engine).current("wine") == "v10"  # by number, not by text
+    assert_matches_definitions(engine)
+    engine.dispose()

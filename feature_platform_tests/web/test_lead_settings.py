@@ -3,7 +3,9 @@ validated, audited, as the signed-in lead; everyone else is refused and nothing 
 
 from __future__ import annotations
 
+from feature_platform.catalog import PROJECT_DIR
 from feature_platform.governance.identity import SYSTEM
+from feature_platform.programs.project import location_programs
 from feature_platform.programs.registry import TemplateRegistry
 from feature_platform.programs.template import ProgramTemplate
 from feature_platform_tests.web.conftest import CSRF, D, W, Web, make_web
@@ -58,7 +60,7 @@ def test_lead_publishes_a_new_version_with_the_changed_settings(web: Web) -> Non
     page = lead.get(f"{D}/lead").text
     assert "digits@v1" in page and published.fingerprint in page
     assert "<option selected>entropy</option>" in page and 'value="7"' in page
-    assert "not the newest published one" in page  # what the code location really runs
+    assert "runs its current version" in page  # what the code location really runs
 
     # A second change builds on the newest version: v2, the earlier changes kept.
     assert _post(web, lead, {**GOOD, "batch_size": "9"}).status_code == 303
@@ -66,6 +68,20 @@ def test_lead_publishes_a_new_version_with_the_changed_settings(web: Web) -> Non
     assert _registry(web).get("digits").document["strategy"]["name"] == "entropy"
     assert _registry(web).diff("digits@v1", "digits@v2") == ["batch_size: 7 -> 9"]
     assert _versions(web, "weather") == []  # another program is untouched
+
+    # What the code location runs after a reload: the current version, v2 ...
+    def running() -> tuple[str | None, int]:
+        (digits,) = [
+            p for p in location_programs(web.state.settings, PROJECT_DIR) if p.name == "digits"
+        ]
+        return digits.version, digits.program.batch_size
+
+    assert running() == ("v2", 9)
+    # ... and earlier settings submitted again make their version current again (no new one).
+    assert _post(web, lead, GOOD).status_code == 303
+    assert _versions(web) == ["v1", "v2"] and running() == ("v1", 7)
+    moves = web.state.audit.entries(action="program_template.current")
+    assert moves["target"].tolist() == ["digits@v1", "digits@v2", "digits@v1"]
 
 
 def test_invalid_values_are_shown_by_their_field_and_nothing_is_published(web: Web) -> None:
@@ -130,6 +146,6 @@ def test_csrf_missing_foreign_or_replayed(web: Web) -> None:
     token = web.csrf(lead, f"{D}/lead")
     assert _post(web, lead, {**GOOD, "csrf": token}).status_code == 303
     replay = _post(web, lead, {**GOOD, "csrf": token})
-    assert replay.status_code == 409 and "already published as digits@v1" in replay.text
+    assert replay.status_code == 409 and "already the current version digits@v1" in replay.text
     assert _versions(web) == ["v1"]
     assert len(web.state.audit.entries(action="program_template.publish")) == 1
