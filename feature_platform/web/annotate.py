@@ -19,6 +19,7 @@ from feature_platform.labeling.queue import (
     ANSWERED,
     RESOLVED,
     Submission,
+    Task,
     answers,
     leases,
     tasks,
@@ -196,15 +197,21 @@ def submit_answer(
         return outcome.answer.id
 
 
-def answer(request: Request, form: dict[str, str]) -> Response:
-    state = state_of(request)
-    person, program = checked_program_form(request, form, "label")
+def _task_and_label(program: WebProgram, form: dict[str, str]) -> tuple[Task, str]:
+    """The program's task the form names (404 if not its own) and a label from its set (422)."""
     task = task_or_404(program, form_field(form, "task_id", 64))
     label = form_field(form, "label")
     if label not in task.classes:
         raise HTTPException(
             422, f"{label!r} is not one of this task's labels {task.classes}; nothing recorded."
         )
+    return task, label
+
+
+def answer(request: Request, form: dict[str, str]) -> Response:
+    state = state_of(request)
+    person, program = checked_program_form(request, form, "label")
+    task, label = _task_and_label(program, form)
     submit_answer(state, program, task.id, person.name, label)
     return RedirectResponse(f"{program.prefix}/annotate", status_code=303)
 
@@ -259,12 +266,7 @@ def undo(request: Request, form: dict[str, str]) -> Response:
 def revise(request: Request, form: dict[str, str]) -> Response:
     state = state_of(request)
     person, program = checked_program_form(request, form, "label")
-    task = task_or_404(program, form_field(form, "task_id", 64))
-    label = form_field(form, "label")
-    if label not in task.classes:
-        raise HTTPException(
-            422, f"{label!r} is not one of this task's labels {task.classes}; nothing recorded."
-        )
+    task, label = _task_and_label(program, form)
     try:
         answer = program.store.queue.revise(
             task.id,
