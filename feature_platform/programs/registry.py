@@ -198,14 +198,6 @@ class TemplateRegistry:
             acting, "program_template.current", f"{name}@{version}", {"was": was}, conn=conn
         )
 
-    def version_of(self, template: ProgramTemplate) -> str | None:
-        """The published version whose content is `template`'s, if any."""
-        fingerprint = template.fingerprint()
-        for published in self.versions(template.name):
-            if published.fingerprint == fingerprint:
-                return published.version
-        return None
-
     def names(self) -> list[str]:
         with self.engine.connect() as conn:
             return sorted(conn.execute(sa.select(program_templates.c.name).distinct()).scalars())

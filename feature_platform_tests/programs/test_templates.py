@@ -94,7 +94,6 @@ def test_publish_is_all_or_nothing_and_versions_are_immutable(project: Path, tmp
     assert (second.id, new) == ("wine@v2", True)
     assert registry.diff("wine@v1", "wine@v2") == ["batch_size: 10 -> 5"]
     assert registry.get("wine", "v1").document["batch_size"] == 10  # v1 unchanged
-    assert registry.version_of(good) == "v1" and registry.version_of(changed) == "v2"
     # The program runs its current version, the one published last (here v2, not the file's
     # v1); publishing the file's content again makes v1 current again, with no new version.
     assert registry.current("wine") == "v2"
