@@ -89,6 +89,7 @@ def run_set_password(args: argparse.Namespace) -> int:
     import sys
 
     from feature_platform.governance.credentials import Credentials
+    from feature_platform.web.sessions import end_sessions_of
 
     if sys.stdin.isatty():
         password = getpass.getpass(f"password for {args.name}: ")
@@ -98,6 +99,8 @@ def run_set_password(args: argparse.Namespace) -> int:
     else:
         password = sys.stdin.readline().rstrip("\r\n")
     # Acts as FP_USER (or the OS user): themselves, or an admin setting someone else's.
-    Credentials(_registry().engine).set_password(args.name, password)
-    print(f"password set for {args.name}")
+    engine = _registry().engine
+    Credentials(engine).set_password(args.name, password)
+    end_sessions_of(engine, args.name)
+    print(f"password set for {args.name}; their web sessions are signed out")
     return 0

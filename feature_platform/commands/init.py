@@ -105,7 +105,7 @@ source:
   path: data/{program}.csv      # a file, a folder or a glob such as data/*.csv
   entity: sample_id             # one id per sample
   event_time: arrived_at        # when it arrived: rows are loaded by day
-  ground_truth: label           # optional: true labels (evaluation, simulated annotators)
+  ground_truth: label           # true labels: held-out evaluation, simulated annotators
   holdout_fraction: 0.25        # held out for evaluation, never offered for labeling
   start_date: {start}
 features:

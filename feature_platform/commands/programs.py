@@ -160,11 +160,12 @@ def run_list(args: argparse.Namespace) -> int:
     registry = _registry()
     for name in registry.names():
         versions = registry.versions(name)
-        latest = versions[-1]
+        running = registry.get(name, registry.current(name))
         print(
-            f"{name}: {', '.join(v.version for v in versions)} (latest {latest.version}, "
-            f"{latest.created_at:%Y-%m-%d %H:%M} UTC, strategy "
-            f"{latest.document['strategy']['name']}, model {latest.document['model']['estimator']})"
+            f"{name}: {', '.join(v.version for v in versions)} (current {running.version}, "
+            f"{running.created_at:%Y-%m-%d %H:%M} UTC, strategy "
+            f"{running.document['strategy']['name']}, model "
+            f"{running.document['model']['estimator']})"
         )
     return 0
 

@@ -16,9 +16,7 @@ from feature_platform.defs.scale_pool import scale_pool_io_manager, scale_pool_j
 from feature_platform.errors import FeaturePlatformError
 from feature_platform.programs.project import (
     ProgramDefinition,
-    load_project,
     location_programs,
-    template_registry,
 )
 from feature_platform.settings import Settings
 
@@ -32,11 +30,18 @@ def build_definitions(
     if programs is None:
         programs = location_programs(settings, PROJECT_DIR)
     programs = list(programs)
-    names = [p.name for p in programs]
-    duplicated = sorted({n for n in names if names.count(n) > 1})
-    if duplicated:
-        raise FeaturePlatformError(f"Program name(s) {duplicated} appear twice in one location.")
     built: list[ProgramDefs] = [build_program_defs(p) for p in programs]
+    # Asset keys, jobs and partitions are named by the program's group, which folds '-' and
+    # '.': two names that fold alike ('a-b', 'a_b') would share them.
+    groups: dict[str, list[str]] = {}
+    for program, defs in zip(programs, built, strict=True):
+        groups.setdefault(defs.context.group, []).append(program.name)
+    clashes = {g: names for g, names in groups.items() if len(names) > 1}
+    if clashes:
+        raise FeaturePlatformError(
+            "Programs that would share asset keys, jobs and partitions in one location "
+            f"(group: names): {clashes}; rename one of each."
+        )
     return dg.Definitions(
         assets=[a for b in built for a in b.assets],
         asset_checks=[c for b in built for c in b.checks],
@@ -58,5 +63,4 @@ def build_definitions(
 def project_definitions(project_dir: str | Path, settings: Settings | None = None):
     """The code location of a user's project (its `programs/*.yaml` and feature modules)."""
     settings = settings or Settings.from_env()
-    registry = template_registry(settings)
-    return build_definitions(settings, load_project(Path(project_dir), registry=registry))
+    return build_definitions(settings, location_programs(settings, Path(project_dir)))

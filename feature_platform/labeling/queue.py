@@ -858,7 +858,10 @@ class TaskQueue:
             return SubmitOutcome(sub, ALREADY_RECORDED, _answer(recorded[0]))
         if head is not None and head.label == label:
             return SubmitOutcome(sub, ALREADY_RECORDED, _answer(head))
-        if revise or (head is not None and same_id):
+        # Rule 2 needs an id the caller gave (an answer edited in Label Studio keeps its id);
+        # the default id only stands for "this person's answer", so a new label under it is a
+        # conflict (rule 3), never a silent correction.
+        if revise or (head is not None and same_id and sub.submission_id is not None):
             # Rules 2 and `revise`: a correction of the person's effective answer.
             if head is None:
                 return rejected(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from feature_platform.errors import ConcurrentChangeError
 from feature_platform.governance import require
 from feature_platform.governance.audit import AuditLog
 from feature_platform.governance.identity import Actor, as_actor
@@ -55,6 +56,17 @@ class RoundAttempts:
         check_name(round_key, "round")
         acting = as_actor(actor)
         require(acting, "manage_queue", self.people)
+        for _ in range(5):
+            try:
+                return self._next_attempt(round_key, reason, acting)
+            except sa.exc.IntegrityError:
+                continue  # another retry of this round took the number first (Postgres)
+        raise ConcurrentChangeError(
+            f"Round {round_key} was retried by others at the same moment five times in a row; "
+            f"nothing was recorded for this request, run it again."
+        )
+
+    def _next_attempt(self, round_key: str, reason: str, acting: Actor) -> int:
         now = utcnow()
         with write_transaction(self.engine) as conn:
             latest = conn.execute(

@@ -227,9 +227,9 @@ class TemplateRegistry:
         )
 
     def resolve(self, reference: str) -> PublishedTemplate:
-        """`name`, `name@latest` or `name@v2`."""
+        """`name` (its current version, the one it runs), `name@latest` or `name@v2`."""
         name, _, version = reference.partition("@")
-        return self.get(name, version or None)
+        return self.get(name, version or self.current(name))
 
     def diff(self, left: str, right: str) -> list[str]:
         """One line per setting that differs: `path: old -> new`."""

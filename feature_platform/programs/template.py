@@ -10,7 +10,7 @@ source:                          # declared, not coded (store.sources.SourceSpec
   entity: customer_id
   event_time: signed_up_at       # arrival: rows load by day
   created_time: null
-  ground_truth: churned          # optional true labels (evaluation, simulated annotators)
+  ground_truth: churned          # true labels (held-out evaluation, simulated annotators)
   holdout_fraction: 0.2          # or split_column: a column whose 'holdout' rows are held out
   columns: {tenure: int64}       # optional: declared columns and dtypes (Pandera guards them)
   start_date: 2024-01-01         # first day of arrivals (day partitions start here)
@@ -194,6 +194,13 @@ class ProgramTemplate:
         doc["model"].setdefault("registered_name", f"{name}-classifier")
         if isinstance(doc.get("source"), Mapping):
             doc["source"] = {"name": f"{name}_raw", "holdout_fraction": 0.2, **doc["source"]}
+        if isinstance(doc.get("annotators"), Mapping):  # `pool:` / `roles:` left empty
+            people = doc["annotators"]
+            doc["annotators"] = {
+                **people,
+                "pool": people.get("pool") or [],
+                "roles": people.get("roles") or {},
+            }
         return doc
 
     # -- the parts the core and the Dagster factory use (valid templates only) -------------
@@ -400,6 +407,12 @@ class ProgramTemplate:
         for key in [*needs, "entity", "event_time", "start_date"]:
             if not source.get(key):
                 err(f"source.{key}", "required")
+        if not source.get("ground_truth"):
+            # Every round scores its model on held-out samples' true labels (promotion, stopping).
+            err(
+                "source.ground_truth",
+                "required: the column of true labels that each round's held-out evaluation reads",
+            )
         if kind == "sql" and not (source.get("table") or source.get("query")):
             err("source.table", "a sql source needs a table or a query")
         try:
@@ -535,6 +548,10 @@ class ProgramTemplate:
             except InvalidNameError as exc:
                 err(f"annotators.pool[{i}]", str(exc))
         for person, role in (annotators.get("roles") or {}).items():
+            try:
+                check_name(person, "annotator name")
+            except InvalidNameError as exc:
+                err(f"annotators.roles.{person}", str(exc))
             if role not in ROLES:
                 err(f"annotators.roles.{person}", f"unknown role {role!r}; known: {list(ROLES)}")
 

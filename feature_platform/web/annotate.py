@@ -157,10 +157,11 @@ def submit_answer(
         ).first()
         if lease is None:
             previous = conn.execute(
-                sa.select(answers.c.label).where(
-                    answers.c.task_id == task_id, answers.c.annotator == annotator
-                )
-            ).scalar()
+                sa.select(answers.c.label)
+                .where(answers.c.task_id == task_id, answers.c.annotator == annotator)
+                .order_by(answers.c.revision.desc())  # the effective (latest) revision
+            ).first()
+            previous = previous.label if previous is not None else None
             if previous is not None:
                 raise HTTPException(
                     409, f"You already answered this task ({previous!r}); nothing changed."

@@ -129,12 +129,18 @@ class SessionStore:
             )
 
     def end_all(self, name: str, now: datetime | None = None) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                sessions.update()
-                .where(sessions.c.name == name, sessions.c.ended_at.is_(None))
-                .values(ended_at=now or utcnow())
-            )
+        end_sessions_of(self.engine, name, now)
+
+
+def end_sessions_of(engine: sa.Engine, name: str, now: datetime | None = None) -> None:
+    """Sign `name` out everywhere (after a password change: a stolen cookie stops working)."""
+    create_tables(engine, sessions)
+    with engine.begin() as conn:
+        conn.execute(
+            sessions.update()
+            .where(sessions.c.name == name, sessions.c.ended_at.is_(None))
+            .values(ended_at=now or utcnow())
+        )
 
 
 def csrf_ok(expected: str, given: str | None) -> bool:

@@ -162,6 +162,21 @@ def test_a_second_answer_under_another_id_is_a_conflict_not_a_revision(fs: Featu
     assert queue.answers(history=True)["label"].tolist() == ["3"]
 
 
+def test_a_second_label_without_ids_is_a_conflict_not_a_silent_correction(
+    fs: FeatureStore,
+) -> None:
+    # Neither call names a submission: the default id stands for "w0's answer", and a new
+    # label under it must not overwrite the stored one (imports without ids take this path).
+    queue = fs.queue
+    [task] = queue.create_batch("r1", [spec("s1")], CLASSES)
+    queue.submit(task.id, "w0", "3")
+    with pytest.raises(InvalidAnswerError, match="revise"):
+        queue.submit(task.id, "w0", "4")
+    assert queue.answers(history=True)["label"].tolist() == ["3"]
+    queue.submit(task.id, "w0", "3")  # the same answer again is a no-op
+    assert queue.answers(history=True)["label"].tolist() == ["3"]
+
+
 def test_revision_needs_an_answer_and_respects_the_grace_period(fs: FeatureStore) -> None:
     queue = fs.queue
     [task] = queue.create_batch("r1", [spec("s1")], CLASSES, answers_needed=2)

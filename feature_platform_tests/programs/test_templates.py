@@ -13,8 +13,15 @@ import yaml
 from feature_platform import Settings
 from feature_platform.cli import main
 from feature_platform.commands.init import scaffold
+from feature_platform.defs.location import build_definitions
+from feature_platform.errors import FeaturePlatformError
 from feature_platform.governance.audit import AuditLog
-from feature_platform.programs.project import load_project, template_registry, validate_project
+from feature_platform.programs.project import (
+    ProgramDefinition,
+    load_project,
+    template_registry,
+    validate_project,
+)
 from feature_platform.programs.template import ProgramTemplate, TemplateValidationError
 
 
@@ -147,7 +154,7 @@ def test_programs_commands(project: Path, tmp_path, monkeypatch, capsys) -> None
     assert main(["programs", "publish", str(project)]) == 2
     assert "nothing was published" in capsys.readouterr().err
     assert main(["programs", "list"]) == 0
-    assert capsys.readouterr().out.startswith("wine: v1 (latest v1")
+    assert capsys.readouterr().out.startswith("wine: v1 (current v1")
     assert main(["programs", "show", "wine@v1"]) == 0
     assert "estimator: sklearn.linear_model:LogisticRegression" in capsys.readouterr().out
 
@@ -161,3 +168,36 @@ def test_a_duplicate_program_name_in_a_project_fails_validation(project: Path) -
     assert error.path == "name" and "duplicate program name 'wine'" in error.message
     with pytest.raises(TemplateValidationError, match="wine_copy.yaml:name"):
         load_project(project)
+
+
+def test_a_template_that_could_not_run_is_refused_before_anything_is_published(
+    project: Path, tmp_path
+) -> None:
+    # No true labels: every round's held-out evaluation would fail at its first retrain.
+    path = _edit(project, lambda d: d["source"].pop("ground_truth"))
+    errors = ProgramTemplate.from_file(path).validate()
+    assert [e.path for e in errors] == ["source.ground_truth"]
+    # A role given to a name the people registry would refuse; an empty pool is no pool.
+    _edit(project, lambda d: d["source"].update(ground_truth="label"))
+    path = _edit(project, lambda d: d.update(annotators={"pool": None, "roles": {"x y": "lead"}}))
+    template = ProgramTemplate.from_file(path)
+    assert {e.path for e in template.validate()} == {"annotators.roles.x y"}
+    assert template.resolved["annotators"]["pool"] == []
+    registry = template_registry(Settings.under(tmp_path / "fp"))
+    with pytest.raises(TemplateValidationError):
+        registry.publish(template)
+    assert registry.names() == []
+
+
+def test_two_programs_whose_names_fold_alike_are_refused_in_one_location(
+    project: Path, tmp_path
+) -> None:
+    (wine,) = load_project(project)
+    twin = ProgramDefinition(
+        ProgramTemplate({**wine.template.document, "name": "wine.2"}, wine.template.base_dir)
+    )
+    other = ProgramDefinition(
+        ProgramTemplate({**wine.template.document, "name": "wine_2"}, wine.template.base_dir)
+    )
+    with pytest.raises(FeaturePlatformError, match="would share asset keys"):
+        build_definitions(Settings.under(tmp_path / "fp"), [twin, other])

@@ -166,6 +166,12 @@ def test_set_password_reads_stdin_never_argv(tmp_path) -> None:  # noqa: ANN001
     assert login(web.client(), "zoe", "yan's choice of secret").status_code == 401
     changes = web.state.audit.entries(action="person.set_password")
     assert changes[changes["target"] == "zoe"]["actor"].tolist() == ["adm"]
+    # A new password signs zoe out everywhere: the cookie she had stops working.
+    assert (
+        cli("zoe", "annotators", "set-password", "zoe", stdin="a new long secret\n").returncode == 0
+    )
+    assert client.get("/").status_code in (302, 303)
+    assert login(web.client(), "zoe", "a new long secret").status_code == 303
 
 
 def test_annotator_page_shows_the_task_with_context_and_records_one_answer(web: Web) -> None:
