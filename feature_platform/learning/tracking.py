@@ -3,6 +3,7 @@ model version; the `champion` alias names the model that scores the candidate po
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import threading
@@ -45,6 +46,31 @@ class TrackedModel:
         return f"{self.name}/{self.version}"
 
 
+_prepared: set[str] = set()
+_prepare_lock = threading.Lock()
+
+
+def _client(tracking_uri: str) -> MlflowClient:
+    """An MLflow client. MLflow creates or upgrades a SQLite tracking database when a client
+    first opens it; two processes (or the daemon's sensor threads) doing that at once leave it
+    half-migrated ('duplicate column name: step') and every later call fails. So the first
+    client of each process opens it under a file lock, and uses it once, before anyone else."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    with _prepare_lock:
+        if tracking_uri in _prepared:
+            return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        path = Path(tracking_uri.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(f"{path}.init.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+            client.search_experiments(max_results=1)
+            client.search_registered_models(max_results=1)
+        _prepared.add(tracking_uri)
+        return client
+
+
 class ModelTracker:
     def __init__(
         self,
@@ -57,7 +83,7 @@ class ModelTracker:
         self.artifact_dir = Path(artifact_dir)
         self.model_name = model_name
         self.experiment = experiment
-        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self.client = _client(tracking_uri)
 
     def _experiment_id(self) -> str:
         found = self.client.get_experiment_by_name(self.experiment)
