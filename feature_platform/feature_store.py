@@ -1,5 +1,5 @@
 """FeatureStore: the one entry object (like Feast's), over the registry, offline and online
-stores, raw sources, the labeling queue and the label store."""
+stores, raw sources, the labeling queue, the label store and the machine labels."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pandas.api.internals import create_dataframe_from_blocks
 from feature_platform.errors import SchemaMismatchError, UnknownFeatureError, closest
 from feature_platform.governance.identity import Actor
 from feature_platform.labeling.label_store import LabelStore
+from feature_platform.labeling.machine_labels import MachineLabelStore
 from feature_platform.labeling.queue import TaskQueue
 from feature_platform.learning.round_attempts import RoundAttempts
 from feature_platform.settings import Settings
@@ -90,6 +91,7 @@ class FeatureStore:
         self.sources = SourceStore(self.settings.home / "sources")
         self.queue = TaskQueue(self.engine, self.registry.people)
         self.labels = LabelStore(self.engine, self.queue)
+        self.machine_labels = MachineLabelStore(self.engine)
         self.round_attempts = RoundAttempts(self.engine, self.registry.people)
         self._plans: dict[tuple, _Plan] = {}
         self._plans_lock = threading.Lock()

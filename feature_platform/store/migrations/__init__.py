@@ -41,6 +41,7 @@ TABLE_MODULES = (
     "feature_platform.labeling.adjudication",
     "feature_platform.labeling.imports",
     "feature_platform.labeling.label_store",
+    "feature_platform.labeling.machine_labels",
     "feature_platform.labeling.queue",
     "feature_platform.learning.round_attempts",
     "feature_platform.programs.registry",
