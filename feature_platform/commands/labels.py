@@ -65,6 +65,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     snapshot.set_defaults(handler=run_snapshot)
 
+    rules = commands.add_parser(
+        "rules",
+        help="a program's weak labeling rules: votes, coverage, estimated accuracy",
+        description="Per declared rule (current version): its weight, votes, coverage (votes "
+        "/ samples rules run on), Dawid-Skene's estimated accuracy (people's answers and "
+        "every machine source the program's snapshots use) and agreement with people's "
+        "majority. With --run, the rules vote first (idempotent per rule version and sample).",
+    )
+    rules.add_argument("--program", default=None, help="default: --program before, $FP_PROGRAM")
+    rules.add_argument("--run", action="store_true", help="run the rules and record their votes")
+    rules.set_defaults(handler=run_rules_report)
+
+
+def _published_program(name: str | None):  # noqa: ANN202
+    """The program `name` (default $FP_PROGRAM) at its current published version, and its
+    stores."""
+    import os
+
+    from feature_platform.errors import FeaturePlatformError
+    from feature_platform.names import check_name
+    from feature_platform.programs.project import open_program_store, template_registry
+    from feature_platform.settings import Settings
+
+    name = name or os.environ.get("FP_PROGRAM")
+    if not name:
+        raise FeaturePlatformError("Which program? Give --program NAME (or set FP_PROGRAM).")
+    check_name(name, "program name")
+    platform = Settings.from_env(scoped=False)
+    registry = template_registry(platform)
+    try:
+        current = registry.current(name)
+        if current is None:
+            raise FeaturePlatformError(
+                f"Program {name!r} is not published; known: {registry.names()}."
+            )
+        published = registry.get(name, current)
+    finally:
+        registry.engine.dispose()
+    program = published.template().program(published.id)
+    return program, open_program_store(platform, name)
+
 
 def _store():  # noqa: ANN202 - deferred import keeps `--help` fast
     from feature_platform import FeatureStore, Settings
@@ -221,4 +262,25 @@ def run_snapshot(args: argparse.Namespace) -> int:
         f"label snapshot {snapshot.id} ({snapshot.method}): {len(snapshot.human_labels)} "
         f"labels from {snapshot.answer_count} answers{beyond}{fallback}"
     )
+    return 0
+
+
+def run_rules_report(args: argparse.Namespace) -> int:
+    from feature_platform.governance.identity import current_actor
+    from feature_platform.labeling.rules import rule_report, run_rules
+    from feature_platform.names import printable
+
+    program, store = _published_program(args.program)
+    if not program.rules:
+        print(f"program {program.name} declares no rules (template key `rules:`)")
+        return 0
+    if args.run:
+        run = run_rules(store, program, actor=current_actor())
+        print(
+            f"rules ran on {run.samples} samples: {run.outcome.recorded} new votes, "
+            f"{run.outcome.duplicates} already recorded"
+        )
+    report = rule_report(store, program)
+    for line in report.to_string(index=False, float_format="%.3f").splitlines():
+        print(printable(line))
     return 0

@@ -37,6 +37,7 @@ from feature_platform.labeling.aggregation import (
     aggregate,
 )
 from feature_platform.labeling.machine_labels import (
+    FEEDBACK,
     HUMAN,
     MACHINE_KINDS,
     SOURCE_KINDS,
@@ -260,7 +261,9 @@ class LabelStore:
         labels of the listed sources that are not withdrawn vote as annotators named by their
         source (one vote per source and sample: its latest), weighted: majority vote sums
         weights, Dawid-Skene counts a weight-w vote as w votes (see `aggregation`). An exact
-        source's weight overrides its kind's. A reviewer's decision still overrides everything.
+        source's weight overrides its kind's; with `feedback` listed, a feedback label's own
+        trust (its confidence, set at import) comes in between. A reviewer's decision still
+        overrides everything.
         """
         if method not in AGGREGATORS:
             raise FeaturePlatformError(
@@ -376,6 +379,10 @@ class LabelStore:
             return _votes_frame()
         stored = self.machine_labels.labels(kinds)
         weight = stored["source"].map(lambda s: weights.get(s))
+        # Feedback carries its system's trust (given at import) as its confidence: that is
+        # its weight unless `sources` names the system; the kind's weight comes last.
+        trusted = (stored["source_kind"] == FEEDBACK) & (FEEDBACK in weights)
+        weight = weight.fillna(stored["confidence"].where(trusted))
         weight = weight.fillna(stored["source_kind"].map(lambda k: weights.get(k)))
         stored = stored.assign(**{WEIGHT: weight})[weight.notna()]
         stored = stored.drop_duplicates(["source", "sample_key"], keep="last")

@@ -26,6 +26,7 @@ from feature_platform.labeling.queue import (
     Task,
     TaskSpec,
 )
+from feature_platform.labeling.rules import run_rules
 from feature_platform.learning import promotion, stopping, strategies
 from feature_platform.learning.selection import selection_inputs
 from feature_platform.learning.stopping import StopDecision
@@ -212,13 +213,19 @@ def holdout(store: FeatureStore, program: Program, training_set: TrainingSet, as
 def freeze_training_set(
     store: FeatureStore, program: Program, round_name: str
 ) -> tuple[LabelSnapshot, TrainingSet]:
-    """Freeze every complete answer into a label snapshot and join it with the features."""
+    """Freeze every complete answer into a label snapshot and join it with the features.
+
+    A program with weak labeling rules runs them first (their votes on samples not voted on
+    by the same rule version are recorded); the snapshot uses the program's label sources
+    (`Program.label_sources`: people, rules, downstream feedback, each with its weight)."""
     if not round_complete(store, round_name):
         raise FeaturePlatformError(
             f"{round_name} is not fully answered yet: {store.queue.counts(round_name)}."
         )
     version = round_feature_version(store, program, round_name)
-    snapshot = store.labels.create_snapshot(note=round_name)
+    if program.rules:
+        run_rules(store, program.pinned(version), round=round_name)
+    snapshot = store.labels.create_snapshot(note=round_name, sources=program.label_sources())
     return snapshot, build_training_set(store, snapshot, version)
 
 
