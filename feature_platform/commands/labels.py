@@ -77,6 +77,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rules.add_argument("--run", action="store_true", help="run the rules and record their votes")
     rules.set_defaults(handler=run_rules_report)
 
+    feedback = commands.add_parser(
+        "feedback",
+        help="take corrections from a downstream system (JSONL or CSV) as feedback labels",
+        description="Each event {event_id, sample_key, label, predicted, at, note} becomes a "
+        "label of source feedback:SYSTEM (not a person's answer). Rejected events (unknown or "
+        "held-out sample, label outside the label set, NaN, a re-sent event id with another "
+        "label) are printed with their reason and kept in quarantine. Re-sending an event is "
+        "recorded once. Exit status: 0 something taken, 1 nothing could be taken, 2 refused.",
+    )
+    feedback.add_argument("file", type=Path)
+    feedback.add_argument("--program", default=None, help="default: --program before, $FP_PROGRAM")
+    feedback.add_argument("--system", required=True, help="the system sending the feedback")
+    feedback.add_argument(
+        "--trust",
+        type=float,
+        default=None,
+        help="the system's weight in label snapshots, in (0, 1] (default: the program's "
+        "feedback_trust)",
+    )
+    feedback.add_argument(
+        "--review", action="store_true", help="also queue a review task per corrected sample"
+    )
+    feedback.set_defaults(handler=run_feedback)
+
 
 def _published_program(name: str | None):  # noqa: ANN202
     """The program `name` (default $FP_PROGRAM) at its current published version, and its
@@ -284,3 +308,32 @@ def run_rules_report(args: argparse.Namespace) -> int:
     for line in report.to_string(index=False, float_format="%.3f").splitlines():
         print(printable(line))
     return 0
+
+
+def run_feedback(args: argparse.Namespace) -> int:
+    from feature_platform.governance.identity import current_actor
+    from feature_platform.labeling.feedback import import_feedback, read_feedback_file
+    from feature_platform.names import printable
+
+    events = read_feedback_file(args.file)
+    program, store = _published_program(args.program)
+    report = import_feedback(
+        store,
+        program,
+        events,
+        system=args.system,
+        trust=args.trust,
+        review=args.review,
+        source=str(args.file),
+        actor=current_actor(),
+    )
+    print(
+        printable(
+            f"feedback {report.import_id} from {report.system}: {len(report.accepted)} "
+            f"accepted, {len(report.duplicates)} already recorded, {len(report.quarantined)} "
+            f"quarantined, {report.review_tasks} review task(s) created"
+        )
+    )
+    for row in report.quarantined:
+        print(printable(f"  line {row.line}: {row.reason}"))
+    return 0 if report.accepted or report.duplicates or not events else 1
