@@ -14,6 +14,7 @@ from feature_platform.errors import InvalidArgumentError
 from feature_platform.labeling.aggregation import fit_dawid_skene
 from feature_platform.labeling.agreement import agreement_summary
 from feature_platform.labeling.machine_labels import FEEDBACK, RULE, MachineLabel
+from feature_platform.labeling.metrics import lead_times
 from feature_platform.labeling.queue import TaskSpec
 from feature_platform.labeling.simulated import SimulatedAnnotators
 from feature_platform.learning import rounds
@@ -192,3 +193,15 @@ def test_snapshots_written_before_sources_existed_still_read(store: FeatureStore
     assert old.source_votes == {"human": 2}
     assert old.label_kind_counts == {"human": 2}
     assert len(old.human_labels) == 2
+
+
+def test_lead_times_count_labels_people_gave(store: FeatureStore) -> None:
+    register_people(store.engine, "annotator", "ann")
+    specs = [TaskSpec(key, "random", 0.0, "test", "toy@v1") for key in ("s1", "s2")]
+    tasks = {t.sample_key: t for t in store.queue.create_batch("round-001", specs, ["cat", "dog"])}
+    store.queue.submit(tasks["s1"].id, "ann", "cat")
+    store.machine_labels.record([_vote("s2", "dog")])  # s2's task is still open
+    snapshot = store.labels.create_snapshot(sources={"human": 1.0, "rule": 0.5})
+    assert set(snapshot.labels["sample_key"]) == {"s1", "s2"}
+    lead = lead_times(store.queue, store.labels, {snapshot.id: snapshot.created_at})
+    assert lead["sample_key"].tolist() == ["s1"]
