@@ -351,7 +351,8 @@ class LabelStore:
                 snapshot_source_weights.insert(),
                 [{"snapshot_id": snapshot_id, **row} for row in source_rows],
             )
-        self.queue.mark_resolved(sorted(complete))
+        if HUMAN in weights:  # their answers are frozen into this snapshot
+            self.queue.mark_resolved(sorted(complete))
         return self.get(snapshot_id)
 
     def votes(self, sources: Mapping[str, float] | None = None) -> pd.DataFrame:
@@ -552,11 +553,12 @@ def _label_kinds(
     human = every[every["source_kind"] == HUMAN].groupby("sample_key").size()
     weight_by_kind = supporting.groupby(["sample_key", "source_kind"])[WEIGHT].sum()
     order = {kind: i for i, kind in enumerate(SOURCE_KINDS)}
+    supported = set(weight_by_kind.index.get_level_values(0))
 
     def kind_of(row: pd.Series) -> str:
         if row["source"] == ADJUDICATION or (row["sample_key"], HUMAN) in weight_by_kind.index:
             return HUMAN
-        if row["sample_key"] not in weight_by_kind.index.get_level_values(0):
+        if row["sample_key"] not in supported:
             return HUMAN if human.get(row["sample_key"], 0) else MACHINE_KINDS[0]
         given = weight_by_kind.loc[row["sample_key"]]
         return min(given.index, key=lambda k: (-given[k], order[k]))

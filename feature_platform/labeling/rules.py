@@ -239,7 +239,7 @@ def rule_report(store: FeatureStore, program: Any, as_of: datetime | None = None
             {
                 "rule": rule.name,
                 "source": rule.source,
-                "weight": sources.get(rule.source, sources.get(RULE, float("nan"))),
+                "weight": sources.get(rule.source, float("nan")),
                 "votes": len(mine),
                 "coverage": len(mine) / samples if samples else float("nan"),
                 "estimated_accuracy": float(accuracy.get(rule.source, float("nan"))),

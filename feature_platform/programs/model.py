@@ -120,11 +120,11 @@ class Program:
 
     def label_sources(self) -> dict[str, float]:
         """The sources (and weights) this program's label snapshots use: people at 1, each
-        declared rule (current version) at its weight, downstream feedback at
+        declared rule at its weight (by exact source: votes of an earlier version of a rule,
+        or of a rule no longer declared, are not used), downstream feedback at
         `feedback_trust`, plus `label_weights`."""
         sources = {"human": 1.0, "feedback": float(self.feedback_trust)}
         if self.rules:
-            sources["rule"] = float(self.rules_weight)
             for rule in self.rules:
                 sources[rule.source] = float(
                     self.rules_weight if rule.weight is None else rule.weight

@@ -58,6 +58,7 @@ from typing import Any
 import yaml
 
 from feature_platform.errors import FeaturePlatformError, closest
+from feature_platform.labeling.machine_labels import SOURCE_KINDS as SOURCE_KINDS_OF_LABELS
 from feature_platform.labeling.rules import LabelingRule
 from feature_platform.names import InvalidNameError, check_name
 from feature_platform.programs.model import (
@@ -627,6 +628,15 @@ class ProgramTemplate:
             err("label_weights", "expected a mapping of source kind or source to weight")
             weights = {}
         for key, weight in weights.items():
+            kind = str(key).split(":", 1)[0]
+            if key not in SOURCE_KINDS_OF_LABELS and not (
+                kind in SOURCE_KINDS_OF_LABELS and kind != "human" and ":" in str(key)
+            ):
+                err(
+                    f"label_weights.{key}",
+                    f"unknown label source; known kinds: {list(SOURCE_KINDS_OF_LABELS)} (or an "
+                    f"exact source like 'feedback:<system>')",
+                )
             _check_weight(weight, f"label_weights.{key}", err)
 
 

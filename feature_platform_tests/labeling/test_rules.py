@@ -92,7 +92,8 @@ def test_the_round_runs_rules_and_dawid_skene_estimates_them(digits_store: Featu
     holdout = set(digits_store.sources.read(digits.HOLDOUT_SOURCE)["sample_id"].astype(str))
     assert not holdout & set(votes["sample_key"])  # held-out samples judge, never vote
     snapshot = trained.snapshot
-    assert snapshot.sources["rule"] == 0.5
+    assert snapshot.sources[DIGIT_RULES[0].source] == 0.5
+    assert "rule" not in snapshot.sources  # declared versions only, not every rule vote
     assert snapshot.sources[DIGIT_RULES[1].source] == 0.8
     assert snapshot.label_kind_counts["human"] == 200
     assert snapshot.label_kind_counts["rule"] > 50  # samples only a rule labeled
@@ -133,7 +134,7 @@ def test_rules_are_declared_in_the_template_and_validated() -> None:
     assert declared.validate(check_data=False) == []
     program = declared.program()
     assert [r.name for r in program.rules] == ["zero_ring", "narrow_one"]
-    assert program.label_sources()["rule"] == 0.3
+    assert program.label_sources()[program.rules[0].source] == 0.3
     assert program.label_sources()[program.rules[1].source] == 0.8
     assert program.params()["rules"].startswith("rule:zero_ring@")
     assert declared.fingerprint() != plain.fingerprint()
@@ -147,6 +148,7 @@ def test_rules_are_declared_in_the_template_and_validated() -> None:
                 {"name": "zero_ring", "function": "x:y", "weight": -1, "colour": "red"},
             ],
             "feedback_trust": "high",
+            "label_weights": {"robot": 1.0, "model": 0.5, "feedback:shop": 0.9},
         },
         Path("."),
     )
@@ -158,6 +160,10 @@ def test_rules_are_declared_in_the_template_and_validated() -> None:
     assert "rules[1].weight: expected a number > 0, got -1" in errors
     assert any(e.startswith("rules[1].colour: unknown key") for e in errors)
     assert "feedback_trust: expected a number > 0, got 'high'" in errors
+    assert [e for e in errors if e.startswith("label_weights")] == [
+        "label_weights.robot: unknown label source; known kinds: ['human', 'model', 'rule', "
+        "'feedback'] (or an exact source like 'feedback:<system>')"
+    ]
 
 
 def test_labels_rules_command_runs_and_reports(tmp_path: Path, monkeypatch, capsys) -> None:
