@@ -205,3 +205,22 @@ def test_lead_times_count_labels_people_gave(store: FeatureStore) -> None:
     assert set(snapshot.labels["sample_key"]) == {"s1", "s2"}
     lead = lead_times(store.queue, store.labels, {snapshot.id: snapshot.created_at})
     assert lead["sample_key"].tolist() == ["s1"]
+
+
+def test_labels_snapshot_command_takes_sources(tmp_path, monkeypatch, capsys) -> None:
+    from feature_platform.cli import main
+
+    monkeypatch.setenv("FP_HOME", str(tmp_path / "fp"))
+    for name in ("FP_DATABASE_URL", "FP_OFFLINE_DIR", "MLFLOW_TRACKING_URI", "FP_PROGRAM"):
+        monkeypatch.delenv(name, raising=False)
+    store = FeatureStore(Settings.from_env())
+    _people(store, {"s1": "cat"})
+    store.machine_labels.record([_vote("s1", "dog"), _vote("s2", "dog")])
+    argv = ["labels", "snapshot", "--source", "human=1", "--source", "rule:dark@f1=0.5"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "1 labels from 1 answers, plus 1 from rule labels" in out
+    snapshot = store.labels.latest()
+    assert snapshot.sources == {"human": 1.0, "rule:dark@f1": 0.5}
+    assert main(["labels", "snapshot", "--source", "rule"]) == 2
+    assert "expected KIND=WEIGHT" in capsys.readouterr().err
