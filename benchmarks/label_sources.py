@@ -7,6 +7,11 @@ For each seed: a fresh store, one cold-start round of `--batch` samples labeled 
 simulated annotator, then the same round trained twice: on people's labels only (the
 reference) and with the two digits rules (`catalog/digits.py`: zero_ring, narrow_one, weight
 0.5). Prints held-out accuracy and snapshot time side by side, and the ratio rules / people.
+
+Measured 2026-11-27 (3 seeds): batch 40: accuracy 0.750 people vs 0.685 with rules (0.91),
+130 rule-only labels, snapshot 0.12 s vs 0.19 s; batch 200: 0.921 vs 0.909 (0.99), 113
+rule-only labels. These two rules only ever say 0 or 1, so their labels skew the training set
+towards two classes: they are not declared in the shipped digits template.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 
 from feature_platform import FeatureStore, Settings
 from feature_platform.catalog import digits
+from feature_platform.governance.identity import acting_as, system_actor
 from feature_platform.labeling.rules import LabelingRule, run_rules
 from feature_platform.labeling.simulated import SimulatedAnnotators
 from feature_platform.learning import rounds
@@ -64,7 +70,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=40)
     args = parser.parse_args()
     runs = []
-    with tempfile.TemporaryDirectory() as tmp:
+    # The platform's own identity does what the pipeline does (publish, record rule votes).
+    with tempfile.TemporaryDirectory() as tmp, acting_as(system_actor()):
         for seed in range(args.seeds):
             runs.append(one_seed(seed, args.batch, Path(tmp) / f"seed{seed}"))
     print(f"digits, one round of {args.batch} people's labels, {args.seeds} seed(s)")
