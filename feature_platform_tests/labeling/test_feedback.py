@@ -3,6 +3,7 @@ optionally reviewed by people; through the core, the command line and the web AP
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -27,7 +28,11 @@ def _pool_and_holdout(store: FeatureStore) -> tuple[list[str], str]:
     return pool, str(holdout.iloc[0])
 
 
-def test_feedback_is_checked_quarantined_and_idempotent(digits_store: FeatureStore) -> None:
+def test_feedback_is_checked_quarantined_and_idempotent(database_url: str, tmp_path: Path) -> None:
+    digits_store = FeatureStore(
+        dataclasses.replace(Settings.under(tmp_path / "fp"), database_url=database_url)
+    )
+    digits.bootstrap(digits_store)
     program = digits.program()
     pool, held_out = _pool_and_holdout(digits_store)
     a, b, c = pool[:3]

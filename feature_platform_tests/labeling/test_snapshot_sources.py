@@ -3,6 +3,8 @@ keep counting people only wherever labels are counted."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -47,7 +49,10 @@ def test_the_default_snapshot_uses_people_only_and_says_so(store: FeatureStore) 
     assert store.labels.get(snapshot.id).sources == {"human": 1.0}  # stored, read back
 
 
-def test_weighted_majority_counts_each_source_by_its_weight(store: FeatureStore) -> None:
+def test_weighted_majority_counts_each_source_by_its_weight(database_url: str, tmp_path) -> None:
+    store = FeatureStore(
+        dataclasses.replace(Settings.under(tmp_path / "fp"), database_url=database_url)
+    )
     _people(store, {"s1": "cat", "s2": "dog"})
     store.machine_labels.record(
         [_vote("s1", "dog"), _vote("s2", "dog"), _vote("s9", "dog")]
