@@ -296,6 +296,16 @@ class LabelStore:
         labels = apply_adjudications(aggregated.labels, decided_votes, decisions)
         used = pd.concat([answers, decided]).drop_duplicates("answer_id")
         labels, source_rows = _label_kinds(labels, votes, decided_votes, weights, len(used))
+        method_note = aggregated.note
+        if weights != DEFAULT_SOURCES:  # say how the sources entered (people-only: as before)
+            how = (
+                "Dawid-Skene counts a weight-w vote as w votes (weighted likelihood)"
+                if aggregated.method_used == "dawid_skene"
+                else "majority vote sums the weights"
+            )
+            listed = ", ".join(f"{k}={v:g}" for k, v in sorted(weights.items()))
+            said = f"label sources {listed}: each machine source votes as one annotator; {how}"
+            method_note = f"{method_note}; {said}" if method_note else said
         snapshot_id = f"ls-{uuid.uuid4().hex[:12]}"
         created = utcnow()
         content_hash = _content_hash(labels)
@@ -310,7 +320,7 @@ class LabelStore:
                     content_hash=content_hash,
                     note=note,
                     method_used=aggregated.method_used,
-                    method_note=aggregated.note,
+                    method_note=method_note,
                 )
             )
             if len(labels):

@@ -72,6 +72,7 @@ def test_weighted_majority_counts_each_source_by_its_weight(database_url: str, t
     assert kinds.loc["s2"].tolist() == ["human", 1]
     assert kinds.loc["s9"].tolist() == ["rule", 0]
     assert heavy.sources == {"human": 1.0, "rule": 0.7, "feedback": 0.4}
+    assert heavy.method_note.endswith("; majority vote sums the weights")
     assert heavy.source_votes == {"human": 2, "rule": 3, "feedback": 1}
     assert heavy.label_kind_counts == {"human": 1, "rule": 2}
     assert len(heavy.human_labels) == 1
@@ -139,6 +140,10 @@ def test_dawid_skene_estimates_each_rule_like_an_annotator(store: FeatureStore) 
     assert accuracy["rule:good@1"] > 0.8 > 0.7 > accuracy["rule:poor@1"]
     snapshot = store.labels.create_snapshot("dawid_skene", sources=sources)
     assert snapshot.method_used == "dawid_skene"
+    assert snapshot.method_note.endswith(
+        "label sources human=1, rule=1: each machine source votes as one annotator; "
+        "Dawid-Skene counts a weight-w vote as w votes (weighted likelihood)"
+    )
     labels = snapshot.labels.set_index("sample_key")["label"]
     assert len(labels) == 120
     right = float((labels == pd.Series(truth)).mean())
