@@ -51,6 +51,11 @@ STRONG, EVENTUAL = "strong", "eventual"  # the read consistencies of online look
 def staleness_bound(consistency: str, max_staleness: timedelta | float | None) -> float | None:
     """Seconds an online read may lag committed writes: None for "strong" (never), the
     positive `max_staleness` for "eventual"; a clear error for anything else."""
+    if not isinstance(consistency, str) or consistency not in (STRONG, EVENTUAL):
+        raise InvalidArgumentError(
+            f"consistency must be {STRONG!r} (read-your-writes, the default) or {EVENTUAL!r} "
+            f"(with max_staleness); got {consistency!r:.60}."
+        )
     if consistency == STRONG:
         if max_staleness is not None:
             raise InvalidArgumentError(
@@ -58,11 +63,6 @@ def staleness_bound(consistency: str, max_staleness: timedelta | float | None) -
                 f"'strong' read is never stale. Drop it or pass consistency='eventual'."
             )
         return None
-    if consistency != EVENTUAL:
-        raise InvalidArgumentError(
-            f"consistency must be {STRONG!r} (read-your-writes, the default) or {EVENTUAL!r} "
-            f"(with max_staleness); got {consistency!r}."
-        )
     if max_staleness is None:
         raise InvalidArgumentError(
             "consistency='eventual' needs max_staleness: how old the served values may be, "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -91,8 +92,15 @@ def test_strong_reads_see_each_write_another_process_commits(tmp_path, database_
 
 
 class _Clock:
+    """Monotonic seconds that move only when the test says: `at(s)` is `s` seconds after
+    the start (which is ahead of every real check the store already made)."""
+
     def __init__(self) -> None:
-        self.now = 1000.0
+        self.start = time.monotonic() + 1.0
+        self.now = self.start
+
+    def at(self, seconds: float) -> None:
+        self.now = self.start + seconds
 
     def __call__(self) -> float:
         return self.now
@@ -106,17 +114,17 @@ def test_eventual_reads_are_never_staler_than_their_bound(tmp_path, database_url
     writer = make_store(tmp_path, database_url)  # its own engine: another connection
     clock = _Clock()
     reader.registry.changes.clock = clock
-    assert _x(reader) == [1.0, 1.0]  # known current at t=1000
+    assert _x(reader) == [1.0, 1.0]  # known current at t=0
 
     writer.ingest("items@v1", rows([1, 2], 2.0, at=T0 + minutes(1)))
-    clock.now = 1004.9
+    clock.at(4.9)
     assert _x(reader, consistency="eventual", max_staleness=5) == [1.0, 1.0]
-    clock.now = 1005.1  # the last check is now 5.1 s old: past the bound
+    clock.at(5.1)  # the last check is now 5.1 s old: past the bound
     assert _x(reader, consistency="eventual", max_staleness=5) == [2.0, 2.0]
 
     writer.set_alias("items", "serving", "v2", actor="platform")
     writer.ingest("items@v2", rows([1, 2], 200.0, at=T0 + minutes(1)))
-    clock.now = 1006.0  # 0.9 s after the last check
+    clock.at(6.0)  # 0.9 s after the last check
     assert _x(reader, consistency="eventual", max_staleness=timedelta(seconds=1)) == [2.0, 2.0]
     # A tighter bound on the same cache checks first; the response is one version whole.
     eventual = reader.get_online_features(
@@ -126,7 +134,7 @@ def test_eventual_reads_are_never_staler_than_their_bound(tmp_path, database_url
     assert eventual.attrs["feature_sets"] == ["items@v2"]
 
     writer.set_alias("items", "serving", "v1", actor="platform")
-    clock.now = 1006.2
+    clock.at(6.2)
     assert _x(reader, consistency="eventual", max_staleness=0.5) == [200.0, 200.0]
     assert _x(reader, consistency="strong") == [2.0, 2.0]  # never stale, whatever the clock
     values = reader.get_online_values(SERVING, [1], consistency="eventual", max_staleness=60)
