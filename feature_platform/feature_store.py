@@ -450,8 +450,10 @@ class FeatureStore:
           were last known current at most `max_staleness` ago (a timedelta or seconds,
           required). Staleness is the time since the caches were last known current, i.e.
           since the start of the last change-counter check this process made: a response
-          may miss writes (this process's own included) committed within the last
-          `max_staleness`, never one committed earlier. For exploration and dashboards."""
+          may miss writes committed within the last `max_staleness`, never one committed
+          earlier. (A write through this same store clears the last check, so its next
+          eventual read usually sees it; only the bound is promised.) For exploration and
+          dashboards."""
         return self.get_online_values(
             features,
             entity_keys,

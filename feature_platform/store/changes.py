@@ -84,6 +84,9 @@ class ChangeFeed:
     def bump(self, conn: sa.Connection) -> None:
         """Count one change inside the caller's write transaction (commits with it)."""
         conn.execute(change_counter.update().values(counter=change_counter.c.counter + 1))
+        # This process's next eventual read checks again, so it usually sees its own write
+        # (not guaranteed: a read in another thread before the commit may record a check).
+        self._checked = None
 
     def token(self) -> int:
         """The current counter. Equal tokens mean nothing changed in between."""

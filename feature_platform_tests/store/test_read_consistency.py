@@ -164,3 +164,13 @@ def test_consistency_arguments_are_checked(tmp_path, arguments, message) -> None
         store.get_online_features(SERVING, [1], **arguments)
     with pytest.raises(InvalidArgumentError, match=message):
         store.get_online_values(SERVING, [1], **arguments)
+
+
+def test_an_eventual_read_after_this_stores_own_write_checks_again(tmp_path) -> None:
+    store = _published(tmp_path, None)
+    lazy = {"consistency": "eventual", "max_staleness": timedelta(hours=1)}
+    assert _x(store, **lazy) == [1.0, 1.0]
+    store.set_alias("items", "serving", "v2")
+    assert _x(store, **lazy) == [100.0, 100.0]
+    store.ingest("items@v2", rows([1, 2], 300.0, at=T0 + minutes(1)))
+    assert _x(store, **lazy) == [300.0, 300.0]
