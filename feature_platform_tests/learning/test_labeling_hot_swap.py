@@ -120,8 +120,15 @@ def test_moving_the_labeling_alias_changes_new_tasks_only(tmp_path: Path) -> Non
         # ...while the round still trains on the training alias' version.
         assert {t.feature_version for t in second} == {"digits@v1"}
 
-        # The leased task keeps what it was created with, and ann's page still shows it.
+        # The leased task keeps what it was created with, and ann's page still shows it;
+        # a lookup through the version it records gives exactly the values it shows.
         assert store.queue.get(leased.id) == leased
+        recorded = leased.context["features_shown_version"]
+        looked_up = store.get_online_features([f"{recorded}:*"], [leased.sample_key])
+        assert (
+            looked_up.drop(columns=digits.ENTITY).iloc[0].to_dict()
+            == (leased.context["features_shown"])
+        )
         page_after = _page(ann)
         assert (
             _versions_on_page(page_after)
