@@ -168,6 +168,9 @@ class TaskSpec:
     model_version: str | None = None
     features_shown: dict[str, float] = field(default_factory=dict)
     top_classes: list[tuple[str, float]] = field(default_factory=list)
+    # The explicit version `features_shown` was read from (a program's `labeling` alias may
+    # point elsewhere than `feature_version`, the version the round trains on).
+    features_shown_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -414,6 +417,11 @@ class TaskQueue:
                             {
                                 "features_shown": spec.features_shown,
                                 "top_classes": [[str(c), float(p)] for c, p in spec.top_classes],
+                                **(
+                                    {"features_shown_version": spec.features_shown_version}
+                                    if spec.features_shown_version
+                                    else {}
+                                ),
                             }
                         ),
                         "created_at": created,

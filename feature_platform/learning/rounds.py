@@ -168,7 +168,10 @@ def open_batch(
     )
     fsv = resolve_feature_set(store, program.feature_set)
     shown_fsv = resolve_feature_set(store, program.shown_feature_set)
-    shown = store.get_online_features([f"{shown_fsv.id}:*"], [p.key for p in picks])
+    # Strong: an alias moved by another process a moment ago is what new tasks show.
+    shown = store.get_online_features(
+        [f"{shown_fsv.id}:*"], [p.key for p in picks], consistency="strong"
+    )
     shown = shown.set_index(shown_fsv.entity)
     specs = [
         TaskSpec(
@@ -180,6 +183,7 @@ def open_batch(
             model_version=model_version,
             features_shown={k: float(v) for k, v in shown.loc[p.key].items()},
             top_classes=p.top_classes,
+            features_shown_version=shown_fsv.id,
         )
         for p in picks
     ]
