@@ -135,6 +135,7 @@ class FeatureStore:
         self.settings = settings or Settings.from_env()
         self.engine = create_engine(self.settings.database_url)
         self.registry = Registry(self.engine, actor=actor)
+        self.privacy = self.registry.privacy  # column tags, policy, redaction (governance)
         self.offline = OfflineStore(self.settings.offline_dir)
         self.online = OnlineStore(self.engine)
         self.sources = SourceStore(self.settings.home / "sources")

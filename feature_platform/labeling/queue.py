@@ -171,6 +171,9 @@ class TaskSpec:
     # The explicit version `features_shown` was read from (a program's `labeling` alias may
     # point elsewhere than `feature_version`, the version the round trains on).
     features_shown_version: str | None = None
+    # Privacy: the tagged columns of what is shown (see governance/privacy.py), kept in the
+    # context so every front end knows what to redact.
+    column_tags: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -270,6 +273,18 @@ class Reprioritization:
     rescored: list[str]  # task ids with a fresh score, now ahead of the stale ones
     stale: list[str]  # open task ids the new model did not score (kept, ranked after)
     not_open: list[str]  # sample keys given a score that have no open task in scope
+
+
+def _context(spec: TaskSpec) -> dict[str, Any]:
+    context: dict[str, Any] = {
+        "features_shown": spec.features_shown,
+        "top_classes": [[str(c), float(p)] for c, p in spec.top_classes],
+    }
+    if spec.features_shown_version:
+        context["features_shown_version"] = spec.features_shown_version
+    if spec.column_tags:
+        context["column_tags"] = {c: list(t) for c, t in spec.column_tags.items()}
+    return context
 
 
 def _task(row: sa.Row) -> Task:
@@ -413,17 +428,7 @@ class TaskQueue:
                         "reason": spec.reason,
                         "model_version": spec.model_version,
                         "feature_version": spec.feature_version,
-                        "context": json.dumps(
-                            {
-                                "features_shown": spec.features_shown,
-                                "top_classes": [[str(c), float(p)] for c, p in spec.top_classes],
-                                **(
-                                    {"features_shown_version": spec.features_shown_version}
-                                    if spec.features_shown_version
-                                    else {}
-                                ),
-                            }
-                        ),
+                        "context": json.dumps(_context(spec)),
                         "created_at": created,
                     }
                 )

@@ -6,6 +6,7 @@ the answers to it, and the retrain they lead to. Rounds are named `round-001`, `
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,7 @@ import pandas as pd
 
 from feature_platform.errors import FeaturePlatformError
 from feature_platform.feature_store import FeatureStore
+from feature_platform.governance.privacy import feature_subject, trained_on_tagged_columns
 from feature_platform.labeling.label_store import LabelSnapshot
 from feature_platform.labeling.queue import (
     ANSWERED,
@@ -173,6 +175,7 @@ def open_batch(
         [f"{shown_fsv.id}:*"], [p.key for p in picks], consistency="strong"
     )
     shown = shown.set_index(shown_fsv.entity)
+    shown_tags = store.privacy.tags(feature_subject(shown_fsv.id))
     specs = [
         TaskSpec(
             sample_key=p.key,
@@ -184,6 +187,7 @@ def open_batch(
             features_shown={k: float(v) for k, v in shown.loc[p.key].items()},
             top_classes=p.top_classes,
             features_shown_version=shown_fsv.id,
+            column_tags={c: list(t) for c, t in shown_tags.items()},
         )
         for p in picks
     ]
@@ -384,6 +388,7 @@ def run_training_round(
     as_of = snapshot.created_at
     pinned = program.pinned(training_set.feature_set.id)
     model, metrics = train_and_evaluate(store, pinned, training_set, as_of)
+    tagged = trained_on_tagged_columns(store.privacy, training_set.feature_set)
     tracked = tracker.log_model(
         model,
         params=program.params(),
@@ -396,6 +401,9 @@ def run_training_round(
             "round": round_name,
             "program": program.name,
             "template_version": program.template_version or "",
+            # Which tagged columns (governance/privacy.py) the model learned from: "none" or
+            # a JSON list of "column:tag" entries.
+            "trained_on_tagged_columns": json.dumps(tagged) if tagged else "none",
             **(tags or {}),
         },
         run_name=f"{program.name}-{round_name}-{program.strategy}",
@@ -405,7 +413,11 @@ def run_training_round(
         "model",
         tracked.label,
         upstream=f"training_set:{training_set.fingerprint}",
-        details={"round": round_name, "label_snapshot_id": snapshot.id},
+        details={
+            "round": round_name,
+            "label_snapshot_id": snapshot.id,
+            "trained_on_tagged_columns": tagged,
+        },
     )
     stopping.log_stop_set_predictions(
         tracker,

@@ -37,6 +37,7 @@ HERE = Path(__file__).parent
 TABLE_MODULES = (
     "feature_platform.governance.audit",
     "feature_platform.governance.credentials",
+    "feature_platform.governance.privacy",
     "feature_platform.governance.roles",
     "feature_platform.labeling.adjudication",
     "feature_platform.labeling.imports",
