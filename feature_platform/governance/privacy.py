@@ -35,6 +35,7 @@ from feature_platform.governance.roles import (
     ROLES,
     AnnotatorRegistry,
     canonical_role,
+    people,
 )
 from feature_platform.names import InvalidNameError, check_name
 from feature_platform.store.db import create_tables, metadata, utcnow, write_transaction
@@ -270,21 +271,29 @@ class Privacy:
     def policy(self) -> dict[str, str]:
         """Tag -> the least role that sees it unredacted (the defaults until a program sets one)."""
         with self.engine.connect() as conn:
-            stored = dict(
-                conn.execute(sa.select(policy_table.c.tag, policy_table.c.min_role)).all()
-            )
+            return self._policy(conn)
+
+    @staticmethod
+    def _policy(conn: sa.Connection) -> dict[str, str]:
+        stored = dict(conn.execute(sa.select(policy_table.c.tag, policy_table.c.min_role)).all())
         return stored or dict(DEFAULT_POLICY)
 
     def role_of(self, actor: Actor | str | None) -> str | None:
         """The role redaction goes by: the person's, if registered and active; the system
         identity is an admin; anyone else has none (sees no tagged value)."""
-        acting = as_actor(actor)
+        with self.engine.connect() as conn:
+            return self._role_of(conn, as_actor(actor))
+
+    @staticmethod
+    def _role_of(conn: sa.Connection, acting: Actor) -> str | None:
         if acting.is_system:
             return ADMIN
-        person = self.people.find(acting.name)
-        if person is None or not person.active:
+        found = conn.execute(
+            sa.select(people.c.role, people.c.active).where(people.c.name == acting.name)
+        ).first()
+        if found is None or not found.active:
             return None
-        return canonical_role(person.role)
+        return canonical_role(found.role)
 
     @staticmethod
     def may_see(role: str | None, tag: str, policy: Mapping[str, str]) -> bool:
@@ -302,15 +311,14 @@ class Privacy:
         per task whose tagged values were shown unredacted (naming the person, the task, the
         columns and tags, and `purpose`, e.g. "web:annotate" or "export:jsonl")."""
         acting = as_actor(actor)
-        role = self.role_of(acting)
-        policy = self.policy()
-        known: dict[str, Tags] = {}
+        versions = {t.context.get(SHOWN_VERSION) or t.feature_version for t in tasks}
+        with self.engine.connect() as conn:  # one connection for every read
+            role, policy = self._role_of(conn, acting), self._policy(conn)
+            known = {v: self._tags(conn, feature_subject(v)) for v in versions}
         out: list[Task] = []
         views: list[tuple[str, dict[str, Any]]] = []
         for task in tasks:
             version = task.context.get(SHOWN_VERSION) or task.feature_version
-            if version not in known:
-                known[version] = self.tags(feature_subject(version))
             context, shown = redact(task.context, role, policy, known[version], acting.name)
             out.append(dataclasses.replace(task, context=context))
             if shown:
