@@ -363,9 +363,8 @@ def redact(
     shown = dict(context.get("features_shown") or {})
     redacted: Tags = {}
     visible: Tags = {}
-    for column in list(shown):
-        column_tags_ = tags.get(column)
-        if not column_tags_:
+    for column, column_tags_ in tags.items():
+        if column not in shown or not column_tags_:
             continue
         hidden = tuple(t for t in column_tags_ if not Privacy.may_see(role, t, policy))
         if hidden:
