@@ -483,6 +483,10 @@ class ProgramTemplate:
                 "source.partitions",
                 f"expected one of {list(ARRIVAL_PARTITIONS)}, got {source.get('partitions')!r}",
             )
+        try:  # before the data checks, which read the source through its spec
+            check_tags(source.get("columns_tags"), "source.columns_tags")
+        except PrivacyError as exc:
+            err("source.columns_tags", str(exc))
         fraction = source.get("holdout_fraction", 0.2)
         if not isinstance(fraction, int | float) or not 0 < fraction < 1:
             err("source.holdout_fraction", f"expected a number in (0, 1), got {fraction!r}")
@@ -583,11 +587,8 @@ class ProgramTemplate:
 
     @staticmethod
     def _check_privacy(doc: Mapping[str, Any], specs: list[FeatureSetSpec], err) -> None:  # noqa: ANN001
-        source = doc.get("source") if isinstance(doc.get("source"), Mapping) else {}
-        try:
-            check_tags(source.get("columns_tags"), "source.columns_tags")
-        except PrivacyError as exc:
-            err("source.columns_tags", str(exc))
+        """`privacy.feature_tags` name listed feature sets and their features; the policy's
+        roles exist (`source.columns_tags` is checked with the source)."""
         privacy = doc.get("privacy")
         if privacy is None:
             return

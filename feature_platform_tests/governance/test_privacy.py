@@ -371,6 +371,13 @@ def test_a_template_declares_tags_and_policy_and_they_version_it() -> None:
     assert tagged.fingerprint() != plain.fingerprint()  # a new template version
 
 
+def test_a_template_tagging_a_column_the_source_lacks_says_where() -> None:
+    errors = _template({"source": {"columns_tags": {"nope": ["pii"]}}}).validate(check_data=True)
+    assert [str(e) for e in errors] == [
+        "source.columns_tags.nope: column 'nope' is not in the source"
+    ]
+
+
 def test_a_template_with_bad_privacy_declarations_lists_every_error() -> None:
     bad = _template(
         {
@@ -383,6 +390,7 @@ def test_a_template_with_bad_privacy_declarations_lists_every_error() -> None:
         }
     )
     paths = {e.path for e in bad.validate(check_data=False)}
+    assert paths == {e.path for e in bad.validate(check_data=True)}  # never a crash
     assert {
         "source.columns_tags",
         "privacy.feature_tags.digits.nope",
