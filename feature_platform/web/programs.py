@@ -119,7 +119,7 @@ def load_programs(
     for program in programs.values():
         # The pages redact by the tags and policy of the template this app runs (recorded in
         # the program's stores, where the command line's exports read them too).
-        apply_privacy(program.store, program.definition, actor=system_actor())
+        apply_privacy(program.store, program.definition.template, actor=system_actor())
     return programs
 
 

@@ -27,6 +27,7 @@ from feature_platform.labeling.queue import TaskSpec
 from feature_platform.labeling.simulated import SimulatedAnnotators
 from feature_platform.learning import rounds
 from feature_platform.learning.loop import MemoryTracker, run_loop
+from feature_platform.programs.project import open_program_store
 from feature_platform.programs.template import ProgramTemplate
 from feature_platform.store.feature_set import FeatureSetSpec
 from feature_platform.web import render
@@ -398,3 +399,27 @@ def test_a_template_with_bad_privacy_declarations_lists_every_error() -> None:
         "privacy.policy",
         "privacy.extra",
     } <= paths
+
+
+def test_publishing_a_template_records_its_tags_and_policy_in_the_program_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for variable in ("FP_DATABASE_URL", "FP_OFFLINE_DIR", "MLFLOW_TRACKING_URI", "FP_PROGRAM"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("FP_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FP_USER", "lou")
+    project = tmp_path / "project"
+    (project / "programs").mkdir(parents=True)
+    document = json.loads(json.dumps(digits.template().document))
+    document["source"]["columns_tags"] = {"p5": ["pii"]}
+    document["privacy"] = {"policy": {"pii": "admin"}}
+    (project / "programs" / "digits.yaml").write_text(json.dumps(document))
+    assert main(["annotators", "add", "lou", "--role", "admin"]) == 0
+    assert main(["programs", "publish", str(project)]) == 0, capsys.readouterr().err
+    store = open_program_store(Settings.from_env(scoped=False), "digits")
+    assert store.privacy.tags(source_subject(digits.SOURCE)) == {"p5": ("pii",)}
+    for version in ("v1", "v2"):  # p5 is a feature of both: inherited from the source
+        assert store.privacy.tags(feature_subject(f"digits@{version}")) == {"p5": ("pii",)}
+    assert store.privacy.policy() == {"pii": "admin", "sensitive": "reviewer"}
+    audited = store.registry.people.audit.entries()
+    assert {"privacy.tags", "privacy.policy"} <= set(audited["action"])

@@ -55,7 +55,9 @@ def build_source_asset(ctx: ProgramContext) -> dg.AssetsDefinition:
     )
     def _source(context: dg.AssetExecutionContext, store: StoreResource):
         fs = store.for_program(ctx.name)
-        apply_privacy(fs, ctx.definition)  # the template's tags and policy, before any data
+        apply_privacy(
+            fs, ctx.definition.template
+        )  # the template's tags and policy, before any data
         raw = source.read()
         arrived = raw[source.event_time].dt.floor("D")
         by_day = {day: frame for day, frame in raw.groupby(arrived)}
