@@ -66,7 +66,7 @@ def main() -> None:
                 None,
                 {f: float(i) for f in FEATURES},
                 [("a", 0.6), ("b", 0.4)],
-                shown_version=spec.id,
+                features_shown_version=spec.id,
                 column_tags={c: list(t) for c, t in TAGS.items()},
             )
             for i in range(args.tasks)

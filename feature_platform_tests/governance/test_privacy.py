@@ -72,7 +72,7 @@ def _batch(fs: FeatureStore, *, with_tags: bool = True, keys=("a", "b")) -> list
             None,
             dict(VALUES),
             [("yes", 0.6), ("no", 0.4)],
-            shown_version=SPEC.id if with_tags else None,
+            features_shown_version=SPEC.id if with_tags else None,
             column_tags={c: list(t) for c, t in SPEC.tags.items()} if with_tags else {},
         )
         for key in keys
@@ -217,7 +217,7 @@ def test_a_batch_records_the_tags_of_what_it_shows_and_a_model_says_it_learned_f
     program = digits.program(batch_size=10, label_budget=20)
     pool = rounds.candidate_pool(tagged_digits, program, model=None)
     task = rounds.open_batch(tagged_digits, program, "round-001", pool, model_version=None)[0]
-    assert task.context["shown_version"] == "digits@v1"
+    assert task.context["features_shown_version"] == "digits@v1"
     assert task.context["column_tags"] == {"p5": ["pii"], "p6": ["sensitive"]}
 
     tracker = MemoryTracker("digits-in-memory")
