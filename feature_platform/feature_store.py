@@ -1,5 +1,5 @@
 """FeatureStore: the one entry object (like Feast's), over the registry, offline and online
-stores, raw sources, the labeling queue and the label store."""
+stores, raw sources, the labeling queue, the label set versions and the label store."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pandas.api.internals import create_dataframe_from_blocks
 
 from feature_platform.errors import SchemaMismatchError, UnknownFeatureError, closest
 from feature_platform.governance.identity import Actor
+from feature_platform.labeling.label_sets import LabelSets
 from feature_platform.labeling.label_store import LabelStore
 from feature_platform.labeling.queue import TaskQueue
 from feature_platform.learning.round_attempts import RoundAttempts
@@ -89,7 +90,8 @@ class FeatureStore:
         self.online = OnlineStore(self.engine)
         self.sources = SourceStore(self.settings.home / "sources")
         self.queue = TaskQueue(self.engine, self.registry.people)
-        self.labels = LabelStore(self.engine, self.queue)
+        self.label_sets = LabelSets(self.engine, self.queue)
+        self.labels = LabelStore(self.engine, self.queue, self.label_sets)
         self.round_attempts = RoundAttempts(self.engine, self.registry.people)
         self._plans: dict[tuple, _Plan] = {}
         self._plans_lock = threading.Lock()

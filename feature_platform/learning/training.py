@@ -168,10 +168,13 @@ def evaluate(model, X: np.ndarray, y: np.ndarray) -> dict[str, float]:  # noqa: 
 
 
 def class_probabilities(model, X: np.ndarray, classes: list[str]) -> np.ndarray:  # noqa: N803
-    """Probabilities over the full class list, zero for classes the model has not seen yet."""
+    """Probabilities over the full class list, zero for classes the model has not seen yet.
+    A class the model knows that the list no longer has (renamed, merged or split in the
+    label set since it was trained) is left out."""
     proba = np.zeros((len(X), len(classes)))
     known = model.predict_proba(X)
     index = {c: i for i, c in enumerate(classes)}
     for j, cls in enumerate(model.classes_):
-        proba[:, index[str(cls)]] = known[:, j]
+        if str(cls) in index:
+            proba[:, index[str(cls)]] = known[:, j]
     return proba

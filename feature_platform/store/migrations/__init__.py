@@ -40,6 +40,7 @@ TABLE_MODULES = (
     "feature_platform.governance.roles",
     "feature_platform.labeling.adjudication",
     "feature_platform.labeling.imports",
+    "feature_platform.labeling.label_sets",
     "feature_platform.labeling.label_store",
     "feature_platform.labeling.queue",
     "feature_platform.learning.round_attempts",
