@@ -279,3 +279,39 @@ def test_invalid_changes_are_refused_and_change_nothing(copy: Copy, trained: Tra
         copy.store.label_sets.evolve("other", LabelChange.add("y"), actor="lena")
     entries = AuditLog(copy.store.engine).entries(action="label_set.evolve")
     assert entries[["actor", "target"]].values.tolist() == [["lena", "digits@labels-v2"]]
+
+
+def test_labels_evolve_command(tmp_path: Path, monkeypatch, capsys) -> None:
+    """`labels evolve --program P`: version 1 is the published template's classes; only a
+    lead or admin of the program may change it; `labels versions` lists the history."""
+    from feature_platform.commands.init import scaffold
+
+    project = scaffold(tmp_path / "proj", "wine")[0].parent
+    monkeypatch.setenv("FP_HOME", str(tmp_path / "fp"))
+    for name in ("FP_DATABASE_URL", "FP_OFFLINE_DIR", "MLFLOW_TRACKING_URI", "FP_PROGRAM"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FP_USER", "lou")
+    assert main(["labels", "evolve", "--program", "wine", "--add", "x"]) == 2
+    assert "no published template" in capsys.readouterr().err
+    assert main(["annotators", "add", "lou", "--role", "admin"]) == 0
+    assert main(["programs", "publish", str(project)]) == 0
+    assert main(["--program", "wine", "annotators", "add", "cy", "--role", "annotator"]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("FP_USER", "cy")
+    assert main(["labels", "evolve", "--program", "wine", "--rename", "class_0=zero"]) == 2
+    assert "'cy' may not manage_programs" in capsys.readouterr().err
+    monkeypatch.setenv("FP_USER", "lou")
+    assert main(["labels", "evolve", "--program", "wine", "--rename", "class_0"]) == 2
+    assert "write OLD=NEW" in capsys.readouterr().err
+    assert main(["labels", "evolve", "--program", "wine", "--rename", "class_0=class_1"]) == 2
+    assert "'class_1' is already a class" in capsys.readouterr().err
+    assert main(["labels", "evolve", "--program", "wine", "--rename", "class_0=zero"]) == 0
+    assert "wine@labels-v2: class class_0 was renamed to zero" in capsys.readouterr().out
+    assert main(["--program", "wine", "labels", "evolve", "--split", "zero=z1,z2"]) == 0
+    assert "wine@labels-v3: class zero was split into z1 and z2" in capsys.readouterr().out
+    assert main(["labels", "versions", "--program", "wine"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and "the template's classes" in lines[0]
+    assert (
+        "by lou: class zero was split into z1 and z2; classes ['z1', 'z2', 'class_1'" in (lines[2])
+    )
