@@ -312,6 +312,13 @@ class LabelSets:
         current = self.current()
         return current.classes if current else tuple(str(c) for c in default)
 
+    def classes_at(self, version: int | None, default: Sequence[str]) -> tuple[str, ...]:
+        """The classes of `version` (None or 1 before any change: `default`, the template's)."""
+        versions = {v.version: v for v in self.versions()}
+        if version is None or version not in versions:
+            return tuple(str(c) for c in default)
+        return versions[version].classes
+
     def map_labels(
         self, labels: Iterable[str], from_version: int, to_version: int | None = None
     ) -> list[str | None]:
