@@ -18,7 +18,8 @@ each sample that has an answer or decision in a split class as a relabel task (r
 "class a was split into a1 and a2".
 
 Nothing already stored is rewritten: label snapshots map answers forward when they are made
-(`map_label`: exact steps only; a label in a split class is left out until relabeled) and
+(`map_through`: exact steps only; a label in a split class is left out; a re-queued sample's
+answers and decisions from before its relabel task are superseded by the relabel's) and
 record the version they were made under, so a snapshot made before a change keeps its rows,
 and a model trained on it rebuilds the same training set. The held-out ground truth is read
 in version 1's classes and mapped to a snapshot's version the same way (`rounds.holdout`).
@@ -327,6 +328,21 @@ class LabelSets:
         target = to_version or (versions[-1].version if versions else 1)
         return [map_through(versions, str(x), from_version, target) for x in labels]
 
+    def relabeled(self) -> dict[str, int]:
+        """Samples re-queued after a split: sample key -> the label set version of its latest
+        relabel task. Their answers and decisions from before that version are superseded."""
+        query = sa.select(tasks.c.sample_key, tasks.c.round).where(
+            tasks.c.strategy == RELABEL_STRATEGY,
+            tasks.c.round.startswith(RELABEL_ROUND_PREFIX, autoescape=True),
+        )
+        found: dict[str, int] = {}
+        with self.engine.connect() as conn:
+            for key, round_key in conn.execute(query):
+                number = round_key[len(RELABEL_ROUND_PREFIX) :]
+                if number.isdigit():
+                    found[key] = max(found.get(key, 0), int(number))
+        return found
+
     # -- changing ---------------------------------------------------------------------------
     def evolve(
         self,
@@ -493,10 +509,9 @@ class LabelSets:
         )
         decided = sa.select(
             adjudications.c.sample_key,
-            adjudications.c.task_id,
+            adjudications.c.task_id.label("id"),
             adjudications.c.label,
             adjudications.c.label_set_version,
-            adjudications.c.id,
         ).order_by(adjudications.c.id)
         latest_decision = {r.sample_key: r for r in conn.execute(decided)}
         source_task: dict[str, str] = {}

@@ -147,6 +147,16 @@ def _mapped(frame: pd.DataFrame, versions: list, to_version: int) -> pd.DataFram
     return frame.assign(label=labels)[kept].reset_index(drop=True)
 
 
+def _superseded(frame: pd.DataFrame, relabeled: dict[str, int]) -> pd.DataFrame:
+    """Without the answers or decisions a relabel task supersedes: those on a re-queued
+    sample given under a label set version before its relabel task's."""
+    if not relabeled or frame.empty:
+        return frame
+    since = frame["sample_key"].map(relabeled)
+    stale = since.notna() & (frame["label_set_version"].astype(int) < since.fillna(0))
+    return frame[~stale].reset_index(drop=True)
+
+
 class LabelStore:
     """Every answer stays in the queue's answer table; this freezes aggregations of them."""
 
@@ -169,8 +179,9 @@ class LabelStore:
         a reviewer decided their sample. Complete tasks move to `resolved`.
 
         Answers and decisions given under an older label set version are mapped to the
-        current one (`label_sets.map_through`); one in a class split since is left out (its
-        sample was re-queued for relabeling). The snapshot records the version.
+        current one (`label_sets.map_through`); one in a class split since is left out, and a
+        sample re-queued for relabeling after a split keeps only its answers and decisions
+        from the relabel on. The snapshot records the version.
         """
         if method not in AGGREGATORS:
             raise FeaturePlatformError(
@@ -182,10 +193,13 @@ class LabelStore:
         }
         versions = self.label_sets.versions()
         label_set_version = versions[-1].version if versions else 1
-        every_answer = _mapped(self.queue.answers(), versions, label_set_version)
+        relabeled = self.label_sets.relabeled()
+        every_answer = _mapped(
+            _superseded(self.queue.answers(), relabeled), versions, label_set_version
+        )
         answers = every_answer[every_answer["task_id"].isin(complete)]
         decisions = self.adjudications.latest() if adjudicate else self.adjudications.all()[:0]
-        decisions = _mapped(decisions, versions, label_set_version)
+        decisions = _mapped(_superseded(decisions, relabeled), versions, label_set_version)
         decided = every_answer[every_answer["sample_key"].isin(set(decisions["sample_key"]))]
         aggregated = aggregate(method, answers)
         labels = apply_adjudications(aggregated.labels, decided, decisions)

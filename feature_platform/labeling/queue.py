@@ -364,7 +364,7 @@ class TaskQueue:
         overlap_fraction: float = 0.0,
         overlap_answers: int | None = None,
         overlap_seed: int = 0,
-        label_set_version: int = 1,
+        label_set_version: int | None = None,
         now: datetime | None = None,
     ) -> list[Task]:
         """Create one task per spec in one transaction. Re-running a round's batch creation
@@ -373,7 +373,9 @@ class TaskQueue:
         Overlap: every task wants `answers_needed` answers; additionally a deterministic
         `overlap_fraction` of the tasks (chosen by hash, see `overlap_selected`) wants
         `overlap_answers` (e.g. 10 % of tasks answered by 3 people to measure agreement).
-        `classes` belong to label set version `label_set_version` (`LabelSets.current_number`).
+        Once the store's label set has versions (labeling/label_sets.py), `classes` must be
+        the newest version's (checked in the transaction, so a batch never races a change);
+        `label_set_version`, when given, must be that version.
         """
         check_name(round_key, "round")  # becomes a partition key and folder names
         if answers_needed < 1:
@@ -388,6 +390,7 @@ class TaskQueue:
         class_list = json.dumps([str(c) for c in classes])
 
         def work(conn: sa.Connection) -> None:
+            version = _current_label_set(conn, json.loads(class_list), label_set_version)
             existing = set(
                 conn.execute(
                     sa.select(tasks.c.sample_key).where(tasks.c.round == round_key)
@@ -425,7 +428,7 @@ class TaskQueue:
                             }
                         ),
                         "created_at": created,
-                        "label_set_version": label_set_version,
+                        "label_set_version": version,
                     }
                 )
             if rows:
@@ -1256,6 +1259,28 @@ def _labeler_problem(conn: sa.Connection, name: str) -> str | None:
     if name not in known:
         known[name] = labeling_problem(conn, name)
     return known[name]
+
+
+def _current_label_set(conn: sa.Connection, classes: list[str], asked: int | None) -> int:
+    """The label set version a new batch's `classes` belong to: the newest one, which they must
+    equal (1 while the label set never changed, any classes then)."""
+    from feature_platform.labeling.label_sets import label_set_versions as versions
+
+    newest = conn.execute(
+        sa.select(versions.c.version, versions.c.classes).order_by(versions.c.version.desc())
+    ).first()
+    current = int(newest.version) if newest else 1
+    if asked is not None and asked != current:
+        raise InvalidArgumentError(
+            f"The label set changed while the batch was being made: its classes are of "
+            f"version {asked}, the label set is at version {current}. Make the batch again."
+        )
+    if newest is not None and classes != json.loads(newest.classes):
+        raise InvalidArgumentError(
+            f"A batch's classes {classes} are not the label set's (version {current}: "
+            f"{json.loads(newest.classes)}); new tasks offer the classes in force."
+        )
+    return current
 
 
 def _label_set_hint(conn: sa.Connection, task: Task, label: str) -> str:

@@ -16,11 +16,11 @@ import pytest
 from feature_platform import FeatureStore, Settings
 from feature_platform.catalog import digits
 from feature_platform.cli import main
-from feature_platform.errors import InvalidAnswerError
+from feature_platform.errors import InvalidAnswerError, InvalidArgumentError
 from feature_platform.governance.audit import AuditLog
 from feature_platform.governance.roles import AnnotatorRegistry, PermissionDeniedError
 from feature_platform.labeling.label_sets import LabelChange, LabelSetChangeError
-from feature_platform.labeling.queue import PENDING, RESOLVED
+from feature_platform.labeling.queue import PENDING, RESOLVED, TaskSpec
 from feature_platform.labeling.simulated import SimulatedAnnotators
 from feature_platform.learning import rounds
 from feature_platform.learning.reproduce import reproduce
@@ -137,6 +137,15 @@ def test_adding_a_class_keeps_every_label_and_offers_the_class(
     # A program now runs with the new classes: the next batch offers them.
     program = rounds.with_current_labels(copy.store, trained.program)
     assert program.classes[-1] == "not-a-digit"
+    pool = rounds.candidate_pool(copy.store, trained.program, None)
+    batch = rounds.open_batch(copy.store, trained.program, rounds.round_key(3), pool, None)
+    assert batch and all(t.classes == list(made.classes) for t in batch)
+    assert {t.label_set_version for t in batch} == {2}
+    # A batch with the classes of before is refused (it would offer a retired set).
+    with pytest.raises(InvalidArgumentError, match="not the label set's"):
+        copy.store.queue.create_batch(
+            "round-009", [TaskSpec("0", "margin", 0.5, "r", "d@v1")], digits.CLASSES
+        )
     _assert_old_model_reproduces(copy, trained)
 
 
@@ -209,6 +218,12 @@ def test_splitting_requeues_the_split_class_for_relabeling(
     before = _labels(trained.result.snapshot)
     sevens = sorted((k for k, v in before.items() if v == "7"), key=int)
     assert sevens
+    # A reviewer decided one more sample is a 7 (its answer said otherwise): re-queued too,
+    # and its earlier answer does not outvote the relabel.
+    decided = next(k for k, v in before.items() if v != "7")
+    [task] = [t for t in copy.store.queue.tasks(rounds.round_key(1)) if t.sample_key == decided]
+    copy.store.labels.adjudications.decide(task.id, "7", "lena", "a 7 after all")
+    sevens = sorted([*sevens, decided], key=int)
     evolution = _evolve(copy, trained, LabelChange.split("7", ["7", "7-crossed"]))
     assert evolution.version.classes[7:9] == ("7", "7-crossed")
     relabel = evolution.relabel_tasks
@@ -225,7 +240,7 @@ def test_splitting_requeues_the_split_class_for_relabeling(
     # Until relabeled, those samples leave the labels (an old '7' may be either class now).
     snapshot = copy.store.labels.create_snapshot(note="after split")
     assert snapshot.label_set_version == 2
-    assert _labels(snapshot) == {k: v for k, v in before.items() if v != "7"}
+    assert _labels(snapshot) == {k: v for k, v in before.items() if k not in sevens}
     # Relabeled (odd keys crossed), they come back in the new classes; only those are allowed.
     with pytest.raises(InvalidAnswerError, match="not one of its classes"):
         copy.store.queue.submit(relabel[0].id, "w0", "1")
