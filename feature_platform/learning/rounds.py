@@ -37,6 +37,7 @@ from feature_platform.learning.training import (
     evaluate,
     feature_matrix,
     holdout_split,
+    in_label_set,
     resolve_feature_set,
     train,
 )
@@ -223,11 +224,7 @@ def holdout(store: FeatureStore, program: Program, training_set: TrainingSet, as
     out. A snapshot made before label sets had versions reads the truth as it is."""
     _, X, y = holdout_split(store, program, training_set.feature_set, as_of)  # noqa: N806
     version = store.labels.get(training_set.label_snapshot_id).label_set_version
-    if version is None or version <= 1:
-        return X, y
-    mapped = store.label_sets.map_labels(y.tolist(), 1, version)
-    kept = np.array([label is not None for label in mapped], dtype=bool)
-    return X[kept], np.array([label for label in mapped if label is not None], dtype=object)
+    return in_label_set(store, X, y, version)
 
 
 def freeze_training_set(
@@ -434,7 +431,9 @@ def run_training_round(
         tracker,
         tracked,
         tolerance=program.promotion_tolerance,
-        champion_metrics=promotion.champion_metrics_on(store, pinned, tracker, as_of),
+        champion_metrics=promotion.champion_metrics_on(
+            store, pinned, tracker, as_of, label_set_version=snapshot.label_set_version
+        ),
     )
     rescored = rescore_open_tasks(store, pinned, model, tracked.label) if decision.promote else None
     return RoundOutcome(round_name, training_set, model, metrics, tracked, decision, rescored)

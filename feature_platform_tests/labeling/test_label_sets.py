@@ -23,8 +23,9 @@ from feature_platform.labeling.label_sets import LabelChange, LabelSetChangeErro
 from feature_platform.labeling.queue import PENDING, RESOLVED, TaskSpec
 from feature_platform.labeling.simulated import SimulatedAnnotators
 from feature_platform.learning import rounds
+from feature_platform.learning.promotion import champion_metrics_on
 from feature_platform.learning.reproduce import reproduce
-from feature_platform.learning.tracking import ModelTracker
+from feature_platform.learning.tracking import CHAMPION, ModelTracker
 
 pytestmark = pytest.mark.slow  # one MLflow database and a logged round (~10 s)
 
@@ -193,6 +194,14 @@ def test_renaming_maps_labels_forward_and_a_leased_task_takes_the_new_name(
     )
     result = reproduce(copy.store, copy.tracker, "digits-classifier/2")
     assert result.ok, result.summary()
+    # The champion trained before the rename is judged in the new classes too: its '7' answers
+    # no longer count, so a challenger that says 'seven' is not held back by stale labels.
+    copy.tracker.set_alias(CHAMPION, "1")
+    as_of = snapshot.created_at
+    old_labels = champion_metrics_on(copy.store, program, copy.tracker, as_of)
+    new_labels = champion_metrics_on(copy.store, program, copy.tracker, as_of, label_set_version=2)
+    assert old_labels["accuracy"] == trained.result.metrics["accuracy"]
+    assert new_labels["accuracy"] < old_labels["accuracy"]
 
 
 def test_merging_maps_both_classes_to_one(copy: Copy, trained: Trained) -> None:
