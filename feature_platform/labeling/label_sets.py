@@ -281,6 +281,17 @@ def map_through(
     return label
 
 
+def lock_label_set(conn: sa.Connection, *, exclusive: bool) -> None:
+    """Serialise label set changes with batch creation on Postgres (SQLite's write transaction
+    already holds the database): a change waits for batches being made, so it moves their
+    tasks too, and a batch waits for a change, then reads the new version. Batches do not
+    wait for each other (SHARE); a change waits for every one (SHARE ROW EXCLUSIVE)."""
+    if conn.dialect.name != "postgresql":
+        return
+    mode = "SHARE ROW EXCLUSIVE" if exclusive else "SHARE"
+    conn.exec_driver_sql(f"LOCK TABLE label_set_versions IN {mode} MODE")
+
+
 class LabelSets:
     """The store's label set versions, and the one write path that changes them (`evolve`)."""
 
@@ -364,6 +375,7 @@ class LabelSets:
         require(acting, "manage_programs", self.queue.registry)
         now = now or utcnow()
         with write_transaction(self.engine) as conn:
+            lock_label_set(conn, exclusive=True)
             versions = self.versions(conn)
             if not versions:
                 if initial_classes is None:

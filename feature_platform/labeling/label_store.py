@@ -191,14 +191,14 @@ class LabelStore:
         complete = {t.id for t in self.queue.tasks(state=ANSWERED)} | {
             t.id for t in self.queue.tasks(state=RESOLVED)
         }
+        every_answer = self.queue.answers()
+        decisions = self.adjudications.latest() if adjudicate else self.adjudications.all()[:0]
+        # Read after the answers: every version an answer was given under is known.
         versions = self.label_sets.versions()
         label_set_version = versions[-1].version if versions else 1
         relabeled = self.label_sets.relabeled()
-        every_answer = _mapped(
-            _superseded(self.queue.answers(), relabeled), versions, label_set_version
-        )
+        every_answer = _mapped(_superseded(every_answer, relabeled), versions, label_set_version)
         answers = every_answer[every_answer["task_id"].isin(complete)]
-        decisions = self.adjudications.latest() if adjudicate else self.adjudications.all()[:0]
         decisions = _mapped(_superseded(decisions, relabeled), versions, label_set_version)
         decided = every_answer[every_answer["sample_key"].isin(set(decisions["sample_key"]))]
         aggregated = aggregate(method, answers)

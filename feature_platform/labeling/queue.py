@@ -1265,7 +1265,9 @@ def _current_label_set(conn: sa.Connection, classes: list[str], asked: int | Non
     """The label set version a new batch's `classes` belong to: the newest one, which they must
     equal (1 while the label set never changed, any classes then)."""
     from feature_platform.labeling.label_sets import label_set_versions as versions
+    from feature_platform.labeling.label_sets import lock_label_set
 
+    lock_label_set(conn, exclusive=False)
     newest = conn.execute(
         sa.select(versions.c.version, versions.c.classes).order_by(versions.c.version.desc())
     ).first()

@@ -339,3 +339,32 @@ def test_labels_evolve_command(tmp_path: Path, monkeypatch, capsys) -> None:
     assert (
         "by lou: class zero was split into z1 and z2; classes ['z1', 'z2', 'class_1'" in (lines[2])
     )
+
+
+def test_a_change_on_sqlite_and_postgres(database_url: str, tmp_path: Path) -> None:
+    """The same write path on both databases: answers mapped forward by a merge, a batch
+    with the retired classes refused, a batch with the new ones made under the new version."""
+    import dataclasses
+
+    settings = dataclasses.replace(Settings.under(tmp_path / "fp"), database_url=database_url)
+    store = FeatureStore(settings)
+    people = AnnotatorRegistry(store.engine)
+    people.add("lena", "lead", actor="platform")
+    people.add("w0", "annotator", actor="platform")
+    specs = [TaskSpec(str(i), "margin", 0.5, "picked for the test", "d@v1") for i in range(3)]
+    first = store.queue.create_batch("round-001", specs, ["a", "b", "c"])
+    for task, label in zip(first, ["a", "b", "c"], strict=True):
+        store.queue.submit(task.id, "w0", label)
+    store.label_sets.evolve(
+        "p", LabelChange.merge(["a", "b"], "ab"), initial_classes=["a", "b", "c"], actor="lena"
+    )
+    snapshot = store.labels.create_snapshot()
+    assert (snapshot.label_set_version, sorted(snapshot.labels["label"])) == (2, ["ab", "ab", "c"])
+    more = [TaskSpec("9", "margin", 0.5, "picked for the test", "d@v1")]
+    with pytest.raises(InvalidArgumentError, match="not the label set's"):
+        store.queue.create_batch("round-002", more, ["a", "b", "c"])
+    with pytest.raises(InvalidArgumentError, match="changed while the batch was being made"):
+        store.queue.create_batch("round-002", more, ["ab", "c"], label_set_version=1)
+    [task] = store.queue.create_batch("round-002", more, ["ab", "c"], label_set_version=2)
+    assert (task.classes, task.label_set_version) == (["ab", "c"], 2)
+    store.engine.dispose()
