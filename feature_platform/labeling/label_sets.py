@@ -49,7 +49,6 @@ from feature_platform.labeling.queue import (
     _lock,
     _task,
     answers,
-    log_event,
     task_events,
     tasks,
 )
@@ -461,10 +460,18 @@ class LabelSets:
         set offers the whole new one (an added class included); a task limited to some
         classes (a relabel task) offers what those became."""
         ids = sorted(conn.execute(sa.select(tasks.c.id)).scalars())
-        moved = []
+        renamed = {
+            old: new[0] for old, new in made.mapping.items() if len(new) == 1 and new[0] != old
+        }
+        moved: list[str] = []
         for start in range(0, len(ids), 500):
+            # One UPDATE per distinct class list (most tasks share the whole set).
+            groups: dict[str, list[str]] = {}
             for row in _lock(conn, ids[start : start + 500], full=True):
-                before = json.loads(row.classes)
+                groups.setdefault(row.classes, []).append(row.id)
+            events = []
+            for classes, group in groups.items():
+                before = json.loads(classes)
                 if tuple(before) == previous.classes:
                     after = list(made.classes)
                 else:
@@ -472,27 +479,22 @@ class LabelSets:
                     after = list(dict.fromkeys(moved_to))
                 conn.execute(
                     tasks.update()
-                    .where(tasks.c.id == row.id)
+                    .where(tasks.c.id.in_(group))
                     .values(classes=json.dumps(after), label_set_version=made.version)
                 )
-                if after != before:
-                    moved.append(row.id)
-                    log_event(
-                        conn,
-                        row.id,
-                        "label_set_changed",
-                        now,
-                        None,
-                        version=made.version,
-                        change=made.describe(),
-                        renamed={
-                            old: new[0]
-                            for old, new in made.mapping.items()
-                            if len(new) == 1 and new[0] != old
-                        },
-                        before=before,
-                        after=after,
-                    )
+                if after == before:
+                    continue
+                moved += group
+                detail = {
+                    "version": made.version,
+                    "change": made.describe(),
+                    "renamed": renamed,
+                    "before": before,
+                    "after": after,
+                }
+                events += [_event_row(t, "label_set_changed", now, None, detail) for t in group]
+            if events:
+                conn.execute(task_events.insert(), events)
         return moved
 
     @staticmethod
