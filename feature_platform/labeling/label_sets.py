@@ -373,6 +373,7 @@ class LabelSets:
         acting = as_actor(actor)
         require(acting, "manage_programs", self.queue.registry)
         now = now or utcnow()
+        audit = AuditLog(self.engine)
         with write_transaction(self.engine) as conn:
             lock_label_set(conn, exclusive=True)
             versions = self.versions(conn)
@@ -412,7 +413,7 @@ class LabelSets:
                 if change.kind == SPLIT
                 else []
             )
-            AuditLog(self.engine).record(
+            audit.record(
                 acting,
                 "label_set.evolve",
                 made.id,
