@@ -1,5 +1,6 @@
 """FeatureStore: the one entry object (like Feast's), over the registry, offline and online
-stores, raw sources, the labeling queue, the label store and the machine labels."""
+stores, raw sources, the labeling queue, the label set versions, the label store and the
+machine labels."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from feature_platform.errors import (
     closest,
 )
 from feature_platform.governance.identity import Actor
+from feature_platform.labeling.label_sets import LabelSets
 from feature_platform.labeling.label_store import LabelStore
 from feature_platform.labeling.machine_labels import MachineLabelStore
 from feature_platform.labeling.queue import TaskQueue
@@ -140,7 +142,8 @@ class FeatureStore:
         self.online = OnlineStore(self.engine)
         self.sources = SourceStore(self.settings.home / "sources")
         self.queue = TaskQueue(self.engine, self.registry.people)
-        self.labels = LabelStore(self.engine, self.queue)
+        self.label_sets = LabelSets(self.engine, self.queue)
+        self.labels = LabelStore(self.engine, self.queue, self.label_sets)
         self.machine_labels = MachineLabelStore(self.engine)
         self.round_attempts = RoundAttempts(self.engine, self.registry.people)
         self._plans: dict[tuple, _Plan] = {}

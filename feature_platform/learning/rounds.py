@@ -39,6 +39,7 @@ from feature_platform.learning.training import (
     evaluate,
     feature_matrix,
     holdout_split,
+    in_label_set,
     resolve_feature_set,
     train,
 )
@@ -74,6 +75,13 @@ PROBA_PREFIX = "proba_"
 FEATURE_VERSION = "feature_set_version"
 
 
+def with_current_labels(store: FeatureStore, program: Program) -> Program:
+    """The program with the classes of its store's newest label set version (the template's
+    until the label set first changes; see labeling/label_sets.py)."""
+    classes = store.label_sets.classes(program.classes)
+    return program if classes == program.classes else program.replace(classes=classes)
+
+
 def pin_round(store: FeatureStore, program: Program) -> Program:
     """The program with its training reference resolved to an explicit version, now."""
     return program.pinned(resolve_feature_set(store, program.feature_set).id)
@@ -104,7 +112,7 @@ def candidate_pool(
     """
     as_of = as_of or utcnow()
     fsv = resolve_feature_set(store, program.feature_set)
-    program = program.pinned(fsv.id)
+    program = with_current_labels(store, program.pinned(fsv.id))
     arrived = store.offline.latest(fsv, features=[])
     arrived = arrived[arrived[EVENT_TIMESTAMP] <= pd.Timestamp(as_of)]
     keys = arrived[fsv.entity].astype(str)
@@ -157,6 +165,8 @@ def open_batch(
         program = program.pinned(str(pool[FEATURE_VERSION].iloc[0]))
     else:
         program = pin_round(store, program)
+    label_set_version = store.label_sets.current_number()
+    program = with_current_labels(store, program)
     columns = [f"{PROBA_PREFIX}{c}" for c in program.classes]
     proba = None if pool[columns].isna().all().all() else pool[columns].to_numpy()
     picks = strategies.select(
@@ -192,7 +202,11 @@ def open_batch(
         for p in picks
     ]
     return store.queue.create_batch(
-        round_name, specs, program.classes, answers_needed=program.answers_per_task
+        round_name,
+        specs,
+        program.classes,
+        answers_needed=program.answers_per_task,
+        label_set_version=label_set_version,
     )
 
 
@@ -212,9 +226,13 @@ def budget_left(store: FeatureStore, program: Program) -> int:
 
 
 def holdout(store: FeatureStore, program: Program, training_set: TrainingSet, as_of: datetime):
-    """The held-out split's features (same version as training) and true labels."""
+    """The held-out split's features (same version as training) and true labels, in the
+    label set version of the training set's snapshot: the ground truth is in the template's
+    classes (version 1) and is mapped forward; a sample whose class was split since is left
+    out. A snapshot made before label sets had versions reads the truth as it is."""
     _, X, y = holdout_split(store, program, training_set.feature_set, as_of)  # noqa: N806
-    return X, y
+    version = store.labels.get(training_set.label_snapshot_id).label_set_version
+    return in_label_set(store, X, y, version)
 
 
 def freeze_training_set(
@@ -333,6 +351,7 @@ def rescore_open_tasks(
     )
     if not keys:
         return None
+    program = with_current_labels(store, program)
     fsv = resolve_feature_set(store, program.feature_set)
     features = feature_matrix(store, fsv, keys, as_of or utcnow())
     proba = class_probabilities(model, features, list(program.classes))
@@ -428,7 +447,9 @@ def run_training_round(
         tracker,
         tracked,
         tolerance=program.promotion_tolerance,
-        champion_metrics=promotion.champion_metrics_on(store, pinned, tracker, as_of),
+        champion_metrics=promotion.champion_metrics_on(
+            store, pinned, tracker, as_of, label_set_version=snapshot.label_set_version
+        ),
     )
     rescored = rescore_open_tasks(store, pinned, model, tracked.label) if decision.promote else None
     return RoundOutcome(round_name, training_set, model, metrics, tracked, decision, rescored)

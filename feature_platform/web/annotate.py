@@ -122,7 +122,7 @@ def annotate(request: Request) -> Response:
         why=render.why_in_words(task),
         progress=_progress(program, task.round, person.name),
         skip_reasons=SKIP_REASONS,
-        keys=label_keys(program.classes),
+        keys=label_keys(tuple(task.classes)),  # the task's own (a relabel task offers few)
         **context,
     )
 

@@ -57,7 +57,8 @@ class WebProgram:
 
     @property
     def classes(self) -> tuple[str, ...]:
-        return tuple(self.program.classes)
+        """The classes in force: the label set's newest version (labeling/label_sets.py)."""
+        return self.store.label_sets.classes(self.program.classes)
 
     @property
     def model_name(self) -> str:

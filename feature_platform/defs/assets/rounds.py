@@ -208,7 +208,9 @@ def _round_pictures(fs, program, tracker, built, trained, as_of, round_name):  #
             folder / "confusion_matrix.png",
             y,
             trained.predict(X),
-            program.classes,
+            fs.label_sets.classes_at(
+                fs.labels.get(built.label_snapshot_id).label_set_version, program.classes
+            ),
             title=f"Confusion matrix, {round_name}",
         ),
     ]
