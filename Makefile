@@ -52,6 +52,11 @@ bench: $(VENV)/.installed
 bench-feast: $(VENV)/.installed
 	$(BIN)/python benchmarks/feature_store_vs_feast.py --scaling $(BENCH_FEAST_ARGS)
 
+# Online lookups: strong vs eventual vs the default call, SQLite and (if reachable) Postgres.
+.PHONY: bench-consistency
+bench-consistency: $(VENV)/.installed
+	$(BIN)/python benchmarks/online_consistency.py
+
 clean:
 	rm -rf $(DAGSTER_HOME) $(FP_HOME)
 

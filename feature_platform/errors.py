@@ -36,6 +36,11 @@ class InvalidArgumentError(FeaturePlatformError, ValueError):
     """An argument outside what an operation accepts (a count, a key of the wrong type...)."""
 
 
+class InvalidRetrievalTokenError(FeaturePlatformError, ValueError):
+    """A retrieval token that does not parse, was altered, or names versions or snapshots
+    this store does not hold: nothing was read."""
+
+
 class UnknownFeatureSetError(FeaturePlatformError, KeyError):
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])

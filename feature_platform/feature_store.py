@@ -1,8 +1,11 @@
 """FeatureStore: the one entry object (like Feast's), over the registry, offline and online
-stores, raw sources, the labeling queue, the label store and the machine labels."""
+stores, raw sources, the labeling queue, the label set versions, the label store and the
+machine labels."""
 
 from __future__ import annotations
 
+import math
+import numbers
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,8 +16,16 @@ import numpy as np
 import pandas as pd
 from pandas.api.internals import create_dataframe_from_blocks
 
-from feature_platform.errors import SchemaMismatchError, UnknownFeatureError, closest
+from feature_platform.errors import (
+    InvalidArgumentError,
+    InvalidRetrievalTokenError,
+    SchemaMismatchError,
+    UnknownFeatureError,
+    UnknownFeatureSetError,
+    closest,
+)
 from feature_platform.governance.identity import Actor
+from feature_platform.labeling.label_sets import LabelSets
 from feature_platform.labeling.label_store import LabelStore
 from feature_platform.labeling.machine_labels import MachineLabelStore
 from feature_platform.labeling.queue import TaskQueue
@@ -33,9 +44,48 @@ from feature_platform.store.offline import OfflineStore, SnapshotInfo
 from feature_platform.store.online import OnlineStore, online_keys
 from feature_platform.store.refs import parse_feature_set, parse_reference
 from feature_platform.store.registry import Registry, Usage
+from feature_platform.store.retrieval_token import RetrievalToken
 from feature_platform.store.sources import SourceStore
 
 _STRING_KEYS = pd.StringDtype("python", na_value=np.nan)
+STRONG, EVENTUAL = "strong", "eventual"  # the read consistencies of online lookups
+
+
+def staleness_bound(consistency: str, max_staleness: timedelta | float | None) -> float | None:
+    """Seconds an online read may lag committed writes: None for "strong" (never), the
+    positive `max_staleness` for "eventual"; a clear error for anything else."""
+    if not isinstance(consistency, str) or consistency not in (STRONG, EVENTUAL):
+        raise InvalidArgumentError(
+            f"consistency must be {STRONG!r} (read-your-writes, the default) or {EVENTUAL!r} "
+            f"(with max_staleness); got {consistency!r:.60}."
+        )
+    if consistency == STRONG:
+        if max_staleness is not None:
+            raise InvalidArgumentError(
+                f"max_staleness={max_staleness!r} applies to consistency='eventual' only; a "
+                f"'strong' read is never stale. Drop it or pass consistency='eventual'."
+            )
+        return None
+    if max_staleness is None:
+        raise InvalidArgumentError(
+            "consistency='eventual' needs max_staleness: how old the served values may be, "
+            "as a timedelta or seconds (e.g. max_staleness=timedelta(seconds=5))."
+        )
+    if isinstance(max_staleness, timedelta):
+        seconds = max_staleness.total_seconds()
+    elif isinstance(max_staleness, numbers.Real) and not isinstance(max_staleness, bool):
+        seconds = float(max_staleness)
+    else:
+        raise InvalidArgumentError(
+            f"max_staleness must be a timedelta or a number of seconds, not "
+            f"{type(max_staleness).__name__} {max_staleness!r:.60}."
+        )
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InvalidArgumentError(
+            f"max_staleness must be positive and finite, got {max_staleness!r}; for reads "
+            f"that are never stale use consistency='strong'."
+        )
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -77,6 +127,7 @@ class _Plan:
     parts: list[_OnlinePart] = field(default_factory=list)
     columns: pd.Index | None = None
     feature_sets: tuple[str, ...] = ()
+    versions: Mapping[str, str] = field(default_factory=dict)  # "name@selector" -> version id
 
 
 class FeatureStore:
@@ -86,12 +137,16 @@ class FeatureStore:
         self.settings = settings or Settings.from_env()
         self.engine = create_engine(self.settings.database_url)
         self.registry = Registry(self.engine, actor=actor)
+        self.privacy = self.registry.privacy  # column tags, policy, redaction (governance)
         self.offline = OfflineStore(self.settings.offline_dir)
         self.online = OnlineStore(self.engine)
         self.sources = SourceStore(self.settings.home / "sources")
         self.queue = TaskQueue(self.engine, self.registry.people)
+        self.label_sets = LabelSets(self.engine, self.queue)
         self.machine_labels = MachineLabelStore(self.engine)
-        self.labels = LabelStore(self.engine, self.queue, self.machine_labels)
+        self.labels = LabelStore(
+            self.engine, self.queue, self.label_sets, machine_labels=self.machine_labels
+        )
         self.round_attempts = RoundAttempts(self.engine, self.registry.people)
         self._plans: dict[tuple, _Plan] = {}
         self._plans_lock = threading.Lock()
@@ -209,14 +264,25 @@ class FeatureStore:
         """Parse and resolve references; aliases become the version they point at now."""
         return self._plan(features, full_feature_names).resolved
 
-    def _plan(self, features: Sequence[str], full_feature_names: bool) -> _Plan:
+    def _plan(
+        self, features: Sequence[str], full_feature_names: bool, max_age: float | None = None
+    ) -> _Plan:
         """The resolved request, cached until anything in the registry changes; warns once
-        per call for each deprecated version used."""
+        per call for each deprecated version used. `max_age` (seconds; eventual reads): a
+        plan at least as new as a counter check begun at most that long ago is served
+        without checking again."""
         if isinstance(features, str):
             features = [features]
         key = (tuple(features), full_feature_names)
-        token = self.registry.token()
         plan = self._plans.get(key)
+        if max_age is not None:
+            # The online caches then answer for the plan's token: both were current then.
+            recent = self.registry.changes.recent(max_age)
+            if plan is not None and plan.token >= recent:
+                for fsv in plan.deprecated:
+                    self.registry.warn_deprecated(fsv, stacklevel=3)
+                return plan
+        token = self.registry.token()
         if plan is None or plan.token != token:
             plan = self._build_plan(key[0], full_feature_names, token)
             with self._plans_lock:
@@ -262,9 +328,10 @@ class FeatureStore:
                 columns[(fsv.id, name)] = column
         resolved = ResolvedFeatures(list(grouped.values()), columns)
         deprecated = [fsv for fsv, _ in resolved.requests if fsv.status == "deprecated"]
+        chosen = {f"{name}@{selector}": fsv.id for (name, selector), fsv in versions.items()}
         entities = {fsv.entity for fsv, _ in resolved.requests}
         if len(entities) != 1:
-            return _Plan(token, resolved, deprecated)
+            return _Plan(token, resolved, deprecated, versions=chosen)
         entity = entities.pop()
         parts, offset = [], 1
         for fsv, names in resolved.requests:
@@ -281,7 +348,7 @@ class FeatureStore:
             offset += len(names)
         output = pd.Index([entity, *(name for part in parts for name in part.names)])
         served = tuple(resolved.feature_sets)
-        return _Plan(token, resolved, deprecated, entity, parts, output, served)
+        return _Plan(token, resolved, deprecated, entity, parts, output, served, chosen)
 
     def get_historical_features(
         self,
@@ -291,19 +358,83 @@ class FeatureStore:
         ttl: timedelta | Mapping[str, timedelta] | None = None,
         full_feature_names: bool = False,
         timestamp_column: str = EVENT_TIMESTAMP,
+        token: str | None = None,
     ) -> pd.DataFrame:
         """Point-in-time correct features for each (entity, timestamp) row of `entity_df`:
         the latest value at or before the row's time (within `ttl`), never one stamped after
         it; ties on event time go to the later write. Row order, index and extra columns of
-        `entity_df` are kept; several feature sets (versions or aliases) may be combined."""
-        resolved = self.resolve_features(features, full_feature_names)
-        return self.offline.point_in_time(
+        `entity_df` are kept; several feature sets (versions or aliases) may be combined.
+
+        The result states what it read: `attrs["feature_sets"]` (the versions),
+        `attrs["snapshots"]` (per version, the snapshot files) and `attrs["retrieval_token"]`,
+        a string that, passed back as `token` (in any process), reads exactly those versions
+        and snapshots again, whatever was written or which aliases moved since: the same
+        entity frame and arguments give an identical result. With `token`, every reference
+        must be one the token's retrieval named; a malformed, altered or unknown token raises
+        InvalidRetrievalTokenError and reads nothing."""
+        if token is None:
+            plan = self._plan(features, full_feature_names)
+            resolved, versions, snapshots = plan.resolved, plan.versions, None
+        else:
+            resolved, versions, snapshots = self._replay_plan(token, features, full_feature_names)
+        result = self.offline.point_in_time(
             entity_df,
             resolved.requests,
             timestamp_column=timestamp_column,
             ttl=ttl,
             column_names=resolved.columns,
+            snapshots=snapshots,
         )
+        read = result.attrs["snapshots"]
+        result.attrs["feature_sets"] = resolved.feature_sets
+        result.attrs["retrieval_token"] = RetrievalToken(
+            references=versions,
+            fingerprints={fsv.id: fsv.fingerprint for fsv, _ in resolved.requests},
+            snapshots=read,
+        ).encode()
+        return result
+
+    def _replay_plan(
+        self, token: str, features: Sequence[str], full_feature_names: bool
+    ) -> tuple[ResolvedFeatures, dict[str, str], dict[str, Sequence[str]]]:
+        """The request resolved as the token's retrieval resolved it, with its snapshots."""
+        recorded = RetrievalToken.decode(token)
+        if isinstance(features, str):
+            features = [features]
+        pinned, versions = [], {}
+        for reference in features:
+            ref = parse_reference(reference)
+            requested = f"{ref.name}@{ref.selector}"
+            version = recorded.references.get(requested)
+            if version is None:
+                raise InvalidRetrievalTokenError(
+                    f"The retrieval token did not read {requested!r} (from {reference!r}); it "
+                    f"covers {sorted(recorded.references)}."
+                )
+            versions[requested] = version
+            pinned.append(f"{version}:{ref.feature}")
+        try:
+            resolved = self.resolve_features(pinned, full_feature_names)
+        except UnknownFeatureSetError as exc:
+            raise InvalidRetrievalTokenError(
+                f"The retrieval token names a version this store does not hold: {exc}"
+            ) from exc
+        for fsv, _ in resolved.requests:
+            if fsv.fingerprint != recorded.fingerprints[fsv.id]:
+                raise InvalidRetrievalTokenError(
+                    f"{fsv.id} in this store is not the definition the token's retrieval read "
+                    f"(fingerprint {fsv.fingerprint[:12]} vs {recorded.fingerprints[fsv.id][:12]});"
+                    f" was the token made on another store?"
+                )
+            stored = {path.name for path in self.offline.snapshots(fsv)}
+            missing = [n for n in recorded.snapshots[fsv.id] if n not in stored]
+            if missing:
+                raise InvalidRetrievalTokenError(
+                    f"The retrieval token names {len(missing)} snapshot(s) of {fsv.id} this "
+                    f"store does not hold (e.g. {missing[0]}); was it made on another store?"
+                )
+        snapshots = {fsv.id: recorded.snapshots[fsv.id] for fsv, _ in resolved.requests}
+        return resolved, versions, snapshots
 
     def get_online_features(
         self,
@@ -311,13 +442,32 @@ class FeatureStore:
         entity_keys: Sequence[object],
         *,
         full_feature_names: bool = False,
+        consistency: str = STRONG,
+        max_staleness: timedelta | float | None = None,
     ) -> pd.DataFrame:
         """Latest values for each key; one row per key in the given order (NaN if unknown).
 
         Each reference resolves once per call, so one response never mixes two versions even
-        while an alias moves; `result.attrs["feature_sets"]` names the versions served."""
+        while an alias moves; `result.attrs["feature_sets"]` names the versions served.
+
+        `consistency` (default "strong"):
+        - "strong": read-your-writes across processes. Before answering, the store checks
+          the database's change counter, so the response reflects every materialization
+          and alias move committed before the call began, by any process (for inference).
+        - "eventual": answered from this process's caches without that check while they
+          were last known current at most `max_staleness` ago (a timedelta or seconds,
+          required). Staleness is the time since the caches were last known current, i.e.
+          since the start of the last change-counter check this process made: a response
+          may miss writes committed within the last `max_staleness`, never one committed
+          earlier. (A write through this same store clears the last check, so its next
+          eventual read usually sees it; only the bound is promised.) For exploration and
+          dashboards."""
         return self.get_online_values(
-            features, entity_keys, full_feature_names=full_feature_names
+            features,
+            entity_keys,
+            full_feature_names=full_feature_names,
+            consistency=consistency,
+            max_staleness=max_staleness,
         ).to_frame()
 
     def get_online_values(
@@ -326,10 +476,17 @@ class FeatureStore:
         entity_keys: Sequence[object],
         *,
         full_feature_names: bool = False,
+        consistency: str = STRONG,
+        max_staleness: timedelta | float | None = None,
     ) -> OnlineValues:
-        """Like `get_online_features`, without building a DataFrame: `.matrix` is the
-        (keys x features) array a model can score directly; `.to_dict()` / `.to_frame()`."""
-        plan = self._plan(features, full_feature_names)
+        """Like `get_online_features` (same `consistency` contract), without building a
+        DataFrame: `.matrix` is the (keys x features) array a model can score directly;
+        `.to_dict()` / `.to_frame()`."""
+        if max_staleness is None and consistency == STRONG:  # the default: nothing to parse
+            plan = self._plan(features, full_feature_names)
+        else:
+            bound = staleness_bound(consistency, max_staleness)
+            plan = self._plan(features, full_feature_names, bound)
         if plan.entity is None:
             entities = sorted({fsv.entity for fsv, _ in plan.resolved.requests})
             raise SchemaMismatchError(

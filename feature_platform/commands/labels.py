@@ -1,5 +1,5 @@
 """`feature-platform labels ...`: import answers, review quarantined rows and conflicts,
-adjudicate, measure agreement, freeze a label snapshot."""
+adjudicate, measure agreement, freeze a label snapshot, evolve a program's label set."""
 
 from __future__ import annotations
 
@@ -64,6 +64,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "exact source such as rule:dark_center@<fingerprint>; default human=1 (people only)",
     )
     snapshot.set_defaults(handler=run_snapshot)
+
+    evolve = commands.add_parser(
+        "evolve",
+        help="change a program's label set: add, rename, merge or split classes",
+        description="Each change is a new label set version with a mapping from the previous "
+        "one. Open tasks offer the new classes at once; labels made before are mapped forward "
+        "in the next label snapshot where the mapping is exact (add, rename, merge); samples "
+        "labeled with a split class are re-queued for relabeling with only the new classes. "
+        "Snapshots already made never change, so older models still reproduce. Needs the "
+        "manage_programs permission in the program; audited.",
+    )
+    evolve.add_argument(
+        "--program",
+        default=None,
+        help="the program whose label set changes (default: the global --program / "
+        "$FP_PROGRAM); its first version is its current template's classes",
+    )
+    change = evolve.add_mutually_exclusive_group(required=True)
+    change.add_argument("--add", metavar="NEW", help="add a class")
+    change.add_argument("--rename", metavar="OLD=NEW", help="rename a class")
+    change.add_argument("--merge", metavar="A,B=C", help="merge classes into one (C may be A)")
+    change.add_argument("--split", metavar="A=A1,A2", help="split a class (A1 may keep the name A)")
+    evolve.add_argument("--note", default="", help="why (kept with the version)")
+    evolve.set_defaults(handler=run_evolve)
+
+    versions = commands.add_parser("versions", help="a program's label set versions")
+    versions.add_argument("--program", default=None)
+    versions.set_defaults(handler=run_versions)
 
     rules = commands.add_parser(
         "rules",
@@ -286,6 +314,94 @@ def run_snapshot(args: argparse.Namespace) -> int:
         f"label snapshot {snapshot.id} ({snapshot.method}): {len(snapshot.human_labels)} "
         f"labels from {snapshot.answer_count} answers{beyond}{fallback}"
     )
+    return 0
+
+
+def parse_change(args: argparse.Namespace):  # noqa: ANN201
+    """The `LabelChange` the options of `labels evolve` ask for."""
+    from feature_platform.errors import InvalidArgumentError
+    from feature_platform.labeling.label_sets import LabelChange
+
+    def halves(text: str, option: str, shape: str) -> tuple[str, str]:
+        left, sep, right = text.partition("=")
+        if not sep or not left or not right:
+            raise InvalidArgumentError(f"--{option} {text!r}: write {shape}.")
+        return left, right
+
+    if args.add is not None:
+        return LabelChange.add(args.add)
+    if args.rename is not None:
+        return LabelChange.rename(*halves(args.rename, "rename", "OLD=NEW, e.g. 7=seven"))
+    if args.merge is not None:
+        sources, into = halves(args.merge, "merge", "A,B=C, e.g. 3,8=3-or-8")
+        return LabelChange.merge(sources.split(","), into)
+    source, into = halves(args.split, "split", "A=A1,A2, e.g. 7=7,7-crossed")
+    return LabelChange.split(source, into.split(","))
+
+
+def _program_store(program: str | None):  # noqa: ANN202
+    """(program name, its stores): `--program`, else the global one / $FP_PROGRAM."""
+    import os
+
+    from feature_platform import FeatureStore, Settings
+    from feature_platform.errors import InvalidArgumentError
+    from feature_platform.names import check_name
+    from feature_platform.programs.project import ensure_program_database, program_settings
+
+    name = program or os.environ.get("FP_PROGRAM")
+    if not name:
+        raise InvalidArgumentError(
+            "Name the program whose label set this is: labels evolve --program NAME."
+        )
+    check_name(name, "program name")
+    platform = Settings.from_env(scoped=False)
+    ensure_program_database(platform, name)
+    return name, platform, FeatureStore(program_settings(platform, name))
+
+
+def run_evolve(args: argparse.Namespace) -> int:
+    from feature_platform.errors import FeaturePlatformError
+    from feature_platform.programs.project import template_registry
+    from feature_platform.programs.registry import UnknownTemplateError
+
+    change = parse_change(args)
+    name, platform, store = _program_store(args.program)
+    initial = None
+    if store.label_sets.current() is None:  # version 1: the classes its template runs with
+        registry = template_registry(platform)
+        try:
+            initial = registry.resolve(name).template().program().classes
+        except UnknownTemplateError as exc:
+            raise FeaturePlatformError(
+                f"Program {name!r} has no published template to take its first label set "
+                f"from; publish it first (feature-platform programs publish). {exc}"
+            ) from None
+        finally:
+            registry.engine.dispose()
+    result = store.label_sets.evolve(name, change, initial_classes=initial, note=args.note)
+    made = result.version
+    print(f"{made.id}: {made.describe()}; classes {list(made.classes)}")
+    print(f"  tasks offering the new classes: {len(result.remapped_tasks)}")
+    if result.relabel_tasks:
+        print(
+            f"  re-queued for relabeling: {len(result.relabel_tasks)} sample(s) in round "
+            f"{result.relabel_tasks[0].round} ({made.describe()})"
+        )
+    store.engine.dispose()
+    return 0
+
+
+def run_versions(args: argparse.Namespace) -> int:
+    name, _, store = _program_store(args.program)
+    versions = store.label_sets.versions()
+    if not versions:
+        print(f"{name}: the label set never changed (its template's classes)")
+    for v in versions:
+        print(
+            f"v{v.version} {v.created_at:%Y-%m-%d %H:%M} UTC by {v.created_by}: "
+            f"{v.describe()}; classes {list(v.classes)}" + (f" ({v.note})" if v.note else "")
+        )
+    store.engine.dispose()
     return 0
 
 

@@ -120,6 +120,7 @@ def run_publish(args: argparse.Namespace) -> int:
     from feature_platform.governance.identity import current_actor, system_actor
     from feature_platform.governance.roles import AnnotatorRegistry
     from feature_platform.programs.project import (
+        apply_privacy,
         ensure_default_aliases,
         ensure_program_database,
         program_settings,
@@ -140,6 +141,7 @@ def run_publish(args: argparse.Namespace) -> int:
         # gets their platform role in the program so they can manage it afterwards.
         ensure_program_database(platform, template.name)
         store = FeatureStore(program_settings(platform, template.name), actor=system_actor())
+        apply_privacy(store, template)  # its column tags and policy, for exports and pages
         for spec in template.feature_sets():
             fsv = store.apply(spec)
             ensure_default_aliases(store, spec.name, dict(template.resolved["aliases"]))

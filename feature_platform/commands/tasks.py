@@ -50,6 +50,8 @@ def run_export(args: argparse.Namespace) -> int:
         raise FeaturePlatformError(
             f"Unknown task state {args.state!r}.{closest(args.state, STATES)} Known: {STATES}."
         )
+    from feature_platform.governance import current_actor
+
     store = FeatureStore(Settings.from_env())
     tasks = store.queue.tasks(args.round_key, args.state)
     if not tasks:
@@ -59,6 +61,9 @@ def run_export(args: argparse.Namespace) -> int:
             + (f" in state {args.state!r}" if args.state else "")
             + f".{closest(args.round_key, rounds)} Rounds with tasks: {rounds}."
         )
+    # Tagged values the exporting person (FP_USER) may not see become markers; what they may
+    # see is audited (governance/privacy.py).
+    tasks = store.privacy.redact_tasks(tasks, current_actor(), purpose=f"export:{args.format}")
     config = None
     if args.format == "label-studio":
         payload = label_studio.export_tasks(

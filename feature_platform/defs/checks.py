@@ -10,6 +10,7 @@ import pandas as pd
 from feature_platform.defs.context import ProgramContext
 from feature_platform.defs.resources import StoreResource
 from feature_platform.feature_store import FeatureStore
+from feature_platform.learning.training import SNAPSHOT_COLUMN
 from feature_platform.quality import schemas
 from feature_platform.quality.validation import Quarantine, ValidationReport, validate
 from feature_platform.store.feature_set import FeatureSetSpec
@@ -90,8 +91,12 @@ def build_round_checks(ctx: ProgramContext) -> list[dg.AssetChecksDefinition]:
     ) -> dg.AssetCheckResult:
         features = [c for c in training_set.columns if c not in (entity, "label")]
         features = [c for c in features if training_set[c].dtype.kind == "f"]
-        report = validate(training_set, schemas.training_set_schema(features, classes))
         fs = store.for_program(ctx.name)
+        # Labels are in the label set version of the snapshot the set was built from.
+        snapshot_ids = training_set.get(SNAPSHOT_COLUMN, pd.Series(dtype=str)).unique()
+        version = fs.labels.get(snapshot_ids[0]).label_set_version if len(snapshot_ids) else None
+        allowed = fs.label_sets.classes_at(version, classes)
+        report = validate(training_set, schemas.training_set_schema(features, allowed))
         return _result(report, fs, "training_set", context.partition_key)
 
     @dg.asset_check(

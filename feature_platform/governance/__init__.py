@@ -1,5 +1,5 @@
-"""Governance: who is acting (identity), what they may do (roles), and an append-only log of
-who did what (audit).
+"""Governance: who is acting (identity), what they may do (roles), what they may see of
+tagged columns (privacy), and an append-only log of who did what (audit).
 
 Every write path asks `require(actor, permission, where)` before it writes: `actor` is an
 `Actor`, a name, or None for `current_actor()`; `where` is the people registry, or an engine

@@ -14,6 +14,10 @@ Roles, each allowed what the one before it is, plus more:
 | import, publish, deprecate, alias, manage_programs, manage_queue | | | |  x  |  x  |
 | manage_people     |        |           |          |      |   x   |
 
+Seeing tagged columns unredacted (pii, sensitive, custom tags) is not a permission of this
+table but the program's privacy policy, tag -> least role (default pii: lead, sensitive:
+reviewer, other tags: lead; see governance/privacy.py).
+
 `engineer` is accepted as another name for `lead`. Who may register people: an admin; the
 system identity `platform` (registered as admin the first time it acts); and, on a platform
 with no admin yet, a person registering themselves as its first admin.

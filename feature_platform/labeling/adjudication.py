@@ -27,6 +27,8 @@ adjudications = sa.Table(
     sa.Column("reviewer", sa.String(200), nullable=False),
     sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
+    # The label set version the label was checked against (its task's at the time).
+    sa.Column("label_set_version", sa.Integer, nullable=False, server_default="1"),
 )
 
 ADJUDICATION_COLUMNS = [
@@ -37,6 +39,7 @@ ADJUDICATION_COLUMNS = [
     "reviewer",
     "decided_at",
     "reason",
+    "label_set_version",
 ]
 
 
@@ -78,7 +81,8 @@ class Adjudications:
             ).first()
             if row is None:
                 raise UnknownTaskError(f"Unknown task id {task_id!r}; no decision recorded.")
-            classes = self.queue.get(task_id).classes
+            task = self.queue.get(task_id)
+            classes = task.classes
             if label not in classes:
                 raise InvalidAnswerError(
                     f"Label {label!r} for task {task_id} is not one of its classes {classes}."
@@ -91,6 +95,7 @@ class Adjudications:
                     reviewer=reviewer,
                     decided_at=now,
                     reason=reason,
+                    label_set_version=task.label_set_version,
                 )
             )
             decision_id = int(inserted.inserted_primary_key[0])

@@ -36,6 +36,7 @@ from feature_platform.labeling.aggregation import (
     WEIGHT,
     aggregate,
 )
+from feature_platform.labeling.label_sets import LabelSets, map_through
 from feature_platform.labeling.machine_labels import (
     FEEDBACK,
     HUMAN,
@@ -62,6 +63,9 @@ label_snapshots = sa.Table(
     # two answers) and why; NULL on snapshots written before these columns existed.
     sa.Column("method_used", sa.String(50), nullable=True),
     sa.Column("method_note", sa.Text, nullable=True),
+    # The label set version its labels are in (labeling/label_sets.py); NULL on snapshots
+    # written before label sets had versions (their labels are in the template's classes).
+    sa.Column("label_set_version", sa.Integer, nullable=True),
 )
 
 snapshot_labels = sa.Table(
@@ -127,6 +131,7 @@ class LabelSnapshot:
     content_hash: str
     method_used: str = ""  # the aggregation that actually ran (see `method_note`)
     method_note: str = ""  # why, when it differs from `method` or needs saying
+    label_set_version: int | None = None  # None: made before label sets had versions
     # Source (kind, or one exact source string) -> weight used; votes each gave; how many
     # labels its votes support.
     sources: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_SOURCES))
@@ -225,6 +230,29 @@ def apply_adjudications(
     return result[_DECIDED_COLUMNS]
 
 
+def _mapped(frame: pd.DataFrame, versions: list, to_version: int) -> pd.DataFrame:
+    """Answers or decisions (`label`, `label_set_version`) with each label in `to_version`'s
+    classes; rows whose class was split since are dropped."""
+    if not versions or frame.empty:
+        return frame
+    labels = [
+        map_through(versions, str(label), int(version), to_version)
+        for label, version in zip(frame["label"], frame["label_set_version"], strict=True)
+    ]
+    kept = [label is not None for label in labels]
+    return frame.assign(label=labels)[kept].reset_index(drop=True)
+
+
+def _superseded(frame: pd.DataFrame, relabeled: dict[str, int]) -> pd.DataFrame:
+    """Without the answers or decisions a relabel task supersedes: those on a re-queued
+    sample given under a label set version before its relabel task's."""
+    if not relabeled or frame.empty:
+        return frame
+    since = frame["sample_key"].map(relabeled)
+    stale = since.notna() & (frame["label_set_version"].astype(int) < since.fillna(0))
+    return frame[~stale].reset_index(drop=True)
+
+
 class LabelStore:
     """Every answer stays in the queue's answer table; this freezes aggregations of them."""
 
@@ -232,11 +260,13 @@ class LabelStore:
         self,
         engine: sa.Engine,
         queue: TaskQueue,
+        label_sets: LabelSets | None = None,
         machine_labels: MachineLabelStore | None = None,
     ) -> None:
         self.engine = engine
         self.queue = queue
         self.adjudications = Adjudications(engine, queue)
+        self.label_sets = label_sets or LabelSets(engine, queue)
         self.machine_labels = machine_labels or MachineLabelStore(engine)
         create_tables(
             engine, label_snapshots, snapshot_labels, snapshot_sources, snapshot_source_weights
@@ -255,6 +285,11 @@ class LabelStore:
 
         Tasks still waiting for answers are left out (their partial votes would change) unless
         a reviewer decided their sample. Complete tasks move to `resolved`.
+
+        Answers and decisions given under an older label set version are mapped to the
+        current one (`label_sets.map_through`); one in a class split since is left out, and a
+        sample re-queued for relabeling after a split keeps only its answers and decisions
+        from the relabel on. The snapshot records the version.
 
         `sources` (default `{"human": 1.0}`: people's answers only) maps source kinds
         (`human`, `model`, `rule`, `feedback`) or exact machine sources to weights. Machine
@@ -275,12 +310,21 @@ class LabelStore:
             t.id for t in self.queue.tasks(state=RESOLVED)
         }
         every_answer = self.queue.answers()
-        answers = every_answer[every_answer["task_id"].isin(complete)]
         decisions = self.adjudications.latest() if adjudicate else self.adjudications.all()[:0]
+        # Read after the answers: every version an answer was given under is known.
+        versions = self.label_sets.versions()
+        label_set_version = versions[-1].version if versions else 1
+        relabeled = self.label_sets.relabeled()
+        every_answer = _mapped(_superseded(every_answer, relabeled), versions, label_set_version)
+        answers = every_answer[every_answer["task_id"].isin(complete)]
+        decisions = _mapped(_superseded(decisions, relabeled), versions, label_set_version)
         decided = every_answer[every_answer["sample_key"].isin(set(decisions["sample_key"]))]
         if HUMAN not in weights:
             answers = answers[:0]
         machine = self._machine_votes(weights)
+        if versions:  # machine labels carry no label set version: those in a class renamed,
+            # merged or split since are left out (rules re-vote, systems re-send, new classes)
+            machine = machine[machine["label"].isin(versions[-1].classes)]
         votes = pd.concat(
             [_human_votes(answers, weights.get(HUMAN, 1.0)), machine], ignore_index=True
         )
@@ -321,6 +365,7 @@ class LabelStore:
                     note=note,
                     method_used=aggregated.method_used,
                     method_note=method_note,
+                    label_set_version=label_set_version,
                 )
             )
             if len(labels):
@@ -430,6 +475,7 @@ class LabelStore:
             content_hash=head.content_hash,
             method_used=head.method_used or head.method,
             method_note=head.method_note or "",
+            label_set_version=head.label_set_version,
             sources=sources,
             source_votes=votes,
             source_labels=supported,
@@ -508,6 +554,7 @@ class LabelStore:
             "answer_count",
             "note",
             "method_note",
+            "label_set_version",
         ]
         with self.engine.connect() as conn:
             rows = conn.execute(

@@ -95,6 +95,8 @@ tasks = sa.Table(
     sa.Column("feature_version", sa.String(260), nullable=False),
     sa.Column("context", sa.Text, nullable=False),  # JSON: features shown, model's top classes
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # The label set version `classes` belong to (labeling/label_sets.py); 1 before any change.
+    sa.Column("label_set_version", sa.Integer, nullable=False, server_default="1"),
     sa.UniqueConstraint("round", "sample_key", name="uq_task_round_sample"),
 )
 
@@ -121,6 +123,8 @@ answers = sa.Table(
     sa.Column("revision", sa.Integer, nullable=False, server_default="1"),
     sa.Column("revises", sa.Integer, sa.ForeignKey("labeling_answers.id")),
     sa.Column("revision_reason", sa.Text, nullable=False, server_default=""),
+    # The label set version the label was checked against (its task's at the time).
+    sa.Column("label_set_version", sa.Integer, nullable=False, server_default="1"),
     # One row per revision of a person's answer: a retried submission never counts twice and
     # two racing corrections cannot both become revision n+1.
     sa.UniqueConstraint("task_id", "annotator", "revision", name="uq_answer_revision"),
@@ -168,6 +172,12 @@ class TaskSpec:
     model_version: str | None = None
     features_shown: dict[str, float] = field(default_factory=dict)
     top_classes: list[tuple[str, float]] = field(default_factory=list)
+    # The explicit version `features_shown` was read from (a program's `labeling` alias may
+    # point elsewhere than `feature_version`, the version the round trains on).
+    features_shown_version: str | None = None
+    # Privacy: the tagged columns of what is shown (see governance/privacy.py), kept in the
+    # context so every front end knows what to redact.
+    column_tags: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -186,6 +196,7 @@ class Task:
     feature_version: str
     context: dict[str, Any]
     created_at: datetime
+    label_set_version: int = 1  # the label set version `classes` belong to
 
 
 @dataclass(frozen=True)
@@ -269,6 +280,18 @@ class Reprioritization:
     not_open: list[str]  # sample keys given a score that have no open task in scope
 
 
+def _context(spec: TaskSpec) -> dict[str, Any]:
+    context: dict[str, Any] = {
+        "features_shown": spec.features_shown,
+        "top_classes": [[str(c), float(p)] for c, p in spec.top_classes],
+    }
+    if spec.features_shown_version:
+        context["features_shown_version"] = spec.features_shown_version
+    if spec.column_tags:
+        context["column_tags"] = {c: list(t) for c, t in spec.column_tags.items()}
+    return context
+
+
 def _task(row: sa.Row) -> Task:
     return Task(
         id=row.id,
@@ -285,6 +308,7 @@ def _task(row: sa.Row) -> Task:
         feature_version=row.feature_version,
         context=json.loads(row.context),
         created_at=as_utc(row.created_at),
+        label_set_version=int(row.label_set_version or 1),
     )
 
 
@@ -358,6 +382,7 @@ class TaskQueue:
         overlap_fraction: float = 0.0,
         overlap_answers: int | None = None,
         overlap_seed: int = 0,
+        label_set_version: int | None = None,
         now: datetime | None = None,
     ) -> list[Task]:
         """Create one task per spec in one transaction. Re-running a round's batch creation
@@ -366,6 +391,9 @@ class TaskQueue:
         Overlap: every task wants `answers_needed` answers; additionally a deterministic
         `overlap_fraction` of the tasks (chosen by hash, see `overlap_selected`) wants
         `overlap_answers` (e.g. 10 % of tasks answered by 3 people to measure agreement).
+        Once the store's label set has versions (labeling/label_sets.py), `classes` must be
+        the newest version's (checked in the transaction, so a batch never races a change);
+        `label_set_version`, when given, must be that version.
         """
         check_name(round_key, "round")  # becomes a partition key and folder names
         if answers_needed < 1:
@@ -380,6 +408,7 @@ class TaskQueue:
         class_list = json.dumps([str(c) for c in classes])
 
         def work(conn: sa.Connection) -> None:
+            version = _current_label_set(conn, json.loads(class_list), label_set_version)
             existing = set(
                 conn.execute(
                     sa.select(tasks.c.sample_key).where(tasks.c.round == round_key)
@@ -410,13 +439,9 @@ class TaskQueue:
                         "reason": spec.reason,
                         "model_version": spec.model_version,
                         "feature_version": spec.feature_version,
-                        "context": json.dumps(
-                            {
-                                "features_shown": spec.features_shown,
-                                "top_classes": [[str(c), float(p)] for c, p in spec.top_classes],
-                            }
-                        ),
+                        "context": json.dumps(_context(spec)),
                         "created_at": created,
+                        "label_set_version": version,
                     }
                 )
             if rows:
@@ -491,6 +516,7 @@ class TaskQueue:
             tasks.c.created_at.label("task_created_at"),
             answers.c.revision,
             answers.c.revises,
+            answers.c.label_set_version,
         ).join(tasks, tasks.c.id == answers.c.task_id)
         if history:
             query = query.add_columns(is_effective.label("effective"))
@@ -820,7 +846,8 @@ class TaskQueue:
         if label not in task.classes:
             return rejected(
                 "invalid_label",
-                f"Label {label!r} for task {task.id} is not one of its classes {task.classes}.",
+                f"Label {label!r} for task {task.id} is not one of its classes {task.classes}."
+                + _label_set_hint(conn, task, label),
             )
         if sub.time_spent_s is not None and not sub.time_spent_s >= 0:
             return rejected(
@@ -939,6 +966,7 @@ class TaskQueue:
                 revision=revision,
                 revises=revises,
                 revision_reason=reason,
+                label_set_version=task.label_set_version,
             )
         )
         answer_id = int(inserted.inserted_primary_key[0])
@@ -1244,6 +1272,51 @@ def _labeler_problem(conn: sa.Connection, name: str) -> str | None:
     if name not in known:
         known[name] = labeling_problem(conn, name)
     return known[name]
+
+
+def _current_label_set(conn: sa.Connection, classes: list[str], asked: int | None) -> int:
+    """The label set version a new batch's `classes` belong to: the newest one, which they must
+    equal (1 while the label set never changed, any classes then)."""
+    from feature_platform.labeling.label_sets import label_set_versions as versions
+    from feature_platform.labeling.label_sets import lock_label_set
+
+    lock_label_set(conn, exclusive=False)
+    newest = conn.execute(
+        sa.select(versions.c.version, versions.c.classes).order_by(versions.c.version.desc())
+    ).first()
+    current = int(newest.version) if newest else 1
+    if asked is not None and asked != current:
+        raise InvalidArgumentError(
+            f"The label set changed while the batch was being made: its classes are of "
+            f"version {asked}, the label set is at version {current}. Make the batch again."
+        )
+    if newest is not None and classes != json.loads(newest.classes):
+        raise InvalidArgumentError(
+            f"A batch's classes {classes} are not the label set's (version {current}: "
+            f"{json.loads(newest.classes)}); new tasks offer the classes in force."
+        )
+    return current
+
+
+def _label_set_hint(conn: sa.Connection, task: Task, label: str) -> str:
+    """Why an old class name is refused: the label set change that retired it, if any.
+    (A label given under an older set is never guessed into the new one: it is re-given.)"""
+    if task.label_set_version <= 1:
+        return ""
+    rows = conn.execute(
+        sa.select(task_events.c.detail)
+        .where(task_events.c.task_id == task.id, task_events.c.event == "label_set_changed")
+        .order_by(task_events.c.id.desc())
+    ).scalars()
+    for detail in map(json.loads, rows):
+        if label in detail.get("before", []):
+            now = detail.get("renamed", {}).get(label)
+            instead = f" (answer {now!r})" if now else ""
+            return (
+                f" The label set changed in version {detail['version']}: "
+                f"{detail['change']}{instead}."
+            )
+    return ""
 
 
 def _require_labeler(conn: sa.Connection, name: str, doing: str) -> None:

@@ -114,12 +114,24 @@ def promote(
 
 
 def champion_metrics_on(
-    store: FeatureStore, program: Program, tracker: ModelTracker, as_of: datetime
+    store: FeatureStore,
+    program: Program,
+    tracker: ModelTracker,
+    as_of: datetime,
+    *,
+    label_set_version: int | None = None,
 ) -> dict[str, float] | None:
     """The current champion re-evaluated on the held-out split as of `as_of` (the challenger's
-    label snapshot time), read from the champion's own feature set version, so both models are
-    judged on the same samples. None when there is no champion."""
-    from feature_platform.learning.training import evaluate, holdout_split, resolve_feature_set
+    label snapshot time), read from the champion's own feature set version, with the true
+    labels in the challenger's label set version (a champion that still answers in renamed or
+    merged classes loses those samples), so both models are judged on the same samples and
+    labels. None when there is no champion."""
+    from feature_platform.learning.training import (
+        evaluate,
+        holdout_split,
+        in_label_set,
+        resolve_feature_set,
+    )
 
     champion = tracker.by_alias(CHAMPION)
     if champion is None:
@@ -131,4 +143,5 @@ def champion_metrics_on(
         )
     fsv = resolve_feature_set(store, version)
     _, X, y = holdout_split(store, program, fsv, as_of)  # noqa: N806
+    X, y = in_label_set(store, X, y, label_set_version)  # noqa: N806
     return evaluate(tracker.load(champion), X, y)

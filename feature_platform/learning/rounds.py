@@ -6,6 +6,7 @@ the answers to it, and the retrain they lead to. Rounds are named `round-001`, `
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,7 @@ import pandas as pd
 
 from feature_platform.errors import FeaturePlatformError
 from feature_platform.feature_store import FeatureStore
+from feature_platform.governance.privacy import feature_subject, trained_on_tagged_columns
 from feature_platform.labeling.label_store import LabelSnapshot
 from feature_platform.labeling.queue import (
     ANSWERED,
@@ -38,6 +40,7 @@ from feature_platform.learning.training import (
     evaluate,
     feature_matrix,
     holdout_split,
+    in_label_set,
     resolve_feature_set,
     train,
 )
@@ -73,6 +76,13 @@ PROBA_PREFIX = "proba_"
 FEATURE_VERSION = "feature_set_version"
 
 
+def with_current_labels(store: FeatureStore, program: Program) -> Program:
+    """The program with the classes of its store's newest label set version (the template's
+    until the label set first changes; see labeling/label_sets.py)."""
+    classes = store.label_sets.classes(program.classes)
+    return program if classes == program.classes else program.replace(classes=classes)
+
+
 def pin_round(store: FeatureStore, program: Program) -> Program:
     """The program with its training reference resolved to an explicit version, now."""
     return program.pinned(resolve_feature_set(store, program.feature_set).id)
@@ -103,7 +113,7 @@ def candidate_pool(
     """
     as_of = as_of or utcnow()
     fsv = resolve_feature_set(store, program.feature_set)
-    program = program.pinned(fsv.id)
+    program = with_current_labels(store, program.pinned(fsv.id))
     arrived = store.offline.latest(fsv, features=[])
     arrived = arrived[arrived[EVENT_TIMESTAMP] <= pd.Timestamp(as_of)]
     keys = arrived[fsv.entity].astype(str)
@@ -156,6 +166,8 @@ def open_batch(
         program = program.pinned(str(pool[FEATURE_VERSION].iloc[0]))
     else:
         program = pin_round(store, program)
+    label_set_version = store.label_sets.current_number()
+    program = with_current_labels(store, program)
     columns = [f"{PROBA_PREFIX}{c}" for c in program.classes]
     proba = None if pool[columns].isna().all().all() else pool[columns].to_numpy()
     picks = strategies.select(
@@ -169,8 +181,12 @@ def open_batch(
     )
     fsv = resolve_feature_set(store, program.feature_set)
     shown_fsv = resolve_feature_set(store, program.shown_feature_set)
-    shown = store.get_online_features([f"{shown_fsv.id}:*"], [p.key for p in picks])
+    # Strong: an alias moved by another process a moment ago is what new tasks show.
+    shown = store.get_online_features(
+        [f"{shown_fsv.id}:*"], [p.key for p in picks], consistency="strong"
+    )
     shown = shown.set_index(shown_fsv.entity)
+    shown_tags = store.privacy.tags(feature_subject(shown_fsv.id))
     specs = [
         TaskSpec(
             sample_key=p.key,
@@ -181,11 +197,17 @@ def open_batch(
             model_version=model_version,
             features_shown={k: float(v) for k, v in shown.loc[p.key].items()},
             top_classes=p.top_classes,
+            features_shown_version=shown_fsv.id,
+            column_tags={c: list(t) for c, t in shown_tags.items()},
         )
         for p in picks
     ]
     return store.queue.create_batch(
-        round_name, specs, program.classes, answers_needed=program.answers_per_task
+        round_name,
+        specs,
+        program.classes,
+        answers_needed=program.answers_per_task,
+        label_set_version=label_set_version,
     )
 
 
@@ -205,9 +227,13 @@ def budget_left(store: FeatureStore, program: Program) -> int:
 
 
 def holdout(store: FeatureStore, program: Program, training_set: TrainingSet, as_of: datetime):
-    """The held-out split's features (same version as training) and true labels."""
+    """The held-out split's features (same version as training) and true labels, in the
+    label set version of the training set's snapshot: the ground truth is in the template's
+    classes (version 1) and is mapped forward; a sample whose class was split since is left
+    out. A snapshot made before label sets had versions reads the truth as it is."""
     _, X, y = holdout_split(store, program, training_set.feature_set, as_of)  # noqa: N806
-    return X, y
+    version = store.labels.get(training_set.label_snapshot_id).label_set_version
+    return in_label_set(store, X, y, version)
 
 
 def freeze_training_set(
@@ -367,6 +393,7 @@ def rescore_open_tasks(
     )
     if not keys:
         return None
+    program = with_current_labels(store, program)
     fsv = resolve_feature_set(store, program.feature_set)
     features = feature_matrix(store, fsv, keys, as_of or utcnow())
     proba = class_probabilities(model, features, list(program.classes))
@@ -423,6 +450,7 @@ def run_training_round(
     pinned = program.pinned(training_set.feature_set.id)
     model, metrics = train_and_evaluate(store, pinned, training_set, as_of)
     source_params, source_tags = snapshot_source_params(snapshot)
+    tagged = trained_on_tagged_columns(store.privacy, training_set.feature_set)
     tracked = tracker.log_model(
         model,
         params={**program.params(), **source_params},
@@ -436,6 +464,9 @@ def run_training_round(
             "round": round_name,
             "program": program.name,
             "template_version": program.template_version or "",
+            # Which tagged columns (governance/privacy.py) the model learned from: "none" or
+            # a JSON list of "column:tag" entries.
+            "trained_on_tagged_columns": json.dumps(tagged) if tagged else "none",
             **(tags or {}),
         },
         run_name=f"{program.name}-{round_name}-{program.strategy}",
@@ -445,7 +476,11 @@ def run_training_round(
         "model",
         tracked.label,
         upstream=f"training_set:{training_set.fingerprint}",
-        details={"round": round_name, "label_snapshot_id": snapshot.id},
+        details={
+            "round": round_name,
+            "label_snapshot_id": snapshot.id,
+            "trained_on_tagged_columns": tagged,
+        },
     )
     stopping.log_stop_set_predictions(
         tracker,
@@ -456,7 +491,9 @@ def run_training_round(
         tracker,
         tracked,
         tolerance=program.promotion_tolerance,
-        champion_metrics=promotion.champion_metrics_on(store, pinned, tracker, as_of),
+        champion_metrics=promotion.champion_metrics_on(
+            store, pinned, tracker, as_of, label_set_version=snapshot.label_set_version
+        ),
     )
     rescored = rescore_open_tasks(store, pinned, model, tracked.label) if decision.promote else None
     return RoundOutcome(round_name, training_set, model, metrics, tracked, decision, rescored)

@@ -158,6 +158,22 @@ def holdout_split(
     return keys[arrived].tolist(), X[arrived], frame[LABEL].astype(str).to_numpy()[arrived]
 
 
+def in_label_set(
+    store: FeatureStore,
+    X: np.ndarray,
+    y: np.ndarray,
+    version: int | None,  # noqa: N803
+) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out features and true labels with the labels (in the template's classes, label
+    set version 1) mapped to label set `version`; a sample whose class was split since is
+    left out. `version` None or 1 (snapshots made before any change): unchanged."""
+    if version is None or version <= 1:
+        return X, y
+    mapped = store.label_sets.map_labels(y.tolist(), 1, version)
+    kept = np.array([label is not None for label in mapped], dtype=bool)
+    return X[kept], np.array([label for label in mapped if label is not None], dtype=object)
+
+
 def evaluate(model, X: np.ndarray, y: np.ndarray) -> dict[str, float]:  # noqa: N803
     predicted = model.predict(X)
     return {
@@ -168,10 +184,13 @@ def evaluate(model, X: np.ndarray, y: np.ndarray) -> dict[str, float]:  # noqa: 
 
 
 def class_probabilities(model, X: np.ndarray, classes: list[str]) -> np.ndarray:  # noqa: N803
-    """Probabilities over the full class list, zero for classes the model has not seen yet."""
+    """Probabilities over the full class list, zero for classes the model has not seen yet.
+    A class the model knows that the list no longer has (renamed, merged or split in the
+    label set since it was trained) is left out."""
     proba = np.zeros((len(X), len(classes)))
     known = model.predict_proba(X)
     index = {c: i for i, c in enumerate(classes)}
     for j, cls in enumerate(model.classes_):
-        proba[:, index[str(cls)]] = known[:, j]
+        if str(cls) in index:
+            proba[:, index[str(cls)]] = known[:, j]
     return proba

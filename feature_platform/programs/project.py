@@ -262,10 +262,23 @@ def ensure_default_aliases(store: FeatureStore, name: str, aliases: dict[str, st
             store.set_alias(name, alias, version)
 
 
+def apply_privacy(store: FeatureStore, template: ProgramTemplate, actor: Any | None = None) -> None:
+    """Record the template's privacy declarations in the program's stores: its source's column
+    tags and its policy (feature set tags are recorded when each version is registered). Writes
+    (audited) only what changed; what every front end's redaction then reads."""
+    from feature_platform.governance.privacy import source_subject
+
+    actor = actor if actor is not None else store.registry.actor
+    source = template.source()
+    store.privacy.declare(source_subject(source.name), source.columns_tags, actor=actor)
+    store.privacy.set_policy(template.privacy_policy(), actor=actor)
+
+
 def bootstrap_program(store: FeatureStore, definition: ProgramDefinition) -> None:
     """Load the program's declared source and publish its feature set versions in one go (the
     plain-Python path; the Dagster assets run the same steps by day of arrival)."""
     source = definition.source
+    apply_privacy(store, definition.template)
     raw = source.read()
     store.sources.write(source.name, raw)
     store.sources.write(source.holdout_name, source.holdout_labels(raw))

@@ -13,6 +13,7 @@ source:                          # declared, not coded (store.sources.SourceSpec
   ground_truth: churned          # true labels (held-out evaluation, simulated annotators)
   holdout_fraction: 0.2          # or split_column: a column whose 'holdout' rows are held out
   columns: {tenure: int64}       # optional: declared columns and dtypes (Pandera guards them)
+  columns_tags: {email: [pii], income: [sensitive]}   # optional: privacy tags of columns
   start_date: 2024-01-01         # first day of arrivals (day partitions start here)
   end_date: null                 # optional: a historical source stops here
   partitions: daily              # daily | weekly | monthly arrival partitions
@@ -41,12 +42,21 @@ rules:                           # optional weak labeling rules (labeling/rules.
 rules_weight: 0.5                # a rule's weight in label snapshots unless it sets its own
 feedback_trust: 0.8              # downstream feedback's weight unless an import sets --trust
 label_weights: {model: 0.5}      # more snapshot weights by source kind or exact source
+privacy:                         # optional (governance/privacy.py)
+  feature_tags: {churn: {tenure: [sensitive]}}   # tags of feature columns, by feature set
+  policy: {pii: lead, sensitive: reviewer}       # least role that sees a tag (these defaults)
 ```
+
+A feature named like a tagged source column inherits its tags; tags of a feature set also come
+from its Python definition (`FeatureSetSpec.tags`). Tags and policy are part of the template,
+so changing them publishes a new template version; they do not change a feature set's
+fingerprint (see `FeatureSetSpec.tags`).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -58,6 +68,13 @@ from typing import Any
 import yaml
 
 from feature_platform.errors import FeaturePlatformError, closest
+from feature_platform.governance.privacy import (
+    PrivacyError,
+    check_policy,
+    check_tags,
+    inherited_tags,
+    merge_tags,
+)
 from feature_platform.labeling.machine_labels import SOURCE_KINDS as SOURCE_KINDS_OF_LABELS
 from feature_platform.labeling.rules import LabelingRule
 from feature_platform.names import InvalidNameError, check_name
@@ -99,6 +116,7 @@ DEFAULTS: dict[str, Any] = {
 OPTIONAL = ("rules", "rules_weight", "feedback_trust", "label_weights")
 TOP_LEVEL = (
     "name",
+    "privacy",
     "source",
     "features",
     "training_features",
@@ -122,6 +140,7 @@ SOURCE_KEYS = (
     "holdout_fraction",
     "split_column",
     "columns",
+    "columns_tags",
     "start_date",
     "end_date",
     "partitions",
@@ -235,6 +254,7 @@ class ProgramTemplate:
             holdout_fraction=float(s.get("holdout_fraction", 0.2)),
             split_column=s.get("split_column"),
             columns=dict(s.get("columns") or {}),
+            columns_tags=check_tags(s.get("columns_tags"), "source.columns_tags"),
             base_dir=self.base_dir,
         )
 
@@ -243,7 +263,25 @@ class ProgramTemplate:
         return str(self.resolved["source"]["start_date"])
 
     def feature_sets(self) -> list[FeatureSetSpec]:
-        return [import_object(ref) for ref in self.resolved["features"]]
+        """The listed specs, each with its column tags: its own (Python), the template's
+        `privacy.feature_tags` for its name, and those inherited from the source's columns."""
+        specs = [import_object(ref) for ref in self.resolved["features"]]
+        declared = (self.resolved.get("privacy") or {}).get("feature_tags") or {}
+        source = self.resolved.get("source") or {}
+        source_tags = check_tags(source.get("columns_tags"), "source.columns_tags")
+        out = []
+        for spec in specs:
+            tags = merge_tags(
+                spec.tags,
+                check_tags(declared.get(spec.name), f"privacy.feature_tags.{spec.name}"),
+                inherited_tags(spec.features, source_tags),
+            )
+            out.append(dataclasses.replace(spec, tags=tags) if tags != dict(spec.tags) else spec)
+        return out
+
+    def privacy_policy(self) -> dict[str, str]:
+        """Tag -> least role that sees it (`privacy.policy`; defaults fill the rest)."""
+        return check_policy((self.resolved.get("privacy") or {}).get("policy"))
 
     @property
     def model_name(self) -> str:
@@ -299,7 +337,13 @@ class ProgramTemplate:
         (a changed transform behind the same import path is a new template version)."""
         payload: dict[str, Any] = {"template": self.resolved}
         try:
-            payload["feature_sets"] = {s.id: s.fingerprint for s in self.feature_sets()}
+            specs = self.feature_sets()
+            payload["feature_sets"] = {s.id: s.fingerprint for s in specs}
+            # Tags declared in Python are part of the program's declared definition too (the
+            # template's own tags are in the document); only added when there are any, so
+            # untagged programs keep the fingerprints they were published with.
+            if any(s.tags for s in specs):
+                payload["feature_tags"] = {s.id: dict(s.tags) for s in specs}
         except Exception:  # noqa: BLE001 - an invalid template is fingerprinted by text only
             payload["feature_sets"] = None
         if self.resolved.get("rules"):  # a changed rule body is a new template version too
@@ -356,6 +400,7 @@ class ProgramTemplate:
             err("promotion.tolerance", f"expected a number >= 0, got {tolerance!r}")
         self._check_annotators(resolved.get("annotators"), err)
         self._check_rules(resolved, err)
+        self._check_privacy(resolved, specs, err)
         return errors
 
     def check(self, check_data: bool = True, where: str | None = None) -> ProgramTemplate:
@@ -473,6 +518,10 @@ class ProgramTemplate:
                 "source.partitions",
                 f"expected one of {list(ARRIVAL_PARTITIONS)}, got {source.get('partitions')!r}",
             )
+        try:  # before the data checks, which read the source through its spec
+            check_tags(source.get("columns_tags"), "source.columns_tags")
+        except PrivacyError as exc:
+            err("source.columns_tags", str(exc))
         fraction = source.get("holdout_fraction", 0.2)
         if not isinstance(fraction, int | float) or not 0 < fraction < 1:
             err("source.holdout_fraction", f"expected a number in (0, 1), got {fraction!r}")
@@ -501,6 +550,9 @@ class ProgramTemplate:
         missing = [c for c in spec.required_columns() if c not in frame.columns]
         for column in missing:
             err(_column_path(source, column), f"column {column!r} is not in the source")
+        for column in spec.columns_tags:
+            if column not in frame.columns:
+                err(f"source.columns_tags.{column}", f"column {column!r} is not in the source")
         truth = source.get("ground_truth")
         if truth and classes and truth not in missing:
             values = sorted(set(frame[truth].astype(str)) - set(classes))
@@ -567,6 +619,44 @@ class ProgramTemplate:
             StoppingRules(**{k: v for k, v in stopping.items() if k in known})
         except (FeaturePlatformError, TypeError) as exc:
             err("stopping", str(exc))
+
+    @staticmethod
+    def _check_privacy(doc: Mapping[str, Any], specs: list[FeatureSetSpec], err) -> None:  # noqa: ANN001
+        """`privacy.feature_tags` name listed feature sets and their features; the policy's
+        roles exist (`source.columns_tags` is checked with the source)."""
+        privacy = doc.get("privacy")
+        if privacy is None:
+            return
+        if not isinstance(privacy, Mapping):
+            err("privacy", "expected a mapping with feature_tags and policy")
+            return
+        for key in privacy:
+            if key not in ("feature_tags", "policy"):
+                err(f"privacy.{key}", "unknown key; known: ['feature_tags', 'policy']")
+        try:
+            check_policy(privacy.get("policy"))
+        except PrivacyError as exc:
+            err("privacy.policy", str(exc))
+        declared = privacy.get("feature_tags") or {}
+        if not isinstance(declared, Mapping):
+            err("privacy.feature_tags", "expected a mapping of feature set name -> column tags")
+            return
+        by_name: dict[str, set[str]] = {}
+        for spec in specs:
+            by_name.setdefault(spec.name, set()).update(spec.features)
+        for name, tags in declared.items():
+            path = f"privacy.feature_tags.{name}"
+            try:
+                checked = check_tags(tags, path)
+            except PrivacyError as exc:
+                err(path, str(exc))
+                continue
+            if specs and name not in by_name:
+                err(path, f"no listed feature set is called {name!r}; listed: {sorted(by_name)}")
+                continue
+            for column in checked:
+                if specs and column not in by_name[name]:
+                    err(f"{path}.{column}", f"{name!r} has no feature {column!r}")
 
     @staticmethod
     def _check_annotators(annotators: Any, err) -> None:  # noqa: ANN001

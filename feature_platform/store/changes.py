@@ -14,6 +14,12 @@ transactions). The feed maps that file read-only and keeps the header it saw jus
 last counter read: the same header now means no transaction has committed since, so the
 counter is unchanged. That check is a 48-byte memory compare with no system call, against a
 SQL read that takes file locks (~5 us here). Anything unexpected falls back to the read.
+
+Every answer is remembered with the (monotonic) time its check began: `recent(max_age)`
+returns that token while it is at most `max_age` old, without checking again. That is the
+whole of eventual consistency (`FeatureStore.get_online_features(consistency="eventual")`):
+a commit that finished before the check began is counted in the token, so caches valid at
+that token miss no write committed more than `max_age` before the read.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ from __future__ import annotations
 import mmap
 import os
 import threading
+import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -68,13 +76,40 @@ class ChangeFeed:
         self._wal_probed = False  # the dedicated connection looked for a wal-index once
         # (wal-index header read just before a counter read, that counter): see the module doc.
         self._seen: tuple[bytes, int] | None = None
+        # Monotonic seconds; replaceable (tests drive time without sleeping).
+        self.clock: Callable[[], float] = time.monotonic
+        # (clock value when a check began, the token that check returned): see `recent`.
+        self._checked: tuple[float, int] | None = None
 
     def bump(self, conn: sa.Connection) -> None:
         """Count one change inside the caller's write transaction (commits with it)."""
         conn.execute(change_counter.update().values(counter=change_counter.c.counter + 1))
+        # This process's next eventual read checks again, so it usually sees its own write
+        # (not guaranteed: a read in another thread before the commit may record a check).
+        self._checked = None
 
     def token(self) -> int:
         """The current counter. Equal tokens mean nothing changed in between."""
+        began = self.clock()
+        token = self._check()
+        checked = self._checked
+        # Any (start, token) pair is true; keep the latest start (threads may finish out of
+        # order). A plain tuple assignment: readers never see half of it.
+        if checked is None or began >= checked[0]:
+            self._checked = (began, token)
+        return token
+
+    def recent(self, max_age: float) -> int:
+        """A token whose check began at most `max_age` seconds ago (the last one if it is
+        that recent, else a fresh check). Every commit that finished more than `max_age`
+        seconds before this call is counted in it."""
+        now = self.clock()
+        checked = self._checked
+        if checked is not None and now - checked[0] <= max_age:
+            return checked[1]
+        return self.token()
+
+    def _check(self) -> int:
         if not self._dedicated:
             with self.engine.connect() as conn:
                 return int(conn.exec_driver_sql(_COUNTER_SQL).scalar_one())

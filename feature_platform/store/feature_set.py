@@ -123,6 +123,11 @@ class FeatureSetSpec:
     sources: tuple[str, ...]
     params: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    # Privacy tags of feature columns ({"income": ("sensitive",)}, see governance/privacy.py).
+    # Not part of `fingerprint`: a tag says who may see a value, not how it is computed, so
+    # tagging a column later must not force a new version (and a recomputation) of the data;
+    # tag changes are recorded and audited per version instead (`privacy.tags`).
+    tags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def id(self) -> str:

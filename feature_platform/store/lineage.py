@@ -97,14 +97,22 @@ class LineageGraph:
 
 
 def _format(value: Any) -> str:
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return ", ".join(str(v) for v in value)
     if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items())
+        return ", ".join(
+            f"{k}={_format(v) if isinstance(v, list | tuple) else v}" for k, v in value.items()
+        )
     return str(value)
 
 
+TAGGED = "trained_on_tagged_columns"
+
+
 def _consumer_node(usage: Usage) -> LineageNode:
+    details = dict(usage.details)
+    if TAGGED in details and not details[TAGGED]:
+        details[TAGGED] = "none"  # said explicitly: the model learned from no tagged column
     return LineageNode(
         id=usage.consumer,
         kind=usage.consumer_kind,
@@ -112,7 +120,7 @@ def _consumer_node(usage: Usage) -> LineageNode:
         attributes={
             "recorded_at": usage.recorded_at.isoformat(),
             "released_at": usage.released_at.isoformat() if usage.released_at else None,
-            **usage.details,
+            **details,
         },
     )
 
@@ -124,7 +132,14 @@ def _bare_consumer_node(consumer: str) -> LineageNode:
 
 def build_lineage(registry: Registry, target: str) -> LineageGraph:
     """The graph of everything upstream and downstream of `target` (see Registry.lineage)."""
+    from feature_platform.governance.privacy import feature_subject, source_subject
+
     usages = registry.usages(include_released=True)
+    tagged = registry.privacy.all_tags()
+
+    def tags_of(subject: str) -> dict[str, list[str]]:
+        return {c: list(t) for c, t in tagged.get(subject, {}).items()}
+
     versions = {fsv.id: fsv for fsv in registry.list_versions()}
     aliases = {name: registry.aliases(name) for name in {v.name for v in versions.values()}}
 
@@ -143,6 +158,7 @@ def build_lineage(registry: Registry, target: str) -> LineageGraph:
                 "fingerprint": fsv.fingerprint,
                 "transform_fingerprint": fsv.transform_fingerprint,
                 "params": fsv.params,
+                "tags": tags_of(feature_subject(fsv.id)),
                 "created_at": fsv.created_at.isoformat(),
             },
         )
@@ -152,7 +168,14 @@ def build_lineage(registry: Registry, target: str) -> LineageGraph:
     for fsv in versions.values():
         full.add(version_node(fsv.id))
         for source in fsv.sources:
-            full.add(LineageNode(f"source:{source}", "source", source))
+            full.add(
+                LineageNode(
+                    f"source:{source}",
+                    "source",
+                    source,
+                    {"tags": tags_of(source_subject(source))},
+                )
+            )
             full.edges.add((f"source:{source}", f"feature_set:{fsv.id}"))
     for usage in usages:
         full.add(_consumer_node(usage))

@@ -482,6 +482,7 @@ class OfflineStore:
         timestamp_column: str = EVENT_TIMESTAMP,
         ttl: timedelta | Mapping[str, timedelta] | None = None,
         column_names: dict[tuple[str, str], str] | None = None,
+        snapshots: Mapping[str, Sequence[str]] | None = None,
     ) -> pd.DataFrame:
         """For each entity row, the latest value at or before its timestamp (within `ttl`).
 
@@ -492,6 +493,10 @@ class OfflineStore:
         order and extra columns are kept (its timestamp column comes back in UTC); rows with
         no eligible value get NaN (numeric features are float64). `ttl` may be one timedelta
         or a mapping from feature set name or id to timedelta.
+
+        `snapshots`: per version id, the snapshot file names to read (a replay reads exactly
+        the files an earlier retrieval read); default every snapshot. The result's
+        `attrs["snapshots"]` names, per version id, the files read.
         """
         if not isinstance(entity_df, pd.DataFrame):
             raise SchemaMismatchError(
@@ -524,8 +529,10 @@ class OfflineStore:
             )
         left_ns = timestamps.array.asi8
         parts = []
+        read: dict[str, list[str]] = {}
         for fsv, features in requests:
-            prepared = self._prepared(fsv)
+            prepared = self._prepared(fsv, None if snapshots is None else snapshots[fsv.id])
+            read[fsv.id] = [name for name, _, _ in prepared.files]
             keys = entity_df[fsv.entity].reset_index(drop=True)
             rows = self._as_of(prepared, keys, left_ns, _ttl_for(ttl, fsv))
             values = self._take(fsv, prepared, rows, features)
@@ -533,12 +540,14 @@ class OfflineStore:
             parts.append(values)
         result = entity_df.copy()
         result[timestamp_column] = timestamps.array  # positional; no per-row conversion
+        result.attrs["snapshots"] = read
         if not parts:
             return result
         index = result.index
         # Joined by position: the entity frame's index may repeat values.
         result = pd.concat([result.reset_index(drop=True), *parts], axis=1)
         result.index = index
+        result.attrs["snapshots"] = read
         return result
 
     # -- internals -------------------------------------------------------------------------
@@ -633,15 +642,21 @@ class OfflineStore:
         """Every row of `fsv`, sorted and indexed (cached; see `load`)."""
         return self._prepared(fsv)
 
-    def _prepared(self, fsv: FeatureSetVersion) -> _Prepared:
+    def _prepared(self, fsv: FeatureSetVersion, only: Sequence[str] | None = None) -> _Prepared:
+        """`only`: just these snapshot names (a replay), cached under their own key and
+        never persisted (a persisted index is the current set's)."""
         signature = self._signature(fsv)
         key = f"{self.root}|{fsv.id}|{fsv.fingerprint}"
+        current = only is None or [n for n, _, _ in signature] == list(only)
+        if not current:
+            signature = self._subset(fsv, signature, only)
+            key += "|" + hashlib.sha256(json.dumps(signature).encode()).hexdigest()[:20]
         with self._lock:
             cached = self._cache.get(key)
             if cached is not None and cached.files == signature:
                 self._cache.move_to_end(key)
                 return cached
-        prepared = self._prepare(fsv, signature)
+        prepared = self._prepare(fsv, signature, persist=current)
         with self._lock:
             self._cache[key] = prepared
             self._cache.move_to_end(key)
@@ -649,14 +664,25 @@ class OfflineStore:
                 self._cache.popitem(last=False)
         return prepared
 
-    def _prepare(self, fsv: FeatureSetVersion, signature: tuple) -> _Prepared:
+    def _subset(self, fsv: FeatureSetVersion, signature: tuple, only: Sequence[str]) -> tuple:
+        stored = {entry[0]: entry for entry in signature}
+        missing = [name for name in only if name not in stored]
+        if missing:
+            raise FeaturePlatformError(
+                f"Snapshots {missing[:3]} of {fsv.id} are not in the offline store at "
+                f"{self.location.url(self._dir(fsv))}; it holds {len(stored)} others."
+            )
+        return tuple(sorted(stored[name] for name in set(only)))
+
+    def _prepare(self, fsv: FeatureSetVersion, signature: tuple, persist: bool = True) -> _Prepared:
         directory = self._dir(fsv)
         saved = self._load_index(fsv, signature)
         if saved is not None:
             return saved
         self._clean_orphans(directory)
         prepared = self.load(fsv, [f"{directory}/{name}" for name, _, _ in signature], signature)
-        self._save_index(fsv, prepared)
+        if persist:
+            self._save_index(fsv, prepared)
         return prepared
 
     # -- persisted index: a derived, disposable cache of `_Prepared` ------------------------

@@ -34,6 +34,7 @@ from feature_platform.errors import (
     closest,
 )
 from feature_platform.governance.identity import Actor, as_actor
+from feature_platform.governance.privacy import Privacy, PrivacyError, feature_subject
 from feature_platform.governance.roles import AnnotatorRegistry
 from feature_platform.names import check_name
 from feature_platform.store.changes import change_feed
@@ -225,6 +226,7 @@ class Registry:
         self.engine = engine
         self.actor = actor
         self.people = AnnotatorRegistry(engine)
+        self.privacy = Privacy(engine, self.people)
         create_tables(
             engine,
             feature_set_versions,
@@ -288,10 +290,23 @@ class Registry:
     ) -> FeatureSetVersion:
         """Register `spec`. Re-registering the identical definition is a no-op; a changed
         definition under an existing version is refused with the difference spelled out.
-        Registering takes the `publish` permission."""
+        Registering takes the `publish` permission. The spec's column tags are recorded for
+        the version (a change of tags alone is recorded and audited, not refused: tags are
+        not part of the fingerprint, see `FeatureSetSpec.tags`)."""
         check_name(spec.name, "feature set name")
         check_name(spec.version, "version")
         acting = self._authorize(actor, "publish")
+        untagged = sorted(set(spec.tags) - set(spec.features))
+        if untagged:
+            raise PrivacyError(
+                f"{spec.id} tags {untagged}, which are not among its features "
+                f"{sorted(spec.features)[:20]}."
+            )
+        fsv = self._register(spec, status, acting)
+        self.privacy.declare(feature_subject(spec.id), spec.tags, actor=acting)
+        return fsv
+
+    def _register(self, spec: FeatureSetSpec, status: str, acting: Actor) -> FeatureSetVersion:
         if status not in ("draft", "active"):
             raise LifecycleError(f"A new version starts as 'draft' or 'active', not {status!r}.")
         if not spec.features:

@@ -88,6 +88,8 @@ class SourceSpec:
     holdout_fraction: float = 0.2
     split_column: str | None = None
     columns: Mapping[str, str] = field(default_factory=dict)  # declared column -> dtype
+    # Privacy tags of the source's columns (governance/privacy.py), e.g. {"email": ("pii",)}.
+    columns_tags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     base_dir: Path | None = None
 
     @property

@@ -76,6 +76,10 @@ def _my_last_answer(state: State, program: WebProgram, me: str) -> dict[str, Any
     return {"task_id": row.task_id, "label": row.label, "seconds_left": int(left)}
 
 
+def _viewer(name: str) -> Actor:
+    return Actor(name, "session")
+
+
 def annotate(request: Request) -> Response:
     state = state_of(request)
     session, person, program = program_page(request, "label")
@@ -106,6 +110,7 @@ def annotate(request: Request) -> Response:
     else:
         lease = held[0]
         task = queue.get(lease.task_id)
+    task = program.store.privacy.redact_task(task, _viewer(person.name), purpose="web:annotate")
     return render_page(
         request,
         "annotate.html",
@@ -117,7 +122,7 @@ def annotate(request: Request) -> Response:
         why=render.why_in_words(task),
         progress=_progress(program, task.round, person.name),
         skip_reasons=SKIP_REASONS,
-        keys=label_keys(program.classes),
+        keys=label_keys(tuple(task.classes)),  # the task's own (a relabel task offers few)
         **context,
     )
 
@@ -306,6 +311,7 @@ def sample_png(request: Request) -> Response:
     holds = holds or bool(program.store.queue.answer_history(task.id, person.name))
     if not (holds or person.may("adjudicate") or person.may("publish")):
         raise HTTPException(403, "Only the person working on a task (or a reviewer) sees it.")
+    task = program.store.privacy.redact_task(task, _viewer(person.name), purpose="web:sample.png")
     image = render.sample_image(task)
     if image is None:
         raise HTTPException(404, "This task's sample has no picture.")

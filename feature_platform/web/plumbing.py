@@ -269,10 +269,11 @@ def nav_context(
 
 
 def label_keys(classes: tuple[str, ...]) -> list[tuple[str, str]]:
-    """(keyboard key, label): a one-character label is its own key, others are numbered."""
+    """(keyboard key, label) for every class: a one-character label is its own key, others
+    are numbered 1-9; a tenth class and beyond get a button without a key ('')."""
     if all(len(c) == 1 for c in classes):
         return [(c, c) for c in classes]
-    return [(str(i + 1), c) for i, c in enumerate(classes[:9])]
+    return [(str(i + 1) if i < 9 else "", c) for i, c in enumerate(classes)]
 
 
 def task_or_404(program: WebProgram, task_id: str) -> Task:

@@ -11,12 +11,14 @@ from typing import Any
 
 from feature_platform.catalog import PROJECT_DIR
 from feature_platform.feature_store import FeatureStore
+from feature_platform.governance.identity import system_actor
 from feature_platform.governance.roles import ANNOTATOR, Person, canonical_role
 from feature_platform.labeling.adjudication import Adjudications
 from feature_platform.names import InvalidNameError, check_name
 from feature_platform.programs.model import Program
 from feature_platform.programs.project import (
     ProgramDefinition,
+    apply_privacy,
     location_programs,
     open_program_store,
 )
@@ -55,7 +57,8 @@ class WebProgram:
 
     @property
     def classes(self) -> tuple[str, ...]:
-        return tuple(self.program.classes)
+        """The classes in force: the label set's newest version (labeling/label_sets.py)."""
+        return self.store.label_sets.classes(self.program.classes)
 
     @property
     def model_name(self) -> str:
@@ -113,7 +116,12 @@ def load_programs(
     code location runs them, each on its own stores."""
     if definitions is None:
         definitions = location_programs(settings, project_dir or PROJECT_DIR)
-    return {d.name: WebProgram(d, open_program_store(settings, d.name)) for d in definitions}
+    programs = {d.name: WebProgram(d, open_program_store(settings, d.name)) for d in definitions}
+    for program in programs.values():
+        # The pages redact by the tags and policy of the template this app runs (recorded in
+        # the program's stores, where the command line's exports read them too).
+        apply_privacy(program.store, program.definition.template, actor=system_actor())
+    return programs
 
 
 def lookup_program(programs: dict[str, WebProgram], name: str) -> WebProgram | None:

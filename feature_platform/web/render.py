@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from feature_platform.governance.privacy import ensure_redacted
 from feature_platform.labeling.queue import Task
 from feature_platform.web.programs import IMAGE_8X8, TEXT, WebProgram
 
@@ -42,8 +43,9 @@ def png_gray(pixels: np.ndarray, scale: int = 20) -> bytes:
 
 
 def sample_image(task: Task) -> bytes | None:
-    """The 8x8 digit of a task from the pixel features it was shown with (p0..p63)."""
-    shown = task.context.get("features_shown", {})
+    """The 8x8 digit of a task from the pixel features it was shown with (p0..p63); None
+    when a pixel is missing or withheld (a redacted marker), so no picture leaks it."""
+    shown = ensure_redacted(task).context.get("features_shown", {})
     try:
         pixels = np.array([float(shown[f"p{i}"]) for i in range(64)]).reshape(8, 8)
     except (KeyError, TypeError, ValueError):
@@ -60,9 +62,10 @@ class SampleView:
 
 
 def sample_view(task: Task, program: WebProgram, table_rows: int = 12) -> SampleView:
-    shown = task.context.get("features_shown", {})
+    shown = ensure_redacted(task).context.get("features_shown", {})
     rows = [(str(k), f"{v:.3g}" if isinstance(v, float) else str(v)) for k, v in shown.items()]
-    if program.modality == IMAGE_8X8 and all(f"p{i}" in shown for i in range(64)):
+    # A redacted pixel makes no picture: the table then shows the markers instead.
+    if program.modality == IMAGE_8X8 and sample_image(task) is not None:
         return SampleView(IMAGE_8X8, "", [r for r in rows if not re.fullmatch(r"p\d+", r[0])])
     if program.modality == TEXT and isinstance(task.context.get("text"), str):
         return SampleView(TEXT, task.context["text"], [])

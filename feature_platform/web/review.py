@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from feature_platform.errors import InvalidAnswerError
+from feature_platform.governance.identity import Actor
 from feature_platform.governance.roles import PermissionDeniedError
 from feature_platform.labeling.aggregation import fit_dawid_skene
 from feature_platform.web import render
@@ -36,7 +37,9 @@ def review(request: Request) -> Response:
     accuracy_note = "" if ran or fit is None else fit.reason
     items = []
     for row in conflicts.head(20).itertuples():
-        task = queue.get(row.task_id)
+        task = program.store.privacy.redact_task(
+            queue.get(row.task_id), Actor(person.name, "session"), purpose="web:review"
+        )
         given = all_answers[all_answers["task_id"] == row.task_id]
         items.append(
             {

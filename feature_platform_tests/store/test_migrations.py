@@ -243,3 +243,29 @@ def test_programs_published_before_0005_run_their_newest_version(tmp_path: Path)
     assert TemplateRegistry(engine).current("wine") == "v10"  # by number, not by text
     assert_matches_definitions(engine)
     engine.dispose()
+
+
+def test_a_database_at_0005_gets_label_set_versions(database_url: str) -> None:
+    """0008: tasks, answers and decisions made before are in label set version 1; snapshots
+    made before state no version; the upgraded database takes a label set change."""
+    from feature_platform.labeling.label_sets import LabelChange, LabelSets
+
+    before = baseline_database(database_url, stamped=True, revision="0005_template_current")
+    engine = create_engine(database_url)
+    assert migrations.upgrade(engine) == ("0005_template_current", migrations.head())
+    assert_rows_kept(engine, before)
+    assert_matches_definitions(engine)
+    with engine.connect() as conn:
+        for table in ("labeling_tasks", "labeling_answers", "label_adjudications"):
+            versions = conn.execute(sa.text(f"SELECT label_set_version FROM {table}")).scalars()
+            assert list(versions) == [1] * ROWS, table
+        snapshots = conn.execute(sa.text("SELECT label_set_version FROM label_snapshots"))
+        assert snapshots.scalars().all() == [None] * ROWS
+    AnnotatorRegistry(engine).add("lou", "admin", actor="lou")
+    label_sets = LabelSets(engine, TaskQueue(engine))
+    evolution = label_sets.evolve(
+        "p", LabelChange.rename("k0", "zero"), initial_classes=["k0", "other"], actor="lou"
+    )
+    assert evolution.version.classes == ("zero", "other")
+    assert TaskQueue(engine).get("k0").classes == ["zero", "other"]
+    engine.dispose()

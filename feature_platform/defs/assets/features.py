@@ -3,6 +3,7 @@ lineage; and the observable version the program's training alias resolves to."""
 
 import dagster as dg
 
+from feature_platform.defs.assets.sources import privacy_metadata
 from feature_platform.defs.context import ProgramContext
 from feature_platform.defs.resources import StoreResource
 from feature_platform.programs.project import ensure_default_aliases
@@ -22,6 +23,7 @@ def build_feature_asset(ctx: ProgramContext, spec: FeatureSetSpec) -> dg.AssetsD
         code_version=spec.fingerprint,
         description=f"Feature set {spec.id}: {spec.description}",
         tags={"feature_set": spec.name, "version": spec.version},
+        metadata=privacy_metadata(spec.tags),
         partitions_def=ctx.arrival_days,
     )
     def _feature_set(
@@ -53,6 +55,7 @@ def build_feature_asset(ctx: ProgramContext, spec: FeatureSetSpec) -> dg.AssetsD
                 "fingerprint": fsv.fingerprint,
                 "aliases": ", ".join(sorted(aliased)) or "-",
                 "definition": dg.MetadataValue.json(fsv.lineage()),
+                **privacy_metadata(spec.tags),
                 # Sources -> this version -> training sets and models built from it.
                 "lineage": dg.MetadataValue.md(fs.registry.lineage(fsv.id).to_markdown()),
             },

@@ -11,6 +11,7 @@ import pandas as pd
 from feature_platform.defs.assets.features import all_feature_days
 from feature_platform.defs.context import ProgramContext
 from feature_platform.defs.resources import MlflowResource, StoreResource
+from feature_platform.governance.privacy import trained_on_tagged_columns
 from feature_platform.learning import plots, rounds, stopping
 from feature_platform.learning.tracking import CHAMPION
 from feature_platform.learning.training import training_set_from_frame, training_set_to_frame
@@ -172,6 +173,10 @@ def build_round_assets(ctx: ProgramContext) -> list[dg.AssetsDefinition]:
                 "feature_set_version": built.feature_set.id,
                 "label_snapshot_id": built.label_snapshot_id,
                 "training_set_fingerprint": built.fingerprint,
+                "trained_on_tagged_columns": ", ".join(
+                    trained_on_tagged_columns(fs.privacy, built.feature_set)
+                )
+                or "none",
                 "model_version": tracked.label,
                 "mlflow_run_id": tracked.run_id,
                 "promoted": outcome.decision.promote,
@@ -204,7 +209,9 @@ def _round_pictures(fs, program, tracker, built, trained, as_of, round_name):  #
             folder / "confusion_matrix.png",
             y,
             trained.predict(X),
-            program.classes,
+            fs.label_sets.classes_at(
+                fs.labels.get(built.label_snapshot_id).label_set_version, program.classes
+            ),
             title=f"Confusion matrix, {round_name}",
         ),
     ]

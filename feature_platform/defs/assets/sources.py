@@ -1,11 +1,14 @@
 """A program's raw source by day of arrival, and its held-out evaluation labels: the declared
 source (CSV / Parquet / SQL / loader) read, split by its event time, one partition a day."""
 
+from collections.abc import Mapping, Sequence
+
 import dagster as dg
 import pandas as pd
 
 from feature_platform.defs.context import ProgramContext
 from feature_platform.defs.resources import StoreResource
+from feature_platform.programs.project import apply_privacy
 
 
 def days_in_window(context: dg.AssetExecutionContext) -> list[tuple[str, pd.Timestamp]]:
@@ -13,6 +16,17 @@ def days_in_window(context: dg.AssetExecutionContext) -> list[tuple[str, pd.Time
     window = context.partition_time_window
     days = pd.date_range(window.start, window.end, freq="D", inclusive="left")
     return [(day.strftime("%Y-%m-%d"), day) for day in days]
+
+
+def privacy_metadata(tags: Mapping[str, Sequence[str]]) -> dict[str, dg.MetadataValue]:
+    """An asset's tagged columns as definition metadata (seen in the UI before any run):
+    `column_tags` (JSON, column -> tags) and `tagged_columns` ("column: tag, ..." lines)."""
+    return {
+        "column_tags": dg.MetadataValue.json({c: list(t) for c, t in tags.items()}),
+        "tagged_columns": dg.MetadataValue.text(
+            "; ".join(f"{c}: {', '.join(t)}" for c, t in tags.items()) or "none"
+        ),
+    }
 
 
 def build_source_asset(ctx: ProgramContext) -> dg.AssetsDefinition:
@@ -27,6 +41,7 @@ def build_source_asset(ctx: ProgramContext) -> dg.AssetsDefinition:
                 kinds={"parquet", source.kind},
                 description=f"{ctx.name}: the declared {source.kind} source, one partition per "
                 f"day of arrival ({source.event_time}).",
+                metadata=privacy_metadata(source.columns_tags),
             ),
             dg.AssetSpec(
                 ctx.holdout_key,
@@ -40,6 +55,9 @@ def build_source_asset(ctx: ProgramContext) -> dg.AssetsDefinition:
     )
     def _source(context: dg.AssetExecutionContext, store: StoreResource):
         fs = store.for_program(ctx.name)
+        apply_privacy(
+            fs, ctx.definition.template
+        )  # the template's tags and policy, before any data
         raw = source.read()
         arrived = raw[source.event_time].dt.floor("D")
         by_day = {day: frame for day, frame in raw.groupby(arrived)}

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from feature_platform.governance.privacy import STAMP, ensure_redacted
 from feature_platform.labeling.imports import IncomingAnswer, parse_time
 from feature_platform.labeling.queue import Task
 
@@ -31,8 +32,10 @@ ANSWER_FIELDS = (
 
 
 def task_record(task: Task) -> dict[str, Any]:
-    """Everything an annotator or another tool needs to know about one task."""
-    return {
+    """Everything an annotator or another tool needs to know about one task (tagged values
+    the reader may not see already replaced by markers: see governance/privacy.py)."""
+    ensure_redacted(task)
+    record = {
         "task_id": task.id,
         "round": task.round,
         "sample_key": task.sample_key,
@@ -49,6 +52,9 @@ def task_record(task: Task) -> dict[str, Any]:
         "features": task.context.get("features_shown", {}),
         "created_at": task.created_at.isoformat(),
     }
+    if STAMP in task.context:
+        record["redacted"] = task.context[STAMP]["redacted"]
+    return record
 
 
 def tasks_to_jsonl(tasks: Iterable[Task]) -> str:

@@ -25,6 +25,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from feature_platform.errors import UnreadableFileError
+from feature_platform.governance.privacy import STAMP, ensure_redacted
 from feature_platform.labeling.imports import IncomingAnswer, parse_time
 from feature_platform.labeling.queue import Task
 
@@ -33,12 +34,15 @@ SYSTEM = "label-studio"
 
 def pixel_image(features: Mapping[str, Any], prefix: str = "p", zoom: int = 8) -> str | None:
     """A PNG data URL of features `p0..p{n-1}` laid out as a square grid (e.g. 8x8 digits),
-    dark ink on white; None when the features are not such a grid."""
+    dark ink on white; None when the features are not such a grid or a pixel is withheld (a
+    redacted marker: no picture may leak it)."""
     count = 0
     while f"{prefix}{count}" in features:
         count += 1
     side = math.isqrt(count)
     if count < 4 or side * side != count:
+        return None
+    if not all(isinstance(features[f"{prefix}{i}"], int | float) for i in range(count)):
         return None
     import matplotlib.image  # deferred: only exports with images pay for it
 
@@ -54,7 +58,7 @@ def pixel_image(features: Mapping[str, Any], prefix: str = "p", zoom: int = 8) -
 def task_to_label_studio(
     task: Task, *, from_name: str = "label", to_name: str = "image", with_image: bool = True
 ) -> dict[str, Any]:
-    features = task.context.get("features_shown", {})
+    features = ensure_redacted(task).context.get("features_shown", {})
     top = task.context.get("top_classes", [])
     data: dict[str, Any] = {
         "task_id": task.id,
@@ -101,6 +105,8 @@ def task_to_label_studio(
         "top_classes": top,
         "created_at": task.created_at.isoformat(),
     }
+    if STAMP in task.context:  # which values were withheld from whom (governance/privacy.py)
+        exported["meta"]["redacted"] = task.context[STAMP]["redacted"]
     return exported
 
 

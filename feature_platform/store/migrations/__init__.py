@@ -37,9 +37,11 @@ HERE = Path(__file__).parent
 TABLE_MODULES = (
     "feature_platform.governance.audit",
     "feature_platform.governance.credentials",
+    "feature_platform.governance.privacy",
     "feature_platform.governance.roles",
     "feature_platform.labeling.adjudication",
     "feature_platform.labeling.imports",
+    "feature_platform.labeling.label_sets",
     "feature_platform.labeling.label_store",
     "feature_platform.labeling.machine_labels",
     "feature_platform.labeling.queue",

@@ -2,8 +2,8 @@
 
 Skipped when already present (a database created by `create_all` after this change).
 
-Revision ID: 0008_api_tokens
-Revises: 0007_snapshot_sources
+Revision ID: 0010_api_tokens
+Revises: 0009_snapshot_sources
 Create Date: 2026-11-27
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_api_tokens"
-down_revision = "0007_snapshot_sources"
+revision = "0010_api_tokens"
+down_revision = "0009_snapshot_sources"
 branch_labels = None
 depends_on = None
 

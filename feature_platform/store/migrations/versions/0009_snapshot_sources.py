@@ -8,8 +8,8 @@
 Each step is skipped when already present (a database created by `create_all` after this
 change).
 
-Revision ID: 0007_snapshot_sources
-Revises: 0006_machine_labels
+Revision ID: 0009_snapshot_sources
+Revises: 0008_label_sets
 Create Date: 2026-11-27
 """
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_snapshot_sources"
-down_revision = "0006_machine_labels"
+revision = "0009_snapshot_sources"
+down_revision = "0008_label_sets"
 branch_labels = None
 depends_on = None
 
