@@ -234,3 +234,16 @@ def test_labels_snapshot_command_takes_sources(tmp_path, monkeypatch, capsys) ->
     assert snapshot.sources == {"human": 1.0, "rule:dark@f1": 0.5}
     assert main(["labels", "snapshot", "--source", "rule"]) == 2
     assert "expected KIND=WEIGHT" in capsys.readouterr().err
+
+
+def test_machine_labels_in_a_class_renamed_since_are_left_out(store: FeatureStore) -> None:
+    from feature_platform.labeling.label_sets import LabelChange
+
+    _people(store, {"s1": "cat"})
+    store.machine_labels.record([_vote("s1", "dog"), _vote("s2", "dog"), _vote("s3", "cat")])
+    store.label_sets.evolve(
+        "toy", LabelChange.rename("dog", "hound"), initial_classes=["cat", "dog"]
+    )
+    snapshot = store.labels.create_snapshot(sources={"human": 1.0, "rule": 5.0})
+    assert snapshot.labels.set_index("sample_key")["label"].to_dict() == {"s1": "cat", "s3": "cat"}
+    assert snapshot.source_votes["rule"] == 1
