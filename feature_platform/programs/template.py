@@ -36,6 +36,14 @@ stopping: {target_accuracy: null, kappa_threshold: 0.99, kappa_window: 3, platea
 promotion: {tolerance: 0.01}
 annotators: {pool: [alice, bob], roles: {bob: reviewer}}
 seed: 0
+auto_labels:                     # optional (off when absent): learning/auto_labels.py
+  enabled: true
+  target_precision: 0.99         # held-out precision bound the threshold must reach
+  confidence: 0.95               # level of that one-sided Clopper-Pearson bound
+  max_share: 0.2                 # at most this share of the round's unlabeled pool
+  high_stakes: ["yes"]           # classes never auto-labeled
+  review_fraction: 0.1           # share of each round's auto-labels people review
+  weight: 1.0                    # weight of model labels in label snapshots
 ```
 """
 
@@ -57,6 +65,7 @@ from feature_platform.names import InvalidNameError, check_name
 from feature_platform.programs.model import (
     DEFAULT_ESTIMATOR,
     DEFAULT_PROMOTION_TOLERANCE,
+    AutoLabelSettings,
     EstimatorImportError,
     Program,
     import_object,
@@ -92,6 +101,8 @@ TOP_LEVEL = (
     "training_features",
     "labeling_features",
     "labels",
+    # Optional and not in DEFAULTS, so templates without it keep their fingerprint.
+    "auto_labels",
     *DEFAULTS,
 )
 SOURCE_KEYS = (
@@ -259,6 +270,7 @@ class ProgramTemplate:
             promotion_tolerance=float(doc["promotion"]["tolerance"]),
             instructions=str(doc["labels"].get("instructions", "")),
             template_version=version,
+            auto_labels=AutoLabelSettings.from_mapping(doc.get("auto_labels")),
         )
         return program.replace(**overrides) if overrides else program
 
@@ -321,6 +333,10 @@ class ProgramTemplate:
         if not isinstance(tolerance, int | float) or tolerance < 0:
             err("promotion.tolerance", f"expected a number >= 0, got {tolerance!r}")
         self._check_annotators(resolved.get("annotators"), err)
+        for key, message in AutoLabelSettings.problems(
+            resolved.get("auto_labels"), classes or None
+        ):
+            err(f"auto_labels.{key}" if key else "auto_labels", message)
         return errors
 
     def check(self, check_data: bool = True, where: str | None = None) -> ProgramTemplate:
