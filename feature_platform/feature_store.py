@@ -90,8 +90,8 @@ class FeatureStore:
         self.online = OnlineStore(self.engine)
         self.sources = SourceStore(self.settings.home / "sources")
         self.queue = TaskQueue(self.engine, self.registry.people)
-        self.labels = LabelStore(self.engine, self.queue)
         self.machine_labels = MachineLabelStore(self.engine)
+        self.labels = LabelStore(self.engine, self.queue, self.machine_labels)
         self.round_attempts = RoundAttempts(self.engine, self.registry.people)
         self._plans: dict[tuple, _Plan] = {}
         self._plans_lock = threading.Lock()

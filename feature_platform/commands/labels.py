@@ -54,6 +54,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     snapshot = commands.add_parser("snapshot", help="freeze the current labels under a new id")
     snapshot.add_argument("--method", default="majority", help="majority or dawid_skene")
     snapshot.add_argument("--note", default="")
+    snapshot.add_argument(
+        "--source",
+        dest="sources",
+        action="append",
+        default=None,
+        metavar="KIND=WEIGHT",
+        help="use a label source with a weight (repeat): human, model, rule, feedback or an "
+        "exact source such as rule:dark_center@<fingerprint>; default human=1 (people only)",
+    )
     snapshot.set_defaults(handler=run_snapshot)
 
 
@@ -189,15 +198,27 @@ def run_agreement(args: argparse.Namespace) -> int:
 
 
 def run_snapshot(args: argparse.Namespace) -> int:
-    snapshot = _store().labels.create_snapshot(method=args.method, note=args.note)
+    from feature_platform.errors import InvalidArgumentError
+
+    sources = None
+    if args.sources:
+        sources = {}
+        for item in args.sources:
+            key, sep, weight = item.rpartition("=")
+            if not sep or not key:
+                raise InvalidArgumentError(f"--source {item!r}: expected KIND=WEIGHT.")
+            sources[key] = weight
+    snapshot = _store().labels.create_snapshot(method=args.method, note=args.note, sources=sources)
     # Dawid-Skene falls back to majority vote when no sample has two answers: say so.
     fallback = (
         f" (ran {snapshot.method_used}: {snapshot.method_note})"
         if snapshot.method_used != snapshot.method
         else ""
     )
+    machine = {k: n for k, n in snapshot.label_kind_counts.items() if k != "human"}
+    beyond = "".join(f", plus {n} from {kind} labels" for kind, n in machine.items())
     print(
-        f"label snapshot {snapshot.id} ({snapshot.method}): {len(snapshot.labels)} labels "
-        f"from {snapshot.answer_count} answers{fallback}"
+        f"label snapshot {snapshot.id} ({snapshot.method}): {len(snapshot.human_labels)} "
+        f"labels from {snapshot.answer_count} answers{beyond}{fallback}"
     )
     return 0

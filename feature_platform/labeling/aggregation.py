@@ -4,6 +4,12 @@ Every aggregator takes the answers frame (`TaskQueue.answers()`: at least sample
 annotator, label, answered_at) and returns one row per sample with LABEL_COLUMNS, plus a
 `confidence` column (how sure the method is of its label, in [0, 1]). The same answers always
 give the same labels: no randomness, ties broken by documented rules.
+
+An optional `weight` column (default 1 per answer) says how much each answer counts: label
+snapshots that mix people's answers with machine labels (model, rule, feedback) weigh each
+source kind. Majority vote sums weights; Dawid-Skene counts a weight-w answer as w answers in
+both the confusion estimates and the posteriors (a weighted likelihood). All weights 1 is the
+unweighted method exactly.
 """
 
 from __future__ import annotations
@@ -19,8 +25,12 @@ CONFIDENCE = "confidence"
 MIN_OVERLAP = 10
 
 
+WEIGHT = "weight"
+
+
 def _prepared(answers: pd.DataFrame) -> pd.DataFrame:
     frame = answers[["sample_key", "annotator", "label", "answered_at"]].copy()
+    frame[WEIGHT] = answers[WEIGHT].astype(float).to_numpy() if WEIGHT in answers.columns else 1.0
     frame["sample_key"] = frame["sample_key"].astype(str)
     frame["label"] = frame["label"].astype(str)
     frame["answered_at"] = pd.to_datetime(frame["answered_at"], utc=True)
@@ -56,19 +66,20 @@ def _finish(frame: pd.DataFrame, chosen: pd.Series, confidence: pd.Series) -> pd
 
 
 def majority_vote(answers: pd.DataFrame) -> pd.DataFrame:
-    """One label per sample: the most frequent answer.
+    """One label per sample: the most frequent answer (the most weight, with a `weight` column).
 
     Tie-break (documented, replayable): among tied labels, the one whose first answer arrived
     earliest wins; equal arrival times fall back to the label's text order. `agreement` is the
     winning label's share of the answers; `labeled_at` is when the last answer arrived (the
-    moment the label became known, used for point-in-time joins). `confidence` = agreement.
+    moment the label became known, used for point-in-time joins). `confidence` = agreement
+    (with weights: the winning label's share of the weight).
     """
     if answers.empty:
         return _empty()
     frame = _prepared(answers)
     votes = (
         frame.groupby(["sample_key", "label"], sort=True)
-        .agg(votes=("label", "size"), first_at=("answered_at", "min"))
+        .agg(votes=(WEIGHT, "sum"), first_at=("answered_at", "min"))
         .reset_index()
         .sort_values(
             ["sample_key", "votes", "first_at", "label"],
@@ -77,7 +88,7 @@ def majority_vote(answers: pd.DataFrame) -> pd.DataFrame:
         )
     )
     winners = votes.drop_duplicates("sample_key", keep="first").set_index("sample_key")
-    counts = frame.groupby("sample_key").size()
+    counts = frame.groupby("sample_key")[WEIGHT].sum()
     return _finish(frame, winners["label"], winners["votes"] / counts)
 
 
@@ -169,15 +180,17 @@ def fit_dawid_skene(
     item_idx = np.searchsorted(items, frame["sample_key"].to_numpy())
     rater_idx = np.searchsorted(raters, frame["annotator"].astype(str).to_numpy())
     label_idx = np.searchsorted(classes, frame["label"].to_numpy())
+    weight = frame[WEIGHT].to_numpy(dtype=float)
     n_items, n_raters, n_classes = len(items), len(raters), len(classes)
     shrinkage = float(n_classes) if shrinkage is None else shrinkage
 
     posterior = np.zeros((n_items, n_classes))
-    np.add.at(posterior, (item_idx, label_idx), 1.0)
+    np.add.at(posterior, (item_idx, label_idx), weight)
     posterior /= posterior.sum(axis=1, keepdims=True)
     # Answers on samples answered more than once: the only evidence about annotators.
     on_shared = per_item.reindex(frame["sample_key"]).to_numpy() >= 2
     s_rater, s_item, s_label = rater_idx[on_shared], item_idx[on_shared], label_idx[on_shared]
+    s_weight = weight[on_shared]
     has_overlap = np.bincount(s_rater, minlength=n_raters) > 0
     diagonal = np.arange(n_classes)
 
@@ -195,7 +208,7 @@ def fit_dawid_skene(
         priors = (posterior.sum(axis=0) + smoothing) / (n_items + smoothing * n_classes)
         counts = np.zeros((n_raters, n_classes, n_classes))
         # counts[r, true, answered] += P(item's true class = true) for each shared answer
-        np.add.at(counts, (s_rater, slice(None), s_label), posterior[s_item])
+        np.add.at(counts, (s_rater, slice(None), s_label), posterior[s_item] * s_weight[:, None])
         total = counts.sum(axis=(1, 2))
         pooled = float(np.trace(counts.sum(axis=0)) / total.sum())
         overall = np.where(
@@ -210,7 +223,7 @@ def fit_dawid_skene(
         confusion[~has_overlap] = one_coin(np.full((~has_overlap).sum(), pooled)) + smoothing
         confusion /= confusion.sum(axis=2, keepdims=True)
         log_post = np.tile(np.log(priors), (n_items, 1))
-        np.add.at(log_post, item_idx, np.log(confusion[rater_idx, :, label_idx]))
+        np.add.at(log_post, item_idx, weight[:, None] * np.log(confusion[rater_idx, :, label_idx]))
         log_post -= log_post.max(axis=1, keepdims=True)
         updated = np.exp(log_post)
         updated /= updated.sum(axis=1, keepdims=True)
@@ -269,7 +282,11 @@ def _overlap_reason(shared: int, n_items: int, alone: np.ndarray, pooled: float)
 def _majority_fit(answers: pd.DataFrame, frame: pd.DataFrame, reason: str) -> DawidSkeneFit:
     """The majority vote dressed as a fit: posteriors are the vote shares, priors the answer
     shares, no confusion matrices (nothing was estimated)."""
-    shares = pd.crosstab(frame["sample_key"], frame["label"], normalize="index")
+    shares = pd.crosstab(
+        frame["sample_key"], frame["label"], values=frame[WEIGHT], aggfunc="sum"
+    ).fillna(0.0)
+    shares = shares.div(shares.sum(axis=1), axis=0)
+    shares.columns.name = "label"
     shares.index.name = "sample_key"
     return DawidSkeneFit(
         labels=majority_vote(answers),

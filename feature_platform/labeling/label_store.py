@@ -4,25 +4,43 @@ A snapshot records the aggregation method that produced it; each of its rows rec
 its label came from that method or from a reviewer's decision (which overrides it), and with
 what confidence. Rows are written once and never updated; reading a snapshot re-checks its
 content hash, so a snapshot changed behind the platform's back is refused, not trained on.
+
+A snapshot may also use labels no person gave (`machine_labels.py`: a model's auto-labels, weak
+rules' votes, downstream feedback): `sources` maps source kinds (or one exact source, e.g.
+`rule:dark_center@<fingerprint>`) to weights. Each machine source votes like one more
+annotator named by its source string, so Dawid-Skene estimates an accuracy for every rule,
+model version and feedback system. The snapshot records which sources and weights it used and
+how many votes each gave; each row records the kind behind its label (`human` whenever a
+person's answer or a reviewer supports it) and how many people answered, so metrics, agreement
+and budgets count people only.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import pandas as pd
 import sqlalchemy as sa
 
-from feature_platform.errors import FeaturePlatformError, closest
+from feature_platform.errors import FeaturePlatformError, InvalidArgumentError, closest
 from feature_platform.labeling.adjudication import Adjudications
 from feature_platform.labeling.aggregation import (
     AGGREGATORS,
     CONFIDENCE,
     LABEL_COLUMNS,
+    WEIGHT,
     aggregate,
+)
+from feature_platform.labeling.machine_labels import (
+    HUMAN,
+    MACHINE_KINDS,
+    SOURCE_KINDS,
+    MachineLabelStore,
 )
 from feature_platform.labeling.queue import ANSWERED, RESOLVED, TaskQueue
 from feature_platform.store.db import as_utc, create_tables, metadata, utcnow
@@ -66,6 +84,23 @@ snapshot_sources = sa.Table(
     sa.Column("confidence", sa.Float, nullable=False),
     sa.Column("adjudication_id", sa.Integer),
     sa.Column("reviewer", sa.String(200)),
+    # The source kind behind the label (human | model | rule | feedback) and how many people
+    # answered the sample; NULL on rows written before machine labels existed (all human).
+    sa.Column("label_source_kind", sa.String(20)),
+    sa.Column("n_human_answers", sa.Integer),
+)
+
+# Which sources (a kind or one exact source) a snapshot used, with what weight, how many votes
+# each gave and how many of the snapshot's labels its votes support. None for snapshots
+# written before machine labels existed: they used people's answers only, at weight 1.
+snapshot_source_weights = sa.Table(
+    "label_snapshot_source_weights",
+    metadata,
+    sa.Column("snapshot_id", sa.String(40), sa.ForeignKey("label_snapshots.id"), primary_key=True),
+    sa.Column("source", sa.String(260), primary_key=True),
+    sa.Column("weight", sa.Float, nullable=False),
+    sa.Column("n_votes", sa.Integer, nullable=False),
+    sa.Column("n_labels", sa.Integer, nullable=False),
 )
 
 DETAIL_COLUMNS = [
@@ -74,7 +109,11 @@ DETAIL_COLUMNS = [
     CONFIDENCE,
     "adjudication_id",
     "reviewer",
+    "label_source_kind",
+    "n_human_answers",
 ]
+_DECIDED_COLUMNS = DETAIL_COLUMNS[:-2]  # before each row's source kind is known
+DEFAULT_SOURCES = {HUMAN: 1.0}
 
 
 @dataclass(frozen=True)
@@ -87,11 +126,67 @@ class LabelSnapshot:
     content_hash: str
     method_used: str = ""  # the aggregation that actually ran (see `method_note`)
     method_note: str = ""  # why, when it differs from `method` or needs saying
+    # Source (kind, or one exact source string) -> weight used; votes each gave; how many
+    # labels its votes support.
+    sources: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_SOURCES))
+    source_votes: Mapping[str, int] = field(default_factory=dict)
+    source_labels: Mapping[str, int] = field(default_factory=dict)
+    # Per row: sample_key, label_source_kind, n_human_answers (same order as `labels`).
+    kinds: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def human_labels(self) -> pd.DataFrame:
+        """The rows whose label a person supports (an answer or a reviewer's decision): what
+        metrics, learning curves and budgets count."""
+        if self.kinds.empty:
+            return self.labels
+        human = set(self.kinds.loc[self.kinds["label_source_kind"] == HUMAN, "sample_key"])
+        return self.labels[self.labels["sample_key"].isin(human)]
+
+    @property
+    def label_kind_counts(self) -> dict[str, int]:
+        """How many labels each source kind stands behind (human first)."""
+        if self.kinds.empty:
+            return {HUMAN: len(self.labels)} if len(self.labels) else {}
+        counts = self.kinds["label_source_kind"].value_counts()
+        return {k: int(counts[k]) for k in SOURCE_KINDS if k in counts}
 
 
 def _content_hash(labels: pd.DataFrame) -> str:
     text = labels[["sample_key", "label"]].sort_values("sample_key").to_csv(index=False)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def resolve_sources(sources: Mapping[str, float] | None) -> dict[str, float]:
+    """Validate a snapshot's `sources`: keys are source kinds (SOURCE_KINDS) or exact machine
+    sources ("rule:<name>@<fingerprint>", ...); weights finite and > 0. None: people only."""
+    if sources is None:
+        return dict(DEFAULT_SOURCES)
+    if not isinstance(sources, Mapping) or not sources:
+        raise InvalidArgumentError(
+            f"sources must map source kinds {list(SOURCE_KINDS)} (or exact machine sources "
+            f"like 'rule:<name>@<fingerprint>') to weights; got {sources!r}."
+        )
+    resolved = {}
+    for key, weight in sources.items():
+        kind = str(key).split(":", 1)[0]
+        if key not in SOURCE_KINDS and not (kind in MACHINE_KINDS and ":" in str(key)):
+            raise InvalidArgumentError(
+                f"Unknown label source {key!r} in sources.{closest(str(key), SOURCE_KINDS)} "
+                f"Known kinds: {list(SOURCE_KINDS)} (or an exact source like "
+                f"'rule:<name>@<fingerprint>')."
+            )
+        try:
+            value = float(weight)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not math.isfinite(value) or value <= 0:
+            raise InvalidArgumentError(
+                f"Weight of label source {key!r} must be a finite number > 0 (leave a source "
+                f"out to not use it), got {weight!r}."
+            )
+        resolved[str(key)] = value
+    return resolved
 
 
 def apply_adjudications(
@@ -121,37 +216,58 @@ def apply_adjudications(
             }
         )
     if rows:
-        decided = pd.DataFrame(rows, columns=DETAIL_COLUMNS)
-        result = decided if result.empty else pd.concat([result[DETAIL_COLUMNS], decided])
+        decided = pd.DataFrame(rows, columns=_DECIDED_COLUMNS)
+        result = decided if result.empty else pd.concat([result[_DECIDED_COLUMNS], decided])
     result = result.sort_values("sample_key", ignore_index=True)
     result["n_answers"] = result["n_answers"].astype(int)
     result["labeled_at"] = pd.to_datetime(result["labeled_at"], utc=True)
-    return result[DETAIL_COLUMNS]
+    return result[_DECIDED_COLUMNS]
 
 
 class LabelStore:
     """Every answer stays in the queue's answer table; this freezes aggregations of them."""
 
-    def __init__(self, engine: sa.Engine, queue: TaskQueue) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        queue: TaskQueue,
+        machine_labels: MachineLabelStore | None = None,
+    ) -> None:
         self.engine = engine
         self.queue = queue
         self.adjudications = Adjudications(engine, queue)
-        create_tables(engine, label_snapshots, snapshot_labels, snapshot_sources)
+        self.machine_labels = machine_labels or MachineLabelStore(engine)
+        create_tables(
+            engine, label_snapshots, snapshot_labels, snapshot_sources, snapshot_source_weights
+        )
 
     def create_snapshot(
-        self, method: str = "majority", note: str = "", *, adjudicate: bool = True
+        self,
+        method: str = "majority",
+        note: str = "",
+        *,
+        adjudicate: bool = True,
+        sources: Mapping[str, float] | None = None,
     ) -> LabelSnapshot:
         """Aggregate every complete task's answers with `method` (see AGGREGATORS), let reviewer
         decisions override (unless `adjudicate=False`), and freeze the result under a new id.
 
         Tasks still waiting for answers are left out (their partial votes would change) unless
         a reviewer decided their sample. Complete tasks move to `resolved`.
+
+        `sources` (default `{"human": 1.0}`: people's answers only) maps source kinds
+        (`human`, `model`, `rule`, `feedback`) or exact machine sources to weights. Machine
+        labels of the listed sources that are not withdrawn vote as annotators named by their
+        source (one vote per source and sample: its latest), weighted: majority vote sums
+        weights, Dawid-Skene counts a weight-w vote as w votes (see `aggregation`). An exact
+        source's weight overrides its kind's. A reviewer's decision still overrides everything.
         """
         if method not in AGGREGATORS:
             raise FeaturePlatformError(
                 f"Unknown aggregation {method!r}.{closest(method, AGGREGATORS)} "
                 f"Known: {sorted(AGGREGATORS)}."
             )
+        weights = resolve_sources(sources)
         complete = {t.id for t in self.queue.tasks(state=ANSWERED)} | {
             t.id for t in self.queue.tasks(state=RESOLVED)
         }
@@ -159,9 +275,24 @@ class LabelStore:
         answers = every_answer[every_answer["task_id"].isin(complete)]
         decisions = self.adjudications.latest() if adjudicate else self.adjudications.all()[:0]
         decided = every_answer[every_answer["sample_key"].isin(set(decisions["sample_key"]))]
-        aggregated = aggregate(method, answers)
-        labels = apply_adjudications(aggregated.labels, decided, decisions)
+        if HUMAN not in weights:
+            answers = answers[:0]
+        machine = self._machine_votes(weights)
+        votes = pd.concat(
+            [_human_votes(answers, weights.get(HUMAN, 1.0)), machine], ignore_index=True
+        )
+        decided_keys = set(decisions["sample_key"])
+        decided_votes = pd.concat(
+            [
+                _human_votes(decided, 1.0),
+                machine[machine["sample_key"].isin(decided_keys)],
+            ],
+            ignore_index=True,
+        )
+        aggregated = aggregate(method, votes)
+        labels = apply_adjudications(aggregated.labels, decided_votes, decisions)
         used = pd.concat([answers, decided]).drop_duplicates("answer_id")
+        labels, source_rows = _label_kinds(labels, votes, decided_votes, weights, len(used))
         snapshot_id = f"ls-{uuid.uuid4().hex[:12]}"
         created = utcnow()
         content_hash = _content_hash(labels)
@@ -207,15 +338,71 @@ class LabelStore:
                             if pd.isna(r["adjudication_id"])
                             else int(r["adjudication_id"]),
                             "reviewer": None if pd.isna(r["reviewer"]) else r["reviewer"],
+                            "label_source_kind": r["label_source_kind"],
+                            "n_human_answers": int(r["n_human_answers"]),
                         }
                         for r in rows
                     ],
                 )
+            conn.execute(
+                snapshot_source_weights.insert(),
+                [{"snapshot_id": snapshot_id, **row} for row in source_rows],
+            )
         self.queue.mark_resolved(sorted(complete))
         return self.get(snapshot_id)
 
+    def votes(self, sources: Mapping[str, float] | None = None) -> pd.DataFrame:
+        """What a snapshot with `sources` would aggregate, before reviewers' decisions: the
+        answers of complete tasks (when `human` is listed) and the machine votes, as answers
+        (sample_key, annotator, label, answered_at, weight, source_kind). Fit Dawid-Skene on
+        it to estimate each source's accuracy (`aggregation.fit_dawid_skene`)."""
+        weights = resolve_sources(sources)
+        human = _human_votes(self._complete_answers(), weights[HUMAN]) if HUMAN in weights else None
+        machine = self._machine_votes(weights)
+        return machine if human is None else pd.concat([human, machine], ignore_index=True)
+
+    def _complete_answers(self) -> pd.DataFrame:
+        complete = {t.id for t in self.queue.tasks(state=ANSWERED)} | {
+            t.id for t in self.queue.tasks(state=RESOLVED)
+        }
+        answers = self.queue.answers()
+        return answers[answers["task_id"].isin(complete)]
+
+    def _machine_votes(self, weights: Mapping[str, float]) -> pd.DataFrame:
+        """The machine labels `weights` asks for, as answers: annotator = source, one vote per
+        (source, sample) (its latest), weight from the exact source or else its kind."""
+        kinds = sorted({key.split(":", 1)[0] for key in weights} & set(MACHINE_KINDS))
+        if not kinds:
+            return _votes_frame()
+        stored = self.machine_labels.labels(kinds)
+        weight = stored["source"].map(lambda s: weights.get(s))
+        weight = weight.fillna(stored["source_kind"].map(lambda k: weights.get(k)))
+        stored = stored.assign(**{WEIGHT: weight})[weight.notna()]
+        stored = stored.drop_duplicates(["source", "sample_key"], keep="last")
+        return _votes_frame(
+            sample_key=stored["sample_key"].astype(str),
+            annotator=stored["source"],
+            label=stored["label"].astype(str),
+            answered_at=stored["created_at"],
+            weight=stored[WEIGHT].astype(float),
+            source_kind=stored["source_kind"],
+        )
+
     def get(self, snapshot_id: str) -> LabelSnapshot:
         head, labels = self._read(snapshot_id)
+        with self.engine.connect() as conn:
+            used = conn.execute(
+                sa.select(snapshot_source_weights)
+                .where(snapshot_source_weights.c.snapshot_id == snapshot_id)
+                .order_by(snapshot_source_weights.c.source)
+            ).all()
+        if used:
+            sources = {r.source: float(r.weight) for r in used}
+            votes = {r.source: int(r.n_votes) for r in used}
+            supported = {r.source: int(r.n_labels) for r in used}
+        else:  # written before machine labels existed: people only
+            sources, votes = dict(DEFAULT_SOURCES), {HUMAN: int(head.answer_count)}
+            supported = {HUMAN: len(labels)}
         return LabelSnapshot(
             id=head.id,
             created_at=as_utc(head.created_at),
@@ -225,6 +412,12 @@ class LabelStore:
             content_hash=head.content_hash,
             method_used=head.method_used or head.method,
             method_note=head.method_note or "",
+            sources=sources,
+            source_votes=votes,
+            source_labels=supported,
+            kinds=labels[["sample_key", "label_source_kind", "n_human_answers"]].reset_index(
+                drop=True
+            ),
         )
 
     def details(self, snapshot_id: str) -> pd.DataFrame:
@@ -248,6 +441,8 @@ class LabelStore:
                     snapshot_sources.c.confidence,
                     snapshot_sources.c.adjudication_id,
                     snapshot_sources.c.reviewer,
+                    snapshot_sources.c.label_source_kind,
+                    snapshot_sources.c.n_human_answers,
                 )
                 .outerjoin(
                     snapshot_sources,
@@ -262,6 +457,11 @@ class LabelStore:
             rows = conn.execute(query).mappings().all()
         labels = pd.DataFrame(rows, columns=DETAIL_COLUMNS)
         labels["labeled_at"] = pd.to_datetime(labels["labeled_at"], utc=True)
+        # Rows written before machine labels existed: every label came from people.
+        labels["label_source_kind"] = labels["label_source_kind"].fillna(HUMAN)
+        labels["n_human_answers"] = (
+            labels["n_human_answers"].fillna(labels["n_answers"]).astype(int)
+        )
         if _content_hash(labels) != head.content_hash or len(labels) != head.label_count:
             raise FeaturePlatformError(
                 f"Label snapshot {snapshot_id} does not match the content hash recorded when it "
@@ -302,3 +502,75 @@ class LabelStore:
         frame["method_used"] = frame["method_used"].fillna(frame["method"])
         frame["method_note"] = frame["method_note"].fillna("")
         return frame
+
+
+VOTE_COLUMNS = ["sample_key", "annotator", "label", "answered_at", WEIGHT, "source_kind"]
+
+
+def _votes_frame(**columns: pd.Series) -> pd.DataFrame:
+    if not columns:
+        return pd.DataFrame(columns=VOTE_COLUMNS)
+    return pd.DataFrame({c: columns[c].to_numpy() for c in VOTE_COLUMNS})
+
+
+def _human_votes(answers: pd.DataFrame, weight: float) -> pd.DataFrame:
+    if answers.empty:
+        return _votes_frame()
+    return _votes_frame(
+        sample_key=answers["sample_key"].astype(str),
+        annotator=answers["annotator"].astype(str),
+        label=answers["label"].astype(str),
+        answered_at=pd.to_datetime(answers["answered_at"], utc=True),
+        weight=pd.Series(weight, index=answers.index, dtype=float),
+        source_kind=pd.Series(HUMAN, index=answers.index),
+    )
+
+
+def _label_kinds(
+    labels: pd.DataFrame,
+    votes: pd.DataFrame,
+    decided_votes: pd.DataFrame,
+    weights: Mapping[str, float],
+    human_answers: int,
+) -> tuple[pd.DataFrame, list[dict]]:
+    """Each row's `label_source_kind` (human when a person's answer or a reviewer supports the
+    label, else the machine kind giving it the most weight) and `n_human_answers`; and per
+    source in `weights`: votes given and labels supported."""
+    every = pd.concat([votes, decided_votes], ignore_index=True).drop_duplicates(
+        ["sample_key", "annotator", "label", "answered_at"]
+    )
+    chosen = labels.set_index("sample_key")["label"]
+    every = every.assign(chosen=every["sample_key"].map(chosen))
+    supporting = every[every["label"] == every["chosen"]]
+    human = every[every["source_kind"] == HUMAN].groupby("sample_key").size()
+    weight_by_kind = supporting.groupby(["sample_key", "source_kind"])[WEIGHT].sum()
+    order = {kind: i for i, kind in enumerate(SOURCE_KINDS)}
+
+    def kind_of(row: pd.Series) -> str:
+        if row["source"] == ADJUDICATION or (row["sample_key"], HUMAN) in weight_by_kind.index:
+            return HUMAN
+        if row["sample_key"] not in weight_by_kind.index.get_level_values(0):
+            return HUMAN if human.get(row["sample_key"], 0) else MACHINE_KINDS[0]
+        given = weight_by_kind.loc[row["sample_key"]]
+        return min(given.index, key=lambda k: (-given[k], order[k]))
+
+    labels = labels.assign(
+        label_source_kind=labels.apply(kind_of, axis=1) if len(labels) else [],
+        n_human_answers=labels["sample_key"].map(human).fillna(0).astype(int)
+        if len(labels)
+        else [],
+    )
+    rows = []
+    for key, weight in sorted(weights.items()):
+        if key == HUMAN:
+            n_votes = human_answers
+            n_labels = int((labels["label_source_kind"] == HUMAN).sum())
+        else:
+            column = "source_kind" if key in SOURCE_KINDS else "annotator"
+            n_votes = int((votes[column] == key).sum())
+            mine = supporting[supporting[column] == key]
+            n_labels = int(mine["sample_key"].nunique())
+        rows.append(
+            {"source": key, "weight": float(weight), "n_votes": int(n_votes), "n_labels": n_labels}
+        )
+    return labels, rows

@@ -18,7 +18,7 @@ import pandas as pd
 from feature_platform.errors import FeaturePlatformError
 from feature_platform.feature_store import FeatureStore
 from feature_platform.labeling.label_store import LabelSnapshot
-from feature_platform.labeling.machine_labels import MODEL
+from feature_platform.labeling.machine_labels import HUMAN, MODEL
 from feature_platform.labeling.queue import (
     ANSWERED,
     LEASED,
@@ -238,26 +238,65 @@ def holdout(store: FeatureStore, program: Program, training_set: TrainingSet, as
 def freeze_training_set(
     store: FeatureStore, program: Program, round_name: str
 ) -> tuple[LabelSnapshot, TrainingSet]:
-    """Freeze every complete answer into a label snapshot and join it with the features."""
+    """Freeze every complete answer into a label snapshot and join it with the features. A
+    program with auto-labels adds the model's labels in force, weighted `auto_labels.weight`
+    (`{"human": 1.0, "model": w}`); people's labels are still the only ones counted."""
     if not round_complete(store, round_name):
         raise FeaturePlatformError(
             f"{round_name} is not fully answered yet: {store.queue.counts(round_name)}."
         )
     version = round_feature_version(store, program, round_name)
+    sources = None
     if program.auto_labels.enabled:
         # People's review verdicts withdraw the auto-labels they rejected before the freeze.
         auto_labels.apply_review_verdicts(store)
-    snapshot = store.labels.create_snapshot(note=round_name)
+        sources = {HUMAN: 1.0, MODEL: program.auto_labels.weight}
+    snapshot = store.labels.create_snapshot(note=round_name, sources=sources)
     return snapshot, build_training_set(store, snapshot, version)
 
 
 def train_and_evaluate(
     store: FeatureStore, program: Program, training_set: TrainingSet, as_of: datetime
 ) -> tuple[Any, dict[str, float]]:
-    """Train on the set and score the model on the held-out split as of `as_of`."""
+    """Train on the set and score the model on the held-out split as of `as_of`.
+
+    The `labels` metric (the learning curve's x-axis, what stopping rules and dashboards
+    read) counts the labels people stand behind; machine labels the model also trained on are
+    `machine_labels`, logged only when there are any."""
     model = train(training_set, estimator=program.build_estimator())
     X, y = holdout(store, program, training_set, as_of)  # noqa: N806
-    return model, evaluate(model, X, y) | {"labels": float(len(training_set.frame))}
+    human, machine = label_counts(store, training_set)
+    counts = {"labels": float(human)} | ({"machine_labels": float(machine)} if machine else {})
+    return model, evaluate(model, X, y) | counts
+
+
+def label_counts(store: FeatureStore, training_set: TrainingSet) -> tuple[int, int]:
+    """(labels a person supports, machine-only labels) among the training set's rows."""
+    snapshot = store.labels.get(training_set.label_snapshot_id)
+    human = set(snapshot.human_labels["sample_key"].astype(str))
+    keys = training_set.frame[training_set.entity].astype(str)
+    n_human = int(keys.isin(human).sum())
+    return n_human, len(keys) - n_human
+
+
+def snapshot_source_params(snapshot: LabelSnapshot) -> tuple[dict[str, str], dict[str, str]]:
+    """MLflow params and tags saying which label sources a run's snapshot used: params
+    `label_sources` (source=weight, ...) and `label_weight_<kind>`; tags `label_votes` (votes
+    per source) and `label_kinds` (labels per source kind)."""
+
+    def listed(mapping: Mapping[str, Any]) -> str:
+        return ", ".join(f"{key}={value}" for key, value in sorted(mapping.items()))
+
+    params = {"label_sources": listed(snapshot.sources)} | {
+        f"label_weight_{key}": str(weight)
+        for key, weight in snapshot.sources.items()
+        if ":" not in key
+    }
+    tags = {
+        "label_votes": listed(snapshot.source_votes),
+        "label_kinds": listed(snapshot.label_kind_counts),
+    }
+    return params, tags
 
 
 def retrain(store: FeatureStore, program: Program, round_name: str) -> TrainedRound:
@@ -410,11 +449,13 @@ def run_training_round(
     as_of = snapshot.created_at
     pinned = program.pinned(training_set.feature_set.id)
     model, metrics = train_and_evaluate(store, pinned, training_set, as_of)
+    source_params, source_tags = snapshot_source_params(snapshot)
     tracked = tracker.log_model(
         model,
-        params=program.params(),
+        params={**program.params(), **source_params},
         metrics=metrics,
         tags={
+            **source_tags,
             "feature_set_version": training_set.feature_set.id,
             "label_snapshot_id": training_set.label_snapshot_id,
             "training_set_fingerprint": training_set.fingerprint,
