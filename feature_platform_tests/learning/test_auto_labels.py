@@ -98,10 +98,15 @@ def test_selection_respects_high_stakes_threshold_and_cap() -> None:
             "confidence": [0.99, 0.999, 0.98, 0.97, 0.5, 0.995, 0.9999, 0.96, 0.7, 0.991],
         }
     )
-    chosen = select_auto_labels(pool, 0.96, high_stakes=["1"], cap=3)
-    assert chosen["sample_key"].tolist() == ["5", "9", "0"]  # most confident first
+    # Eligible (>= 0.96, not class 1): '2': 5 (0.995), 2 (0.98); '0': 9 (0.991), 0 (0.99),
+    # 7 (0.96). A cap of 4 over two classes: the two most confident of each.
+    chosen = select_auto_labels(pool, 0.96, high_stakes=["1"], cap=4)
+    assert chosen["sample_key"].tolist() == ["5", "9", "0", "2"]  # most confident first
     assert "1" not in set(chosen["predicted"])
+    assert select_auto_labels(pool, 0.96, ["1"], cap=3)["sample_key"].tolist() == ["5", "9"]
+    assert select_auto_labels(pool, 0.96, ["1"], cap=1)["sample_key"].tolist() == ["5"]
     assert select_auto_labels(pool, 0.96, ["1"], cap=0).empty
+    assert len(auto_labels.eligible_auto_labels(pool, 0.96, ["1"])) == 5
 
 
 # -- the round: real stores -------------------------------------------------------------------
