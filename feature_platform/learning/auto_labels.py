@@ -413,13 +413,17 @@ def _record(row: sa.Row) -> AutoLabelRound:
     return AutoLabelRound(**values)
 
 
-def _adapt(
+def adapt_raise_steps(
     settings: AutoLabelSettings,
     previous: AutoLabelRound | None,
     reviewed: int,
     confirmed: int,
-    lower: float,
 ) -> tuple[int, str]:
+    """The next round's raise steps (see `adapted_threshold`) and why they changed, from the
+    review verdicts so far (`reviewed`, `confirmed`) and the previous round's record: one up
+    when the reviews since then confirm less than the target share, one down (to 0) when
+    every review so far bounds precision at the target."""
+    lower = precision_lower_bound(confirmed, reviewed, settings.confidence)
     steps = previous.raise_steps if previous else 0
     new_reviewed = reviewed - (previous.reviewed if previous else 0)
     new_confirmed = confirmed - (previous.confirmed if previous else 0)
@@ -465,9 +469,8 @@ def auto_label_round(
     lower = precision_lower_bound(confirmed, reviewed, settings.confidence)
     upper = precision_upper_bound(confirmed, reviewed, settings.confidence)
     history = rounds.all()
-    steps, adaptation = _adapt(
-        settings, history[-1] if history else None, reviewed, confirmed, lower
-    )
+    previous = history[-1] if history else None
+    steps, adaptation = adapt_raise_steps(settings, previous, reviewed, confirmed)
 
     classes = np.asarray(program.classes)
     proba = np.asarray(holdout_proba, dtype=float)

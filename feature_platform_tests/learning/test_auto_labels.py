@@ -109,6 +109,25 @@ def test_selection_respects_high_stakes_threshold_and_cap() -> None:
     assert len(auto_labels.eligible_auto_labels(pool, 0.96, ["1"])) == 5
 
 
+def test_the_threshold_steps_up_on_rejections_and_back_down_on_a_comfortable_margin() -> None:
+    settings = AutoLabelSettings(enabled=True, target_precision=0.99, confidence=0.95)
+    steps, why = auto_labels.adapt_raise_steps(settings, None, reviewed=10, confirmed=9)
+    assert steps == 1 and "9 of 10 new reviews" in why
+    previous = _record(raise_steps=1, reviewed=10, confirmed=9)
+    # 20 more reviews, all confirmed: no new rejection, but 29/30 bounds precision at ~0.85.
+    assert auto_labels.adapt_raise_steps(settings, previous, 30, 29) == (1, "")
+    # 670 more, all confirmed: 699/700 bounds it at 0.993 >= 0.99 -> one step back down.
+    steps, why = auto_labels.adapt_raise_steps(settings, previous, 700, 699)
+    assert steps == 0 and "lowered" in why
+    assert auto_labels.adapted_threshold(0.9, 0) == 0.9
+    assert auto_labels.adapted_threshold(0.9, 2) == pytest.approx(0.975)
+
+
+def _record(**values) -> auto_labels.AutoLabelRound:  # noqa: ANN003
+    fields = {f: None for f in auto_labels.ROUND_COLUMNS} | {"round": "round-001"}
+    return auto_labels.AutoLabelRound(**(fields | values))
+
+
 # -- the round: real stores -------------------------------------------------------------------
 
 SETTINGS = AutoLabelSettings(
