@@ -137,6 +137,35 @@ def ensure_default_aliases(store: FeatureStore) -> None:
     ensure(store, "digits", DEFAULT_ALIASES)
 
 
+# -- weak labeling rules (labeling/rules.py) --------------------------------------------------
+# Two honest heuristics on the scaled pixels (digits@v1): each votes on few samples and
+# abstains elsewhere. On the whole bundled set: `zero_ring` votes on 144 of 1797 samples, 97 %
+# of them zeros; `narrow_one` on 22, all ones. Not declared in digits.yaml (the shipped
+# program's rounds and figures stay as they were); add them under `rules:` to use them.
+
+
+def _images(features: pd.DataFrame) -> np.ndarray:
+    return features[PIXELS].to_numpy(dtype="float64").reshape(-1, 8, 8)
+
+
+def zero_ring(features: pd.DataFrame, params: Mapping[str, Any]) -> pd.Series:
+    """'0' when the centre is empty and both sides carry a stroke (a ring); else abstain."""
+    images = _images(features)
+    centre = images[:, 3:5, 3:5].mean(axis=(1, 2))
+    left = images[:, 2:6, 1:3].max(axis=2).mean(axis=1)
+    right = images[:, 2:6, 5:7].max(axis=2).mean(axis=1)
+    side = float(params.get("side", 0.5))
+    ring = (centre < float(params.get("centre", 0.1))) & (left > side) & (right > side)
+    return pd.Series(np.where(ring, "0", None), index=features.index)
+
+
+def narrow_one(features: pd.DataFrame, params: Mapping[str, Any]) -> pd.Series:
+    """'1' when ink covers at most `max_columns` columns (a single upright stroke)."""
+    columns = (_images(features).max(axis=1) > 0.3).sum(axis=1)
+    narrow = columns <= int(params.get("max_columns", 3))
+    return pd.Series(np.where(narrow, "1", None), index=features.index)
+
+
 TEMPLATE = Path(__file__).parent / "programs" / "digits.yaml"
 
 

@@ -35,6 +35,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     password.add_argument("name")
     password.set_defaults(handler=run_set_password)
+    token = commands.add_parser(
+        "token",
+        help="issue an API token acting as a person (for machine clients, e.g. feedback); "
+        "printed once, stored hashed",
+    )
+    token.add_argument("name")
+    token.add_argument("--label", default="", help="what the token is for")
+    token.set_defaults(handler=run_token)
+    revoke = commands.add_parser("revoke-tokens", help="revoke every API token of a person")
+    revoke.add_argument("name")
+    revoke.set_defaults(handler=run_revoke_tokens)
 
 
 def _registry():  # noqa: ANN202
@@ -103,4 +114,21 @@ def run_set_password(args: argparse.Namespace) -> int:
     Credentials(engine).set_password(args.name, password)
     end_sessions_of(engine, args.name)
     print(f"password set for {args.name}; their web sessions are signed out")
+    return 0
+
+
+def run_token(args: argparse.Namespace) -> int:
+    from feature_platform.governance.credentials import Credentials
+
+    # Acts as FP_USER (or the OS user): themselves, or an admin issuing one for someone else.
+    token = Credentials(_registry().engine).issue_token(args.name, args.label)
+    print(token)
+    return 0
+
+
+def run_revoke_tokens(args: argparse.Namespace) -> int:
+    from feature_platform.governance.credentials import Credentials
+
+    revoked = Credentials(_registry().engine).revoke_tokens(args.name)
+    print(f"{revoked} API token(s) of {args.name} revoked")
     return 0

@@ -65,6 +65,71 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     snapshot.set_defaults(handler=run_snapshot)
 
+    rules = commands.add_parser(
+        "rules",
+        help="a program's weak labeling rules: votes, coverage, estimated accuracy",
+        description="Per declared rule (current version): its weight, votes, coverage (votes "
+        "/ samples rules run on), Dawid-Skene's estimated accuracy (people's answers and "
+        "every machine source the program's snapshots use) and agreement with people's "
+        "majority. With --run, the rules vote first (idempotent per rule version and sample).",
+    )
+    rules.add_argument("--program", default=None, help="default: --program before, $FP_PROGRAM")
+    rules.add_argument("--run", action="store_true", help="run the rules and record their votes")
+    rules.set_defaults(handler=run_rules_report)
+
+    feedback = commands.add_parser(
+        "feedback",
+        help="take corrections from a downstream system (JSONL or CSV) as feedback labels",
+        description="Each event {event_id, sample_key, label, predicted, at, note} becomes a "
+        "label of source feedback:SYSTEM (not a person's answer). Rejected events (unknown or "
+        "held-out sample, label outside the label set, NaN, a re-sent event id with another "
+        "label) are printed with their reason and kept in quarantine. Re-sending an event is "
+        "recorded once. Exit status: 0 something taken, 1 nothing could be taken, 2 refused.",
+    )
+    feedback.add_argument("file", type=Path)
+    feedback.add_argument("--program", default=None, help="default: --program before, $FP_PROGRAM")
+    feedback.add_argument("--system", required=True, help="the system sending the feedback")
+    feedback.add_argument(
+        "--trust",
+        type=float,
+        default=None,
+        help="the system's weight in label snapshots, in (0, 1] (default: the program's "
+        "feedback_trust)",
+    )
+    feedback.add_argument(
+        "--review", action="store_true", help="also queue a review task per corrected sample"
+    )
+    feedback.set_defaults(handler=run_feedback)
+
+
+def _published_program(name: str | None):  # noqa: ANN202
+    """The program `name` (default $FP_PROGRAM) at its current published version, and its
+    stores."""
+    import os
+
+    from feature_platform.errors import FeaturePlatformError
+    from feature_platform.names import check_name
+    from feature_platform.programs.project import open_program_store, template_registry
+    from feature_platform.settings import Settings
+
+    name = name or os.environ.get("FP_PROGRAM")
+    if not name:
+        raise FeaturePlatformError("Which program? Give --program NAME (or set FP_PROGRAM).")
+    check_name(name, "program name")
+    platform = Settings.from_env(scoped=False)
+    registry = template_registry(platform)
+    try:
+        current = registry.current(name)
+        if current is None:
+            raise FeaturePlatformError(
+                f"Program {name!r} is not published; known: {registry.names()}."
+            )
+        published = registry.get(name, current)
+    finally:
+        registry.engine.dispose()
+    program = published.template().program(published.id)
+    return program, open_program_store(platform, name)
+
 
 def _store():  # noqa: ANN202 - deferred import keeps `--help` fast
     from feature_platform import FeatureStore, Settings
@@ -222,3 +287,53 @@ def run_snapshot(args: argparse.Namespace) -> int:
         f"labels from {snapshot.answer_count} answers{beyond}{fallback}"
     )
     return 0
+
+
+def run_rules_report(args: argparse.Namespace) -> int:
+    from feature_platform.governance.identity import current_actor
+    from feature_platform.labeling.rules import rule_report, run_rules
+    from feature_platform.names import printable
+
+    program, store = _published_program(args.program)
+    if not program.rules:
+        print(f"program {program.name} declares no rules (template key `rules:`)")
+        return 0
+    if args.run:
+        run = run_rules(store, program, actor=current_actor())
+        print(
+            f"rules ran on {run.samples} samples: {run.outcome.recorded} new votes, "
+            f"{run.outcome.duplicates} already recorded"
+        )
+    report = rule_report(store, program)
+    for line in report.to_string(index=False, float_format="%.3f").splitlines():
+        print(printable(line))
+    return 0
+
+
+def run_feedback(args: argparse.Namespace) -> int:
+    from feature_platform.governance.identity import current_actor
+    from feature_platform.labeling.feedback import import_feedback, read_feedback_file
+    from feature_platform.names import printable
+
+    events = read_feedback_file(args.file)
+    program, store = _published_program(args.program)
+    report = import_feedback(
+        store,
+        program,
+        events,
+        system=args.system,
+        trust=args.trust,
+        review=args.review,
+        source=str(args.file),
+        actor=current_actor(),
+    )
+    print(
+        printable(
+            f"feedback {report.import_id} from {report.system}: {len(report.accepted)} "
+            f"accepted, {len(report.duplicates)} already recorded, {len(report.quarantined)} "
+            f"quarantined, {report.review_tasks} review task(s) created"
+        )
+    )
+    for row in report.quarantined:
+        print(printable(f"  line {row.line}: {row.reason}"))
+    return 0 if report.accepted or report.duplicates or not events else 1

@@ -4,6 +4,11 @@ A hash is `scrypt(password, salt=16 random bytes, n=2**14, r=8, p=1)`, 32 bytes;
 are stored with it so they can be raised later without invalidating old hashes. Verification
 compares in constant time and, for an unknown name, still spends one scrypt so timing does not
 tell who exists. Who a person is and their role stay in the people registry (`roles.py`).
+
+API tokens let a machine client (e.g. a downstream system posting feedback) act as a person
+without a browser session: `fpt_` + 32 random bytes, shown once, stored only as a SHA-256
+hash (a token is random, not a password: no slow hash needed), revocable. The person's role
+decides what a token may do, like their session.
 """
 
 from __future__ import annotations
@@ -38,6 +43,22 @@ credentials = sa.Table(
 )
 
 
+api_tokens = sa.Table(
+    "governance_api_tokens",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, index=True),
+    sa.Column("label", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+)
+TOKEN_PREFIX = "fpt_"
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
 class WeakPasswordError(FeaturePlatformError):
     """A password too short or too long to accept."""
 
@@ -57,7 +78,7 @@ class Credentials:
         self.engine = engine
         self.registry = registry or AnnotatorRegistry(engine)
         self.audit: AuditLog = self.registry.audit
-        create_tables(engine, credentials)
+        create_tables(engine, credentials, api_tokens)
 
     def set_password(
         self,
@@ -123,3 +144,59 @@ class Credentials:
             return False
         candidate = _hash(password, bytes(row.salt), row.n, row.r, row.p)
         return hmac.compare_digest(candidate, bytes(row.hash))
+
+    # -- API tokens ------------------------------------------------------------------------
+
+    def _may_manage(self, name: str, acting: Actor, what: str) -> None:
+        if acting.name != name or acting.is_system:
+            try:
+                self.registry.require(acting, "manage_people")
+            except PermissionDeniedError as exc:
+                raise PermissionDeniedError(
+                    f"{acting.name!r} may not {what} for {name!r}: only they or an admin "
+                    f"may. ({exc})"
+                ) from exc
+
+    def issue_token(self, name: str, label: str = "", *, actor: Actor | str | None = None) -> str:
+        """A new API token acting as `name` (registered), returned once; audited."""
+        self.registry.get(name)
+        acting = as_actor(actor)
+        self._may_manage(name, acting, "issue an API token")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        with self.engine.begin() as conn:
+            conn.execute(
+                api_tokens.insert().values(
+                    id_hash=_token_hash(token),
+                    name=name,
+                    label=label[:200],
+                    created_at=utcnow(),
+                    revoked_at=None,
+                )
+            )
+            self.audit.record(acting, "person.issue_token", name, {"label": label}, conn=conn)
+        return token
+
+    def token_owner(self, token: str | None) -> str | None:
+        """The person a live token acts as, or None (unknown, revoked, malformed)."""
+        if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+            return None
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(api_tokens.c.name).where(
+                    api_tokens.c.id_hash == _token_hash(token), api_tokens.c.revoked_at.is_(None)
+                )
+            ).first()
+        return None if row is None else str(row.name)
+
+    def revoke_tokens(self, name: str, *, actor: Actor | str | None = None) -> int:
+        """Revoke every live token of `name`; returns how many."""
+        acting = as_actor(actor)
+        self._may_manage(name, acting, "revoke API tokens")
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                api_tokens.update()
+                .where(api_tokens.c.name == name, api_tokens.c.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            ).rowcount
+            self.audit.record(acting, "person.revoke_tokens", name, {"revoked": done}, conn=conn)
+        return int(done)

@@ -37,6 +37,7 @@ from feature_platform.labeling.aggregation import (
     aggregate,
 )
 from feature_platform.labeling.machine_labels import (
+    FEEDBACK,
     HUMAN,
     MACHINE_KINDS,
     SOURCE_KINDS,
@@ -260,7 +261,9 @@ class LabelStore:
         labels of the listed sources that are not withdrawn vote as annotators named by their
         source (one vote per source and sample: its latest), weighted: majority vote sums
         weights, Dawid-Skene counts a weight-w vote as w votes (see `aggregation`). An exact
-        source's weight overrides its kind's. A reviewer's decision still overrides everything.
+        source's weight overrides its kind's; with `feedback` listed, a feedback label's own
+        trust (its confidence, set at import) comes in between. A reviewer's decision still
+        overrides everything.
         """
         if method not in AGGREGATORS:
             raise FeaturePlatformError(
@@ -293,6 +296,16 @@ class LabelStore:
         labels = apply_adjudications(aggregated.labels, decided_votes, decisions)
         used = pd.concat([answers, decided]).drop_duplicates("answer_id")
         labels, source_rows = _label_kinds(labels, votes, decided_votes, weights, len(used))
+        method_note = aggregated.note
+        if weights != DEFAULT_SOURCES:  # say how the sources entered (people-only: as before)
+            how = (
+                "Dawid-Skene counts a weight-w vote as w votes (weighted likelihood)"
+                if aggregated.method_used == "dawid_skene"
+                else "majority vote sums the weights"
+            )
+            listed = ", ".join(f"{k}={v:g}" for k, v in sorted(weights.items()))
+            said = f"label sources {listed}: each machine source votes as one annotator; {how}"
+            method_note = f"{method_note}; {said}" if method_note else said
         snapshot_id = f"ls-{uuid.uuid4().hex[:12]}"
         created = utcnow()
         content_hash = _content_hash(labels)
@@ -307,7 +320,7 @@ class LabelStore:
                     content_hash=content_hash,
                     note=note,
                     method_used=aggregated.method_used,
-                    method_note=aggregated.note,
+                    method_note=method_note,
                 )
             )
             if len(labels):
@@ -348,7 +361,8 @@ class LabelStore:
                 snapshot_source_weights.insert(),
                 [{"snapshot_id": snapshot_id, **row} for row in source_rows],
             )
-        self.queue.mark_resolved(sorted(complete))
+        if HUMAN in weights:  # their answers are frozen into this snapshot
+            self.queue.mark_resolved(sorted(complete))
         return self.get(snapshot_id)
 
     def votes(self, sources: Mapping[str, float] | None = None) -> pd.DataFrame:
@@ -376,6 +390,10 @@ class LabelStore:
             return _votes_frame()
         stored = self.machine_labels.labels(kinds)
         weight = stored["source"].map(lambda s: weights.get(s))
+        # Feedback carries its system's trust (given at import) as its confidence: that is
+        # its weight unless `sources` names the system; the kind's weight comes last.
+        trusted = (stored["source_kind"] == FEEDBACK) & (FEEDBACK in weights)
+        weight = weight.fillna(stored["confidence"].where(trusted))
         weight = weight.fillna(stored["source_kind"].map(lambda k: weights.get(k)))
         stored = stored.assign(**{WEIGHT: weight})[weight.notna()]
         stored = stored.drop_duplicates(["source", "sample_key"], keep="last")
@@ -545,11 +563,12 @@ def _label_kinds(
     human = every[every["source_kind"] == HUMAN].groupby("sample_key").size()
     weight_by_kind = supporting.groupby(["sample_key", "source_kind"])[WEIGHT].sum()
     order = {kind: i for i, kind in enumerate(SOURCE_KINDS)}
+    supported = set(weight_by_kind.index.get_level_values(0))
 
     def kind_of(row: pd.Series) -> str:
         if row["source"] == ADJUDICATION or (row["sample_key"], HUMAN) in weight_by_kind.index:
             return HUMAN
-        if row["sample_key"] not in weight_by_kind.index.get_level_values(0):
+        if row["sample_key"] not in supported:
             return HUMAN if human.get(row["sample_key"], 0) else MACHINE_KINDS[0]
         given = weight_by_kind.loc[row["sample_key"]]
         return min(given.index, key=lambda k: (-given[k], order[k]))

@@ -14,6 +14,7 @@ rule version on the same sample is idempotent instead of counted twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -138,10 +139,12 @@ class MachineLabelStore:
         *,
         actor: Actor | str | None = None,
         now: datetime | None = None,
+        conn: sa.Connection | None = None,
     ) -> RecordOutcome:
         """Store `labels` in one transaction, all or nothing. Needs the `import` permission
         (the platform itself has it). A (source, event_id) already stored with the same label
-        is a duplicate and skipped; with another label it is refused, naming the event."""
+        is a duplicate and skipped; with another label it is refused, naming the event.
+        With `conn`, inside the caller's (write) transaction."""
         who = as_actor(actor)
         require(who, "import", self.engine)
         for position, label in enumerate(labels):
@@ -204,8 +207,28 @@ class MachineLabelStore:
             )
             return RecordOutcome(len(fresh), duplicates)
 
+        if conn is not None:
+            return work(conn)
         with write_transaction(self.engine) as conn:
             return work(conn)
+
+    def stored_labels(
+        self, source: str, event_ids: Sequence[str], conn: sa.Connection | None = None
+    ) -> dict[str, str]:
+        """event_id -> label of the events of `source` already stored."""
+        found: dict[str, str] = {}
+        ids = sorted(set(event_ids))
+        with contextlib.ExitStack() as stack:
+            reading = conn or stack.enter_context(self.engine.connect())
+            for start in range(0, len(ids), 500):
+                rows = reading.execute(
+                    sa.select(machine_labels.c.event_id, machine_labels.c.label).where(
+                        machine_labels.c.source == source,
+                        machine_labels.c.event_id.in_(ids[start : start + 500]),
+                    )
+                )
+                found.update({event: label for event, label in rows})
+        return found
 
     def labels(
         self,

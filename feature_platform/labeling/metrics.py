@@ -149,7 +149,9 @@ def lead_times(
     if by == "snapshot":
         first: dict[str, tuple[datetime, str]] = {}
         for snapshot_id, when in registered_at.items():
-            for key in labels.get(snapshot_id).labels["sample_key"]:
+            # People's labels only: a sample whose snapshot label came from a rule, model or
+            # feedback alone has not had its task's answer trained on yet.
+            for key in labels.get(snapshot_id).human_labels["sample_key"]:
                 if key not in first or when < first[key][0]:
                     first[key] = (when, snapshot_id)
         tasks = tasks[tasks["sample_key"].isin(first)]

@@ -18,7 +18,7 @@ import pandas as pd
 from feature_platform.errors import FeaturePlatformError
 from feature_platform.feature_store import FeatureStore
 from feature_platform.labeling.label_store import LabelSnapshot
-from feature_platform.labeling.machine_labels import HUMAN, MODEL
+from feature_platform.labeling.machine_labels import MODEL
 from feature_platform.labeling.queue import (
     ANSWERED,
     LEASED,
@@ -28,6 +28,7 @@ from feature_platform.labeling.queue import (
     Task,
     TaskSpec,
 )
+from feature_platform.labeling.rules import run_rules
 from feature_platform.learning import auto_labels, promotion, stopping, strategies
 from feature_platform.learning.selection import selection_inputs
 from feature_platform.learning.stopping import StopDecision
@@ -238,20 +239,25 @@ def holdout(store: FeatureStore, program: Program, training_set: TrainingSet, as
 def freeze_training_set(
     store: FeatureStore, program: Program, round_name: str
 ) -> tuple[LabelSnapshot, TrainingSet]:
-    """Freeze every complete answer into a label snapshot and join it with the features. A
-    program with auto-labels adds the model's labels in force, weighted `auto_labels.weight`
-    (`{"human": 1.0, "model": w}`); people's labels are still the only ones counted."""
+    """Freeze every complete answer into a label snapshot and join it with the features.
+
+    A program with weak labeling rules runs them first (their votes on samples not voted on
+    by the same rule version are recorded); a program with auto-labels applies people's
+    review verdicts first (a rejected auto-label is withdrawn). The snapshot uses the
+    program's label sources (`Program.label_sources`: people, rules, downstream feedback and,
+    with auto-labels, the model's labels in force, each with its weight); people's labels
+    are still the only ones counted."""
     if not round_complete(store, round_name):
         raise FeaturePlatformError(
             f"{round_name} is not fully answered yet: {store.queue.counts(round_name)}."
         )
     version = round_feature_version(store, program, round_name)
-    sources = None
+    if program.rules:
+        run_rules(store, program.pinned(version), round=round_name)
     if program.auto_labels.enabled:
         # People's review verdicts withdraw the auto-labels they rejected before the freeze.
         auto_labels.apply_review_verdicts(store)
-        sources = {HUMAN: 1.0, MODEL: program.auto_labels.weight}
-    snapshot = store.labels.create_snapshot(note=round_name, sources=sources)
+    snapshot = store.labels.create_snapshot(note=round_name, sources=program.label_sources())
     return snapshot, build_training_set(store, snapshot, version)
 
 

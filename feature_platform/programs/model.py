@@ -19,6 +19,8 @@ from feature_platform.errors import FeaturePlatformError, closest
 DEFAULT_ESTIMATOR = "sklearn.linear_model:LogisticRegression"
 DEFAULT_MODEL_PARAMS: dict[str, Any] = {"C": 1.0, "max_iter": 2000}
 DEFAULT_PROMOTION_TOLERANCE = 0.01
+DEFAULT_RULES_WEIGHT = 0.5
+DEFAULT_FEEDBACK_TRUST = 0.8
 
 
 AUTO_LABEL_KEYS = (
@@ -173,6 +175,15 @@ class Program:
     instructions: str = ""
     template_version: str | None = None  # `name@vN` of the template this program runs under
     auto_labels: AutoLabelSettings = field(default_factory=AutoLabelSettings)
+    # Weak labeling rules (labeling.rules.LabelingRule) voting on samples each round, and the
+    # weight of each rule's votes in label snapshots (a rule's own `weight` overrides it).
+    rules: tuple[Any, ...] = ()
+    rules_weight: float = DEFAULT_RULES_WEIGHT
+    # Weight of downstream feedback in label snapshots (an import's --trust, or a system named
+    # in `label_weights`, overrides it).
+    feedback_trust: float = DEFAULT_FEEDBACK_TRUST
+    # Extra snapshot weights by source kind or exact source (e.g. {"model": 0.5}).
+    label_weights: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
@@ -226,6 +237,22 @@ class Program:
             model.set_params(random_state=self.seed)
         return model
 
+    def label_sources(self) -> dict[str, float]:
+        """The sources (and weights) this program's label snapshots use: people at 1, each
+        declared rule at its weight (by exact source: votes of an earlier version of a rule,
+        or of a rule no longer declared, are not used), downstream feedback at
+        `feedback_trust`, the model's auto-labels at `auto_labels.weight` when enabled, plus
+        `label_weights`."""
+        sources = {"human": 1.0, "feedback": float(self.feedback_trust)}
+        if self.auto_labels.enabled:
+            sources["model"] = float(self.auto_labels.weight)
+        if self.rules:
+            for rule in self.rules:
+                sources[rule.source] = float(
+                    self.rules_weight if rule.weight is None else rule.weight
+                )
+        return sources | {str(k): float(v) for k, v in self.label_weights.items()}
+
     def params(self) -> dict[str, Any]:
         """Flat settings, as logged to MLflow with each model."""
         return {
@@ -243,4 +270,5 @@ class Program:
             **{f"model_{k}": v for k, v in self.model_params.items()},
             **{f"strategy_{k}": v for k, v in self.strategy_options.items()},
             **self.auto_labels.params(),
+            **({"rules": ", ".join(r.source for r in self.rules)} if self.rules else {}),
         }

@@ -44,6 +44,11 @@ auto_labels:                     # optional (off when absent): learning/auto_lab
   high_stakes: ["yes"]           # classes never auto-labeled
   review_fraction: 0.1           # share of each round's auto-labels people review
   weight: 1.0                    # weight of model labels in label snapshots
+rules:                           # optional weak labeling rules (labeling/rules.py)
+  - {name: dark_center, function: features.rules:dark_center, params: {}, weight: 0.5}
+rules_weight: 0.5                # a rule's weight in label snapshots unless it sets its own
+feedback_trust: 0.8              # downstream feedback's weight unless an import sets --trust
+label_weights: {model: 0.5}      # more snapshot weights by source kind or exact source
 ```
 """
 
@@ -61,10 +66,14 @@ from typing import Any
 import yaml
 
 from feature_platform.errors import FeaturePlatformError, closest
+from feature_platform.labeling.machine_labels import SOURCE_KINDS as SOURCE_KINDS_OF_LABELS
+from feature_platform.labeling.rules import LabelingRule
 from feature_platform.names import InvalidNameError, check_name
 from feature_platform.programs.model import (
     DEFAULT_ESTIMATOR,
+    DEFAULT_FEEDBACK_TRUST,
     DEFAULT_PROMOTION_TOLERANCE,
+    DEFAULT_RULES_WEIGHT,
     AutoLabelSettings,
     EstimatorImportError,
     Program,
@@ -94,6 +103,9 @@ DEFAULTS: dict[str, Any] = {
     "annotators": {"pool": [], "roles": {}},
     "seed": 0,
 }
+# Optional keys read with their defaults, outside DEFAULTS so templates that leave them out
+# keep their resolved document (and fingerprint).
+OPTIONAL = ("rules", "rules_weight", "feedback_trust", "label_weights", "auto_labels")
 TOP_LEVEL = (
     "name",
     "source",
@@ -101,9 +113,8 @@ TOP_LEVEL = (
     "training_features",
     "labeling_features",
     "labels",
-    # Optional and not in DEFAULTS, so templates without it keep their fingerprint.
-    "auto_labels",
     *DEFAULTS,
+    *OPTIONAL,
 )
 SOURCE_KEYS = (
     "name",
@@ -247,6 +258,18 @@ class ProgramTemplate:
     def model_name(self) -> str:
         return str(self.resolved["model"]["registered_name"])
 
+    def rules(self) -> tuple[LabelingRule, ...]:
+        """The declared weak labeling rules, their functions imported."""
+        return tuple(
+            LabelingRule(
+                name=str(r["name"]),
+                function=import_object(str(r["function"])),
+                params=dict(r.get("params") or {}),
+                weight=None if r.get("weight") is None else float(r["weight"]),
+            )
+            for r in self.resolved.get("rules") or []
+        )
+
     def program(self, version: str | None = None, **overrides: Any) -> Program:
         """The core's Program for this template (plus overrides, e.g. a smaller batch)."""
         doc = self.resolved
@@ -271,6 +294,10 @@ class ProgramTemplate:
             instructions=str(doc["labels"].get("instructions", "")),
             template_version=version,
             auto_labels=AutoLabelSettings.from_mapping(doc.get("auto_labels")),
+            rules=self.rules(),
+            rules_weight=float(doc.get("rules_weight", DEFAULT_RULES_WEIGHT)),
+            feedback_trust=float(doc.get("feedback_trust", DEFAULT_FEEDBACK_TRUST)),
+            label_weights={str(k): float(v) for k, v in (doc.get("label_weights") or {}).items()},
         )
         return program.replace(**overrides) if overrides else program
 
@@ -285,6 +312,11 @@ class ProgramTemplate:
             payload["feature_sets"] = {s.id: s.fingerprint for s in self.feature_sets()}
         except Exception:  # noqa: BLE001 - an invalid template is fingerprinted by text only
             payload["feature_sets"] = None
+        if self.resolved.get("rules"):  # a changed rule body is a new template version too
+            try:
+                payload["rules"] = [r.source for r in self.rules()]
+            except Exception:  # noqa: BLE001 - as above
+                payload["rules"] = None
         blob = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -337,6 +369,7 @@ class ProgramTemplate:
             resolved.get("auto_labels"), classes or None
         ):
             err(f"auto_labels.{key}" if key else "auto_labels", message)
+        self._check_rules(resolved, err)
         return errors
 
     def check(self, check_data: bool = True, where: str | None = None) -> ProgramTemplate:
@@ -570,6 +603,62 @@ class ProgramTemplate:
                 err(f"annotators.roles.{person}", str(exc))
             if role not in ROLES:
                 err(f"annotators.roles.{person}", f"unknown role {role!r}; known: {list(ROLES)}")
+
+    @staticmethod
+    def _check_rules(doc: Mapping[str, Any], err) -> None:  # noqa: ANN001
+        rules = doc.get("rules")
+        if rules is not None and not isinstance(rules, list):
+            err("rules", "expected a list of {name, function, params, weight}")
+            rules = []
+        names: set[str] = set()
+        for i, rule in enumerate(rules or []):
+            where = f"rules[{i}]"
+            if not isinstance(rule, Mapping):
+                err(where, "expected a mapping with name, function, params and weight")
+                continue
+            for key in rule:
+                if key not in ("name", "function", "params", "weight"):
+                    err(f"{where}.{key}", "unknown key; known: name, function, params, weight")
+            try:
+                check_name(rule.get("name"), "rule name")
+            except InvalidNameError as exc:
+                err(f"{where}.name", str(exc))
+            if rule.get("name") in names:
+                err(f"{where}.name", f"rule {rule.get('name')!r} is declared twice")
+            names.add(rule.get("name"))
+            try:
+                function = import_object(str(rule.get("function")))
+                if not callable(function):
+                    err(f"{where}.function", f"{rule.get('function')!r} is not a function")
+            except FeaturePlatformError as exc:
+                err(f"{where}.function", str(exc))
+            if not isinstance(rule.get("params") or {}, Mapping):
+                err(f"{where}.params", "expected a mapping")
+            _check_weight(rule.get("weight"), f"{where}.weight", err, optional=True)
+        for key in ("rules_weight", "feedback_trust"):
+            _check_weight(doc.get(key), key, err, optional=True)
+        weights = doc.get("label_weights") or {}
+        if not isinstance(weights, Mapping):
+            err("label_weights", "expected a mapping of source kind or source to weight")
+            weights = {}
+        for key, weight in weights.items():
+            kind = str(key).split(":", 1)[0]
+            if key not in SOURCE_KINDS_OF_LABELS and not (
+                kind in SOURCE_KINDS_OF_LABELS and kind != "human" and ":" in str(key)
+            ):
+                err(
+                    f"label_weights.{key}",
+                    f"unknown label source; known kinds: {list(SOURCE_KINDS_OF_LABELS)} (or an "
+                    f"exact source like 'feedback:<system>')",
+                )
+            _check_weight(weight, f"label_weights.{key}", err)
+
+
+def _check_weight(value: Any, path: str, err, optional: bool = False) -> None:  # noqa: ANN001
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e6:
+        err(path, f"expected a number > 0, got {value!r}")
 
 
 def _column_path(source: Mapping[str, Any], column: str) -> str:

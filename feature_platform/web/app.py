@@ -2,8 +2,9 @@
 `annotate`, `review` and `dashboard`; what every request passes through, in `plumbing`.
 
 Program pages live under `/p/<program>/` (annotate, review, dashboard, lead), each on that
-program's own stores; `/` lists the programs the person can work on. Every page but `/login`
-and `/healthz` needs a live session; every POST needs the session's
+program's own stores, with its machine API (`/p/<program>/api/feedback`, by API token; see
+`api`); `/` lists the programs the person can work on. Every page but `/login`,
+`/healthz` and the API needs a live session; every other POST needs the session's
 CSRF token, a form body under `max_body` bytes, and the role its action needs (checked here on
 the server, whatever the page showed). Answers go through the queue's own submission
 (`TaskQueue.submit_in`), the same write path as file imports; every action is audited.
@@ -36,6 +37,7 @@ from feature_platform.web.annotate import (
     undo,
     unsure,
 )
+from feature_platform.web.api import feedback_api
 from feature_platform.web.auth import (
     healthz,
     home,
@@ -156,6 +158,7 @@ def create_app(
                 Route("/lead/alias", post_route(move_alias), methods=["POST"]),
                 Route("/lead/publish", post_route(publish), methods=["POST"]),
                 Route("/lead/settings", post_route(change_settings), methods=["POST"]),
+                Route("/api/feedback", feedback_api, methods=["POST"]),
             ],
         ),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),

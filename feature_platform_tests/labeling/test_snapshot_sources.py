@@ -3,6 +3,8 @@ keep counting people only wherever labels are counted."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +16,7 @@ from feature_platform.errors import InvalidArgumentError
 from feature_platform.labeling.aggregation import fit_dawid_skene
 from feature_platform.labeling.agreement import agreement_summary
 from feature_platform.labeling.machine_labels import FEEDBACK, RULE, MachineLabel
+from feature_platform.labeling.metrics import lead_times
 from feature_platform.labeling.queue import TaskSpec
 from feature_platform.labeling.simulated import SimulatedAnnotators
 from feature_platform.learning import rounds
@@ -46,7 +49,10 @@ def test_the_default_snapshot_uses_people_only_and_says_so(store: FeatureStore) 
     assert store.labels.get(snapshot.id).sources == {"human": 1.0}  # stored, read back
 
 
-def test_weighted_majority_counts_each_source_by_its_weight(store: FeatureStore) -> None:
+def test_weighted_majority_counts_each_source_by_its_weight(database_url: str, tmp_path) -> None:
+    store = FeatureStore(
+        dataclasses.replace(Settings.under(tmp_path / "fp"), database_url=database_url)
+    )
     _people(store, {"s1": "cat", "s2": "dog"})
     store.machine_labels.record(
         [_vote("s1", "dog"), _vote("s2", "dog"), _vote("s9", "dog")]
@@ -66,6 +72,7 @@ def test_weighted_majority_counts_each_source_by_its_weight(store: FeatureStore)
     assert kinds.loc["s2"].tolist() == ["human", 1]
     assert kinds.loc["s9"].tolist() == ["rule", 0]
     assert heavy.sources == {"human": 1.0, "rule": 0.7, "feedback": 0.4}
+    assert heavy.method_note.endswith("; majority vote sums the weights")
     assert heavy.source_votes == {"human": 2, "rule": 3, "feedback": 1}
     assert heavy.label_kind_counts == {"human": 1, "rule": 2}
     assert len(heavy.human_labels) == 1
@@ -133,6 +140,10 @@ def test_dawid_skene_estimates_each_rule_like_an_annotator(store: FeatureStore) 
     assert accuracy["rule:good@1"] > 0.8 > 0.7 > accuracy["rule:poor@1"]
     snapshot = store.labels.create_snapshot("dawid_skene", sources=sources)
     assert snapshot.method_used == "dawid_skene"
+    assert snapshot.method_note.endswith(
+        "label sources human=1, rule=1: each machine source votes as one annotator; "
+        "Dawid-Skene counts a weight-w vote as w votes (weighted likelihood)"
+    )
     labels = snapshot.labels.set_index("sample_key")["label"]
     assert len(labels) == 120
     right = float((labels == pd.Series(truth)).mean())
@@ -192,3 +203,34 @@ def test_snapshots_written_before_sources_existed_still_read(store: FeatureStore
     assert old.source_votes == {"human": 2}
     assert old.label_kind_counts == {"human": 2}
     assert len(old.human_labels) == 2
+
+
+def test_lead_times_count_labels_people_gave(store: FeatureStore) -> None:
+    register_people(store.engine, "annotator", "ann")
+    specs = [TaskSpec(key, "random", 0.0, "test", "toy@v1") for key in ("s1", "s2")]
+    tasks = {t.sample_key: t for t in store.queue.create_batch("round-001", specs, ["cat", "dog"])}
+    store.queue.submit(tasks["s1"].id, "ann", "cat")
+    store.machine_labels.record([_vote("s2", "dog")])  # s2's task is still open
+    snapshot = store.labels.create_snapshot(sources={"human": 1.0, "rule": 0.5})
+    assert set(snapshot.labels["sample_key"]) == {"s1", "s2"}
+    lead = lead_times(store.queue, store.labels, {snapshot.id: snapshot.created_at})
+    assert lead["sample_key"].tolist() == ["s1"]
+
+
+def test_labels_snapshot_command_takes_sources(tmp_path, monkeypatch, capsys) -> None:
+    from feature_platform.cli import main
+
+    monkeypatch.setenv("FP_HOME", str(tmp_path / "fp"))
+    for name in ("FP_DATABASE_URL", "FP_OFFLINE_DIR", "MLFLOW_TRACKING_URI", "FP_PROGRAM"):
+        monkeypatch.delenv(name, raising=False)
+    store = FeatureStore(Settings.from_env())
+    _people(store, {"s1": "cat"})
+    store.machine_labels.record([_vote("s1", "dog"), _vote("s2", "dog")])
+    argv = ["labels", "snapshot", "--source", "human=1", "--source", "rule:dark@f1=0.5"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "1 labels from 1 answers, plus 1 from rule labels" in out
+    snapshot = store.labels.latest()
+    assert snapshot.sources == {"human": 1.0, "rule:dark@f1": 0.5}
+    assert main(["labels", "snapshot", "--source", "rule"]) == 2
+    assert "expected KIND=WEIGHT" in capsys.readouterr().err

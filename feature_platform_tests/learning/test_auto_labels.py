@@ -201,7 +201,7 @@ def test_a_round_auto_labels_within_the_cap_never_a_high_stakes_class_and_never_
     # The next round's snapshot trains on them as `model` labels, counted apart from people's.
     _, second = _round(store, program, tracker, 2, annotators)
     snapshot = store.labels.get(second.training_set.label_snapshot_id)
-    assert snapshot.sources == {"human": 1.0, "model": 1.0}
+    assert snapshot.sources["human"] == snapshot.sources["model"] == 1.0
     kinds = snapshot.kinds.set_index("sample_key")["label_source_kind"]
     unreviewed = set(made["sample_key"]) - store.queue.sample_keys()
     assert unreviewed and (kinds[sorted(unreviewed)] == "model").all()

@@ -164,7 +164,8 @@ def build_round_assets(ctx: ProgramContext) -> list[dg.AssetsDefinition]:
             metadata={
                 "accuracy": metrics["accuracy"],
                 "macro_f1": metrics["macro_f1"],
-                "labels": int(metrics["labels"]),
+                "labels": int(metrics["labels"]),  # people's; machine ones apart
+                "machine_labels": int(metrics.get("machine_labels", 0)),
                 "program": ctx.name,
                 "template_version": program.template_version or "-",
                 "strategy": program.strategy,

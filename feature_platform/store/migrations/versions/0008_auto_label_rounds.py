@@ -3,7 +3,7 @@
 Skipped when already present (a database created by `create_all` after this change).
 
 Revision ID: 0008_auto_label_rounds
-Revises: 0007_snapshot_sources
+Revises: 0008_api_tokens
 Create Date: 2026-11-27
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_auto_label_rounds"
-down_revision = "0007_snapshot_sources"
+down_revision = "0008_api_tokens"
 branch_labels = None
 depends_on = None
 
