@@ -36,6 +36,7 @@ from feature_platform.learning.rounds import (
     round_key,
     run_training_round,
 )
+from feature_platform.learning.tracking import ModelTracker
 from feature_platform.programs.model import AutoLabelSettings
 from feature_platform.programs.project import load_project
 from feature_platform.programs.template import ProgramTemplate
@@ -266,8 +267,12 @@ def test_reviews_confirm_or_withdraw_auto_labels_and_move_the_threshold(
     assert labels_so_far(store) == 240
 
 
-def test_confirmed_reviews_keep_the_auto_labels(digits_store: FeatureStore) -> None:
-    store, program, tracker = digits_store, _program(), MemoryTracker("digits-in-memory")
+def test_confirmed_reviews_keep_the_auto_labels_and_mlflow_records_the_round(
+    digits_store: FeatureStore,
+) -> None:
+    store, program = digits_store, _program()
+    settings = store.settings
+    tracker = ModelTracker(settings.mlflow_tracking_uri, settings.mlflow_artifact_dir, "al")
     annotators = SimulatedAnnotators(digits.ground_truth_oracle(), digits.CLASSES, count=1)
     _round(store, program, tracker, 1, annotators)
     made = store.machine_labels.labels([MODEL])
@@ -284,6 +289,14 @@ def test_confirmed_reviews_keep_the_auto_labels(digits_store: FeatureStore) -> N
     assert set(withdrawn.loc[withdrawn["withdrawn"], "sample_key"]) == {
         k for k, v in verdicts.items() if not v.confirmed
     }
+    # The round's MLflow run carries its auto-label threshold and measured precision.
+    record = outcome.auto_labels
+    metrics = tracker.run(outcome.tracked.run_id).data.metrics
+    assert metrics["auto_label_threshold"] == pytest.approx(record.threshold)
+    assert metrics["auto_label_reviewed"] == record.reviewed == len(reviews)
+    assert metrics["auto_label_measured_precision"] == pytest.approx(record.measured_precision)
+    assert metrics["labels"] == 240  # people's labels only
+    assert metrics["machine_labels"] > 0
 
 
 def test_a_program_with_auto_labels_off_makes_none(digits_store: FeatureStore) -> None:
