@@ -4,6 +4,7 @@ and never a machine label counted as a person's."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from feature_platform import FeatureStore
+from feature_platform import FeatureStore, Settings
 from feature_platform.catalog import digits
 from feature_platform.commands.init import scaffold
 from feature_platform.errors import FeaturePlatformError
@@ -143,6 +144,15 @@ SETTINGS = AutoLabelSettings(
 )
 
 
+@pytest.fixture
+def al_store(database_url: str, tmp_path: Path) -> FeatureStore:
+    """The digits store on SQLite and (marked `postgres`) on Postgres."""
+    settings = dataclasses.replace(Settings.under(tmp_path / "fp"), database_url=database_url)
+    store = FeatureStore(settings)
+    digits.bootstrap(store)
+    return store
+
+
 def _program(**changes):  # noqa: ANN202
     return digits.program(
         feature_set="digits@v1",
@@ -165,9 +175,9 @@ def _round(store, program, tracker, number, annotators):  # noqa: ANN001, ANN202
 
 
 def test_a_round_auto_labels_within_the_cap_never_a_high_stakes_class_and_never_as_people(
-    digits_store: FeatureStore,
+    al_store: FeatureStore,
 ) -> None:
-    store, program, tracker = digits_store, _program(), MemoryTracker("digits-in-memory")
+    store, program, tracker = al_store, _program(), MemoryTracker("digits-in-memory")
     annotators = SimulatedAnnotators(digits.ground_truth_oracle(), digits.CLASSES, count=1)
     pool_before = len(candidate_pool(store, program, None))
     _, outcome = _round(store, program, tracker, 1, annotators)
@@ -224,9 +234,9 @@ def test_a_round_auto_labels_within_the_cap_never_a_high_stakes_class_and_never_
 
 
 def test_reviews_confirm_or_withdraw_auto_labels_and_move_the_threshold(
-    digits_store: FeatureStore,
+    al_store: FeatureStore,
 ) -> None:
-    store, program, tracker = digits_store, _program(), MemoryTracker("digits-in-memory")
+    store, program, tracker = al_store, _program(), MemoryTracker("digits-in-memory")
     truth = digits.ground_truth_oracle()
     annotators = SimulatedAnnotators(truth, digits.CLASSES, count=1)
     _round(store, program, tracker, 1, annotators)
