@@ -98,8 +98,9 @@ def candidate_pool(
 ) -> pd.DataFrame:
     """Unlabeled samples that have arrived by `as_of`, with the model's class probabilities.
 
-    Held-out samples, samples that already have a task and samples the model auto-labeled
-    (in force; `learning/auto_labels.py`) are never candidates. Without a
+    Held-out samples, samples that already have a task and, while the program has
+    auto-labels on, samples the model auto-labeled (in force; `learning/auto_labels.py`) are
+    never candidates. Without a
     model (first round) the probability columns are NaN and selection falls back to cold start.
     The model reads the version it was trained on (`model_feature_version`, default the
     round's), so a champion trained before an alias move still scores the pool correctly.
@@ -110,9 +111,9 @@ def candidate_pool(
     arrived = store.offline.latest(fsv, features=[])
     arrived = arrived[arrived[EVENT_TIMESTAMP] <= pd.Timestamp(as_of)]
     keys = arrived[fsv.entity].astype(str)
-    excluded = store.queue.sample_keys() | set(
-        store.machine_labels.labels([MODEL])["sample_key"].astype(str)
-    )
+    excluded = store.queue.sample_keys()
+    if program.auto_labels.enabled:  # off, the auto-labels are not trained on: people may ask
+        excluded |= set(store.machine_labels.labels([MODEL])["sample_key"].astype(str))
     if program.holdout_source:
         excluded |= set(store.sources.read(program.holdout_source)[fsv.entity].astype(str))
     keys = sorted(set(keys) - excluded, key=lambda k: (len(k), k))

@@ -209,6 +209,9 @@ def test_a_round_auto_labels_within_the_cap_never_a_high_stakes_class_and_never_
     assert not spent
     # Auto-labeled samples are no longer candidates for people.
     assert not set(made["sample_key"]) & set(candidate_pool(store, program, None)["sample_key"])
+    # With auto-labels turned off they are not trained on, so people may be asked again.
+    off = program.replace(auto_labels=AutoLabelSettings())
+    assert set(made["sample_key"]) <= set(candidate_pool(store, off, None)["sample_key"])
     # The next round's snapshot trains on them as `model` labels, counted apart from people's.
     _, second = _round(store, program, tracker, 2, annotators)
     snapshot = store.labels.get(second.training_set.label_snapshot_id)
