@@ -40,8 +40,9 @@ class AutoLabelSettings:
 
     Each round the threshold is the lowest model confidence whose precision on the held-out
     split is at least `target_precision` by a one-sided Clopper-Pearson bound at `confidence`;
-    at most `max_share` of the round's unlabeled pool is auto-labeled (most confident first),
-    never a class in `high_stakes`; `review_fraction` of them go to people as review tasks.
+    at most `max_share` of the round's unlabeled pool is auto-labeled (most confident first
+    within an equal quota per predicted class), never a class in `high_stakes`;
+    `review_fraction` of them go to people as review tasks in the next batch.
     `weight` is the weight of `model` labels in label snapshots (humans weigh 1.0)."""
 
     enabled: bool = False
