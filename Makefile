@@ -46,6 +46,12 @@ lint: $(VENV)/.installed-dev
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/label_efficiency.py
 
+# Human labels to 95 % of full-pool accuracy with and without auto-labels (digits, weather;
+# 10 seeds). Extra flags: make bench-auto-labels BENCH_AUTO_LABELS_ARGS="--seeds 3".
+.PHONY: bench-auto-labels
+bench-auto-labels: $(VENV)/.installed
+	$(BIN)/python benchmarks/auto_labels.py $(BENCH_AUTO_LABELS_ARGS)
+
 # Ours vs Feast 0.67 (built into .feast-venv on first use, ~40 s); last line is the JSON.
 # Extra flags: make bench-feast BENCH_FEAST_ARGS="--rows 1000000".
 .PHONY: bench-feast

@@ -62,6 +62,9 @@ class MemoryTracker:
         self.tags[version] = {k: str(v) for k, v in tags.items()} | {"run_id": run_id}
         return TrackedModel(self.model_name, version, run_id)
 
+    def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
+        self.runs[run_id].data.metrics.update({k: float(v) for k, v in metrics.items()})
+
     def log_artifact(self, run_id: str, path: Path) -> None:
         self.artifacts.setdefault(run_id, {})[Path(path).name] = Path(path).read_text()
 

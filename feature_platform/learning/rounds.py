@@ -6,6 +6,7 @@ the answers to it, and the retrain they lead to. Rounds are named `round-001`, `
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from feature_platform.errors import FeaturePlatformError
 from feature_platform.feature_store import FeatureStore
 from feature_platform.governance.privacy import feature_subject, trained_on_tagged_columns
 from feature_platform.labeling.label_store import LabelSnapshot
+from feature_platform.labeling.machine_labels import MODEL
 from feature_platform.labeling.queue import (
     ANSWERED,
     LEASED,
@@ -29,10 +31,10 @@ from feature_platform.labeling.queue import (
     TaskSpec,
 )
 from feature_platform.labeling.rules import run_rules
-from feature_platform.learning import promotion, stopping, strategies
+from feature_platform.learning import auto_labels, promotion, stopping, strategies
 from feature_platform.learning.selection import selection_inputs
 from feature_platform.learning.stopping import StopDecision
-from feature_platform.learning.tracking import TrackedModel
+from feature_platform.learning.tracking import CHAMPION, TrackedModel
 from feature_platform.learning.training import (
     TrainingSet,
     build_training_set,
@@ -106,7 +108,9 @@ def candidate_pool(
 ) -> pd.DataFrame:
     """Unlabeled samples that have arrived by `as_of`, with the model's class probabilities.
 
-    Held-out samples and samples that already have a task are never candidates. Without a
+    Held-out samples, samples that already have a task and, while the program has
+    auto-labels on, samples the model auto-labeled (in force; `learning/auto_labels.py`) are
+    never candidates. Without a
     model (first round) the probability columns are NaN and selection falls back to cold start.
     The model reads the version it was trained on (`model_feature_version`, default the
     round's), so a champion trained before an alias move still scores the pool correctly.
@@ -118,6 +122,8 @@ def candidate_pool(
     arrived = arrived[arrived[EVENT_TIMESTAMP] <= pd.Timestamp(as_of)]
     keys = arrived[fsv.entity].astype(str)
     excluded = store.queue.sample_keys()
+    if program.auto_labels.enabled:  # off, the auto-labels are not trained on: people may ask
+        excluded |= set(store.machine_labels.labels([MODEL])["sample_key"].astype(str))
     if program.holdout_source:
         excluded |= set(store.sources.read(program.holdout_source)[fsv.entity].astype(str))
     keys = sorted(set(keys) - excluded, key=lambda k: (len(k), k))
@@ -156,38 +162,60 @@ def open_batch(
     if opened:
         return opened
     labeled_or_queued = len(store.queue.sample_keys())
-    size = min(program.batch_size, program.label_budget - labeled_or_queued, len(pool))
-    if size <= 0:
-        raise FeaturePlatformError(
-            f"No batch for {round_name}: label budget {program.label_budget} is spent "
-            f"({labeled_or_queued} samples queued or labeled) or the pool is empty."
-        )
+    size = min(program.batch_size, program.label_budget - labeled_or_queued)
     if FEATURE_VERSION in pool and len(pool):
         program = program.pinned(str(pool[FEATURE_VERSION].iloc[0]))
     else:
         program = pin_round(store, program)
     label_set_version = store.label_sets.current_number()
     program = with_current_labels(store, program)
+    fsv = resolve_feature_set(store, program.feature_set)
+    number = round_number(round_name)
+    # Reviews of the previous round's auto-labels take their places in the batch first.
+    reviews = auto_labels.review_specs(
+        store,
+        program,
+        round_name,
+        round_key(number - 1) if number > 1 else None,
+        fsv.id,
+        model_version,
+    )[: max(size, 0)]
+    size = min(size - len(reviews), len(pool))
+    if size <= 0 and not reviews:
+        raise FeaturePlatformError(
+            f"No batch for {round_name}: label budget {program.label_budget} is spent "
+            f"({labeled_or_queued} samples queued or labeled) or the pool is empty."
+        )
     columns = [f"{PROBA_PREFIX}{c}" for c in program.classes]
     proba = None if pool[columns].isna().all().all() else pool[columns].to_numpy()
-    picks = strategies.select(
-        program.strategy,
-        pool["sample_key"].tolist(),
-        proba,
-        list(program.classes),
-        size,
-        seed=program.seed * 1000 + round_number(round_name),
-        **selection_inputs(store, program, pool["sample_key"].tolist()),
+    picks = (
+        strategies.select(
+            program.strategy,
+            pool["sample_key"].tolist(),
+            proba,
+            list(program.classes),
+            size,
+            seed=program.seed * 1000 + number,
+            **selection_inputs(store, program, pool["sample_key"].tolist()),
+        )
+        if size > 0
+        else []
     )
-    fsv = resolve_feature_set(store, program.feature_set)
     shown_fsv = resolve_feature_set(store, program.shown_feature_set)
+    keys = [r.sample_key for r in reviews] + [p.key for p in picks]
     # Strong: an alias moved by another process a moment ago is what new tasks show.
-    shown = store.get_online_features(
-        [f"{shown_fsv.id}:*"], [p.key for p in picks], consistency="strong"
-    )
+    shown = store.get_online_features([f"{shown_fsv.id}:*"], keys, consistency="strong")
     shown = shown.set_index(shown_fsv.entity)
     shown_tags = store.privacy.tags(feature_subject(shown_fsv.id))
     specs = [
+        dataclasses.replace(
+            r,
+            features_shown={k: float(v) for k, v in shown.loc[r.sample_key].items()},
+            features_shown_version=shown_fsv.id,
+            column_tags={c: list(t) for c, t in shown_tags.items()},
+        )
+        for r in reviews
+    ] + [
         TaskSpec(
             sample_key=p.key,
             strategy=p.strategy or (program.strategy if proba is not None else "cold_start"),
@@ -242,8 +270,11 @@ def freeze_training_set(
     """Freeze every complete answer into a label snapshot and join it with the features.
 
     A program with weak labeling rules runs them first (their votes on samples not voted on
-    by the same rule version are recorded); the snapshot uses the program's label sources
-    (`Program.label_sources`: people, rules, downstream feedback, each with its weight)."""
+    by the same rule version are recorded); a program with auto-labels applies people's
+    review verdicts first (a rejected auto-label is withdrawn). The snapshot uses the
+    program's label sources (`Program.label_sources`: people, rules, downstream feedback and,
+    with auto-labels, the model's labels in force, each with its weight); people's labels
+    are still the only ones counted."""
     if not round_complete(store, round_name):
         raise FeaturePlatformError(
             f"{round_name} is not fully answered yet: {store.queue.counts(round_name)}."
@@ -251,6 +282,9 @@ def freeze_training_set(
     version = round_feature_version(store, program, round_name)
     if program.rules:
         run_rules(store, program.pinned(version), round=round_name)
+    if program.auto_labels.enabled:
+        # People's review verdicts withdraw the auto-labels they rejected before the freeze.
+        auto_labels.apply_review_verdicts(store)
     snapshot = store.labels.create_snapshot(note=round_name, sources=program.label_sources())
     return snapshot, build_training_set(store, snapshot, version)
 
@@ -426,6 +460,7 @@ class RoundOutcome:
     tracked: TrackedModel
     decision: promotion.PromotionDecision
     rescored: Reprioritization | None
+    auto_labels: auto_labels.AutoLabelRound | None = None
 
 
 def run_training_round(
@@ -496,4 +531,44 @@ def run_training_round(
         ),
     )
     rescored = rescore_open_tasks(store, pinned, model, tracked.label) if decision.promote else None
-    return RoundOutcome(round_name, training_set, model, metrics, tracked, decision, rescored)
+    auto = None
+    if program.auto_labels.enabled:
+        auto = auto_label_step(store, pinned, tracker, round_name, as_of, model, tracked, decision)
+        tracker.log_metrics(tracked.run_id, auto.metrics())
+    return RoundOutcome(round_name, training_set, model, metrics, tracked, decision, rescored, auto)
+
+
+def auto_label_step(
+    store: FeatureStore,
+    program: Program,
+    tracker: Any,
+    round_name: str,
+    as_of: datetime,
+    model: Any,
+    tracked: TrackedModel,
+    decision: promotion.PromotionDecision,
+) -> auto_labels.AutoLabelRound:
+    """The round's auto-labels, by the champion after the promotion decision (the round's
+    model if promoted, else the champion it did not beat), calibrated on the held-out split
+    as of the round's snapshot and applied to the unlabeled pool it scores now."""
+    champion = None if decision.promote else tracker.by_alias(CHAMPION)
+    if champion is None:
+        version, label = program.feature_set, tracked.label
+    else:
+        model = tracker.load(champion)
+        version = tracker.version_tags(champion.version)[FEATURE_VERSION]
+        label = champion.label
+    fsv = resolve_feature_set(store, version)
+    _, X, y = holdout_split(store, program, fsv, as_of)  # noqa: N806
+    # The truth is in the template's classes: map it to the label set in force.
+    X, y = in_label_set(store, X, y, store.label_sets.current_number())  # noqa: N806
+    return auto_labels.auto_label_round(
+        store,
+        program,
+        round_name,
+        model_version=label,
+        feature_version=fsv.id,
+        pool=candidate_pool(store, program, model, model_feature_version=fsv.id),
+        holdout_proba=class_probabilities(model, X, list(program.classes)),
+        holdout_truth=y,
+    )

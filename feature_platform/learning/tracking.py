@@ -126,6 +126,12 @@ class ModelTracker:
                     self.client.set_model_version_tag(self.model_name, version, key, str(value))
             return TrackedModel(self.model_name, version, run.info.run_id)
 
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float]) -> None:
+        """Add metrics to a finished run (e.g. the round's auto-label threshold)."""
+        with _lock:
+            for key, value in metrics.items():
+                self.client.log_metric(run_id, key, float(value))
+
     def log_artifact(self, run_id: str, path: Path) -> None:
         with _lock:
             self.client.log_artifact(run_id, str(path))

@@ -9,17 +9,124 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from feature_platform.errors import FeaturePlatformError
+from feature_platform.errors import FeaturePlatformError, closest
 
 DEFAULT_ESTIMATOR = "sklearn.linear_model:LogisticRegression"
 DEFAULT_MODEL_PARAMS: dict[str, Any] = {"C": 1.0, "max_iter": 2000}
 DEFAULT_PROMOTION_TOLERANCE = 0.01
 DEFAULT_RULES_WEIGHT = 0.5
 DEFAULT_FEEDBACK_TRUST = 0.8
+
+
+AUTO_LABEL_KEYS = (
+    "enabled",
+    "target_precision",
+    "confidence",
+    "max_share",
+    "high_stakes",
+    "review_fraction",
+    "weight",
+)
+
+
+@dataclass(frozen=True)
+class AutoLabelSettings:
+    """Auto-labels from the champion model (`learning/auto_labels.py`); off unless enabled.
+
+    Each round the threshold is the lowest model confidence whose precision on the held-out
+    split is at least `target_precision` by a one-sided Clopper-Pearson bound at `confidence`;
+    at most `max_share` of the round's unlabeled pool is auto-labeled (most confident first
+    within an equal quota per predicted class), never a class in `high_stakes`;
+    `review_fraction` of them go to people as review tasks in the next batch.
+    `weight` is the weight of `model` labels in label snapshots (humans weigh 1.0)."""
+
+    enabled: bool = False
+    target_precision: float = 0.99
+    confidence: float = 0.95
+    max_share: float = 0.2
+    high_stakes: tuple[str, ...] = ()
+    review_fraction: float = 0.1
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "high_stakes", tuple(str(c) for c in self.high_stakes))
+
+    @classmethod
+    def from_mapping(cls, settings: Mapping[str, Any] | None) -> AutoLabelSettings:
+        given = dict(settings or {})
+        if "high_stakes" in given:
+            given["high_stakes"] = tuple(given["high_stakes"] or ())
+        return cls(**{k: v for k, v in given.items() if k in AUTO_LABEL_KEYS})
+
+    @staticmethod
+    def problems(settings: Any, classes: Sequence[str] | None = None) -> list[tuple[str, str]]:
+        """(key, message) for every bad setting of an `auto_labels` mapping; `classes` (the
+        label set) checks that high-stakes classes exist."""
+        if settings is None:
+            return []
+        if not isinstance(settings, Mapping):
+            return [("", "expected a mapping (enabled, target_precision, max_share, ...)")]
+        found: list[tuple[str, str]] = []
+        for key in settings:
+            if key not in AUTO_LABEL_KEYS:
+                found.append((str(key), f"unknown key.{closest(str(key), AUTO_LABEL_KEYS)}"))
+        if not isinstance(settings.get("enabled", False), bool):
+            found.append(("enabled", f"expected true or false, got {settings['enabled']!r}"))
+        ranges = {
+            # (low, high, low included, high included)
+            "target_precision": (0.0, 1.0, False, False),
+            "confidence": (0.0, 1.0, False, False),
+            "max_share": (0.0, 1.0, True, True),
+            "review_fraction": (0.0, 1.0, True, True),
+            "weight": (0.0, math.inf, False, False),
+        }
+        for key, (low, high, low_in, high_in) in ranges.items():
+            if key not in settings:
+                continue
+            value = settings[key]
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            inside = (
+                number
+                and math.isfinite(value)
+                and (low <= value if low_in else low < value)
+                and (value <= high if high_in else value < high)
+            )
+            if not inside:
+                span = f"{'[' if low_in else '('}{low}, {high}{']' if high_in else ')'}"
+                found.append((key, f"expected a number in {span}, got {value!r}"))
+        stakes = settings.get("high_stakes", [])
+        if not isinstance(stakes, list | tuple) or not all(
+            isinstance(c, str | int) and not isinstance(c, bool) for c in stakes
+        ):
+            found.append(("high_stakes", f"expected a list of classes, got {stakes!r}"))
+        elif classes is not None:
+            for i, cls in enumerate(stakes):
+                if str(cls) not in {str(c) for c in classes}:
+                    found.append(
+                        (
+                            f"high_stakes[{i}]",
+                            f"{cls!r} is not in the label set {[str(c) for c in classes]}",
+                        )
+                    )
+        return found
+
+    def params(self) -> dict[str, Any]:
+        """Flat, for MLflow (nothing when off)."""
+        if not self.enabled:
+            return {}
+        return {
+            "auto_labels_target_precision": self.target_precision,
+            "auto_labels_confidence": self.confidence,
+            "auto_labels_max_share": self.max_share,
+            "auto_labels_high_stakes": ",".join(self.high_stakes),
+            "auto_labels_review_fraction": self.review_fraction,
+            "auto_labels_weight": self.weight,
+        }
 
 
 class EstimatorImportError(FeaturePlatformError, ImportError):
@@ -68,6 +175,7 @@ class Program:
     promotion_tolerance: float = DEFAULT_PROMOTION_TOLERANCE
     instructions: str = ""
     template_version: str | None = None  # `name@vN` of the template this program runs under
+    auto_labels: AutoLabelSettings = field(default_factory=AutoLabelSettings)
     # Weak labeling rules (labeling.rules.LabelingRule) voting on samples each round, and the
     # weight of each rule's votes in label snapshots (a rule's own `weight` overrides it).
     rules: tuple[Any, ...] = ()
@@ -83,6 +191,18 @@ class Program:
         if len(self.classes) < 2:
             raise FeaturePlatformError(
                 f"Program {self.name!r} needs at least two classes, got {list(self.classes)}."
+            )
+        if isinstance(self.auto_labels, Mapping):
+            object.__setattr__(
+                self, "auto_labels", AutoLabelSettings.from_mapping(self.auto_labels)
+            )
+        settings = dataclasses.asdict(self.auto_labels)
+        settings["high_stakes"] = list(settings["high_stakes"])
+        problems = AutoLabelSettings.problems(settings, self.classes)
+        if problems:
+            raise FeaturePlatformError(
+                f"Program {self.name!r} auto_labels: "
+                + "; ".join(f"{key or 'auto_labels'}: {message}" for key, message in problems)
             )
 
     @property
@@ -122,8 +242,11 @@ class Program:
         """The sources (and weights) this program's label snapshots use: people at 1, each
         declared rule at its weight (by exact source: votes of an earlier version of a rule,
         or of a rule no longer declared, are not used), downstream feedback at
-        `feedback_trust`, plus `label_weights`."""
+        `feedback_trust`, the model's auto-labels at `auto_labels.weight` when enabled, plus
+        `label_weights`."""
         sources = {"human": 1.0, "feedback": float(self.feedback_trust)}
+        if self.auto_labels.enabled:
+            sources["model"] = float(self.auto_labels.weight)
         if self.rules:
             for rule in self.rules:
                 sources[rule.source] = float(
@@ -147,5 +270,6 @@ class Program:
             "promotion_tolerance": self.promotion_tolerance,
             **{f"model_{k}": v for k, v in self.model_params.items()},
             **{f"strategy_{k}": v for k, v in self.strategy_options.items()},
+            **self.auto_labels.params(),
             **({"rules": ", ".join(r.source for r in self.rules)} if self.rules else {}),
         }

@@ -37,6 +37,14 @@ stopping: {target_accuracy: null, kappa_threshold: 0.99, kappa_window: 3, platea
 promotion: {tolerance: 0.01}
 annotators: {pool: [alice, bob], roles: {bob: reviewer}}
 seed: 0
+auto_labels:                     # optional (off when absent): learning/auto_labels.py
+  enabled: true
+  target_precision: 0.99         # held-out precision bound the threshold must reach
+  confidence: 0.95               # level of that one-sided Clopper-Pearson bound
+  max_share: 0.2                 # at most this share of the round's unlabeled pool
+  high_stakes: ["yes"]           # classes never auto-labeled
+  review_fraction: 0.1           # share of each round's auto-labels people review
+  weight: 1.0                    # weight of model labels in label snapshots
 rules:                           # optional weak labeling rules (labeling/rules.py)
   - {name: dark_center, function: features.rules:dark_center, params: {}, weight: 0.5}
 rules_weight: 0.5                # a rule's weight in label snapshots unless it sets its own
@@ -83,6 +91,7 @@ from feature_platform.programs.model import (
     DEFAULT_FEEDBACK_TRUST,
     DEFAULT_PROMOTION_TOLERANCE,
     DEFAULT_RULES_WEIGHT,
+    AutoLabelSettings,
     EstimatorImportError,
     Program,
     import_object,
@@ -113,7 +122,7 @@ DEFAULTS: dict[str, Any] = {
 }
 # Optional keys read with their defaults, outside DEFAULTS so templates that leave them out
 # keep their resolved document (and fingerprint).
-OPTIONAL = ("rules", "rules_weight", "feedback_trust", "label_weights")
+OPTIONAL = ("rules", "rules_weight", "feedback_trust", "label_weights", "auto_labels")
 TOP_LEVEL = (
     "name",
     "privacy",
@@ -322,6 +331,7 @@ class ProgramTemplate:
             promotion_tolerance=float(doc["promotion"]["tolerance"]),
             instructions=str(doc["labels"].get("instructions", "")),
             template_version=version,
+            auto_labels=AutoLabelSettings.from_mapping(doc.get("auto_labels")),
             rules=self.rules(),
             rules_weight=float(doc.get("rules_weight", DEFAULT_RULES_WEIGHT)),
             feedback_trust=float(doc.get("feedback_trust", DEFAULT_FEEDBACK_TRUST)),
@@ -399,6 +409,10 @@ class ProgramTemplate:
         if not isinstance(tolerance, int | float) or tolerance < 0:
             err("promotion.tolerance", f"expected a number >= 0, got {tolerance!r}")
         self._check_annotators(resolved.get("annotators"), err)
+        for key, message in AutoLabelSettings.problems(
+            resolved.get("auto_labels"), classes or None
+        ):
+            err(f"auto_labels.{key}" if key else "auto_labels", message)
         self._check_rules(resolved, err)
         self._check_privacy(resolved, specs, err)
         return errors

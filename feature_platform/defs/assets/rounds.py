@@ -186,10 +186,32 @@ def build_round_assets(ctx: ProgramContext) -> list[dg.AssetsDefinition]:
                     fs.registry.lineage(f"model:{tracked.label}").to_markdown()
                 ),
                 **{picture.title: dg.MetadataValue.md(picture.markdown) for picture in pictures},
+                **_auto_label_metadata(outcome.auto_labels),
             }
         )
 
     return [candidate_pool, labeling_batch, training_set, model]
+
+
+def _auto_label_metadata(record) -> dict:  # noqa: ANN001 - an AutoLabelRound or None
+    """The round's auto-labels (learning/auto_labels.py), when the program has them on."""
+    if record is None:
+        return {}
+    return {
+        "auto_labels": record.labeled,
+        "auto_label_status": f"{record.status}: {record.reason}",
+        "auto_label_figures": dg.MetadataValue.json(
+            {
+                "threshold": record.threshold,
+                "calibrated_threshold": record.calibrated_threshold,
+                "holdout_precision_bound": record.holdout_precision_bound,
+                "reviewed": record.reviewed,
+                "confirmed": record.confirmed,
+                "measured_precision": record.measured_precision,
+                "measured_lower": record.measured_lower,
+            }
+        ),
+    }
 
 
 def _round_pictures(fs, program, tracker, built, trained, as_of, round_name):  # noqa: ANN001, ANN202

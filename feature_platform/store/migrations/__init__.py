@@ -45,6 +45,7 @@ TABLE_MODULES = (
     "feature_platform.labeling.label_store",
     "feature_platform.labeling.machine_labels",
     "feature_platform.labeling.queue",
+    "feature_platform.learning.auto_labels",
     "feature_platform.learning.round_attempts",
     "feature_platform.programs.registry",
     "feature_platform.store.changes",
