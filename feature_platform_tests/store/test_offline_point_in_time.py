@@ -249,6 +249,23 @@ def test_empty_inputs_give_typed_empty_or_missing_results(fs) -> None:
     assert fs.offline.latest(fs.registry.get("items", "v1")).empty
 
 
+def test_the_entity_frame_is_left_as_it_was(fs) -> None:
+    """The result shares no writes with the caller's frame, whether its timestamps needed
+    converting (naive, another zone) or were already UTC nanoseconds."""
+    fs.ingest("items@v1", rows([1, 2], [1.0, 2.0]))
+    for zone in ("UTC", None, "Asia/Kolkata"):
+        stamps = pd.Series([T0 + minutes(1)] * 2).dt.tz_convert(zone)
+        frame = pd.DataFrame({"item_id": [2, 1], EVENT_TIMESTAMP: stamps, "tag": ["a", "b"]})
+        before = frame.copy()
+        got = fs.get_historical_features(frame, ["items@v1:x"])
+        assert got[EVENT_TIMESTAMP].dtype == "datetime64[ns, UTC]"
+        assert got["x"].tolist() == [2.0, 1.0]
+        got.loc[0, "tag"] = "changed"
+        got.loc[0, EVENT_TIMESTAMP] = T0
+        got.loc[0, "item_id"] = 9
+        pd.testing.assert_frame_equal(frame, before)
+
+
 def test_a_new_snapshot_is_seen_by_a_warm_cache(fs) -> None:
     fs.ingest("items@v1", rows([1], 1.0, at=T0))
     frame = _entity_df([1], [30])
@@ -377,6 +394,20 @@ def test_every_search_strategy_gives_the_same_answers(tmp_path, monkeypatch) -> 
     pd.testing.assert_frame_equal(scanned, segmented)
     pd.testing.assert_frame_equal(segmented, global_search)
     assert segmented["x"].notna().sum() > 100  # a real comparison, not all-missing
+
+    # The latest representable time (the step scan's padding value) sees each entity's
+    # newest value, as every strategy does; without a TTL.
+    last = pd.DataFrame(
+        {"item_id": [3, 44, 7], EVENT_TIMESTAMP: pd.Timestamp.max.tz_localize("UTC")}
+    )
+    monkeypatch.undo()
+    answers = [OfflineStore(tmp_path).point_in_time(last, [(fsv, ["x"])])]
+    monkeypatch.setattr(offline_module, "_LINEAR_SCAN_MAX", 0)
+    answers.append(OfflineStore(tmp_path).point_in_time(last, [(fsv, ["x"])]))
+    newest = store.latest(fsv).set_index("item_id")["x"]
+    assert answers[0]["x"].tolist()[::2] == [newest[3], newest[7]]
+    assert np.isnan(answers[0]["x"][1])  # 44 was never stored
+    pd.testing.assert_frame_equal(answers[0], answers[1])
 
 
 def test_out_of_core_reads_only_the_row_groups_it_returns(tmp_path, monkeypatch) -> None:
