@@ -220,6 +220,9 @@ class _Prepared:
     def codes_of(self, keys: pd.Series) -> np.ndarray:
         """Code of each key (-1: not stored). Integer and text keys match by their text form
         ('5' finds 5), as in the online store; an empty key matches nothing."""
+        if self.entity_dtype == "int64" and isinstance(keys.dtype, np.dtype):
+            if keys.dtype.kind in "iu" and len(self.uniques):  # no missing keys possible
+                return self.uniques.get_indexer(keys.to_numpy().astype(np.int64, copy=False))
         codes = np.full(len(keys), -1, dtype=np.int64)
         if len(self.uniques) == 0 or len(keys) == 0:
             return codes
@@ -269,13 +272,14 @@ class _StepTables:
         if not 0 < longest <= _LINEAR_SCAN_MAX or (entities + 1) * longest > 4 * rows + 4096:
             return None
         codes = prepared.codes
-        # Row i is step (i - start of its entity) of its entity: flat (step, code) cells.
-        step = np.arange(rows, dtype=np.int64)
-        step -= starts[codes]
-        step *= entities + 1
-        step += codes
-        times = np.full((longest, entities + 1), _PAD_NS, dtype=np.int64)
-        np.put(times, step, prepared.event_ns)
+        # Sorted row i is step (i - start of its entity) of its entity: filled entity by
+        # entity (ascending cells, a sequential write), then turned to one row per step.
+        cell = np.arange(rows, dtype=np.int64)
+        cell -= starts[codes]
+        cell += codes * longest
+        by_entity = np.full((entities + 1, longest), _PAD_NS, dtype=np.int64)
+        np.put(by_entity, cell, prepared.event_ns)
+        times = np.ascontiguousarray(by_entity.T)
         width = longest + 1
         positions = np.empty((entities + 1, width), dtype=np.int64)
         np.minimum(np.arange(width), np.diff(starts)[:, None], out=positions[:-1])
