@@ -167,6 +167,8 @@ class _Prepared:
         long or so uneven that padding every entity to the longest would waste memory."""
         if self._steps is False:
             self._steps = _StepTables.build(self)
+        if self._steps is not None and self._steps.longest > _LINEAR_SCAN_MAX:
+            return None  # saved under a larger limit than this process uses
         return self._steps
 
     def last_rows(self) -> np.ndarray:
@@ -255,6 +257,8 @@ class _StepTables:
     0) and `positions` the same in sorted order (-1 when none), for the TTL check. A count
     past an entity's last row (a time equal to the padding) maps to that last row."""
 
+    ARRAYS = ("step_times", "step_positions", "step_sources")  # names in a saved index
+
     longest: int
     times: np.ndarray  # (longest, entities + 1) int64
     positions: np.ndarray  # ((entities + 1) * (longest + 1),) int64
@@ -285,6 +289,9 @@ class _StepTables:
         # Position -1 (no row) picks the appended all-missing row.
         sources = np.append(prepared.order, rows).take(positions.ravel())
         return cls(longest, times, positions.ravel(), sources)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.times, self.positions, self.sources
 
     def counts(self, codes: np.ndarray, left_ns: np.ndarray) -> np.ndarray:
         """Flat table index (code * (longest + 1) + count) of each request row."""
@@ -769,6 +776,9 @@ class OfflineStore:
         uniques = prepared.uniques.to_numpy()
         arrays = {name: getattr(prepared, name) for name in self._INDEX_ARRAYS + ("values",)}
         arrays["uniques"] = uniques if prepared.entity_dtype == "int64" else uniques.astype(str)
+        steps = prepared.step_tables()  # saved too: a new process skips building them
+        if steps is not None:
+            arrays.update(zip(_StepTables.ARRAYS, steps.arrays(), strict=True))
         try:
             loc.mkdir(staging)
             checksums = {}
@@ -783,6 +793,7 @@ class OfflineStore:
                 "files": prepared.files,
                 "entity_dtype": prepared.entity_dtype,
                 "numeric": prepared.numeric,
+                "step_longest": steps.longest if steps is not None else None,
                 "xxh3_128": checksums,
             }
             loc.write_bytes(f"{staging}/meta.json", json.dumps(meta).encode())
@@ -828,8 +839,13 @@ class OfflineStore:
                 or meta["entity_dtype"] not in ("int64", "str")
             ):
                 return self._discard_index(fsv, directory, "meta.json describes other data")
+            # An index from before step tables were saved has no "step_longest": they are
+            # then built on first use, as for an index without them.
+            step_longest = meta.get("step_longest", False)
+            names = self._INDEX_ARRAYS + ("values", "uniques")
+            names += _StepTables.ARRAYS if step_longest else ()
             arrays = {}
-            for name in self._INDEX_ARRAYS + ("values", "uniques"):
+            for name in names:
                 array, digest = loc.load_array(f"{directory}/{name}.npy")
                 if digest != checksums[name]:
                     return self._discard_index(fsv, directory, f"{name}.npy checksum")
@@ -837,8 +853,13 @@ class OfflineStore:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             return self._discard_index(fsv, directory, f"unreadable ({exc})")
         uniques = arrays.pop("uniques")
+        steps: _StepTables | None | bool = None if step_longest is None else False
+        if step_longest:
+            saved = [arrays.pop(name) for name in _StepTables.ARRAYS]
+            steps = _StepTables(step_longest, *saved)
         keys = pd.Index(uniques if meta["entity_dtype"] == "int64" else uniques.astype(object))
         return _Prepared(
+            _steps=steps,
             files=signature,
             entity_dtype=meta["entity_dtype"],
             uniques=keys.astype("str") if meta["entity_dtype"] == "str" else keys,

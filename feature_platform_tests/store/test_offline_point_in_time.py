@@ -365,6 +365,44 @@ def test_the_persisted_index_serves_a_new_process_and_never_a_stale_one(tmp_path
     pd.testing.assert_frame_equal(newest, damaged)
 
 
+def test_the_saved_index_carries_the_step_tables_and_an_older_one_still_serves(
+    tmp_path,
+) -> None:
+    """A new process reads the short-history search tables from the saved index (no
+    rebuild); an index saved before they were (no `step_longest`) builds them on use."""
+    import json
+
+    fsv = spec().as_version("active")
+    writer = OfflineStore(tmp_path, persist_index_min_bytes=0)
+    for minute in range(3):
+        at = T0 + minutes(minute)
+        writer.write_snapshot(fsv, rows(range(20), np.arange(20.0) + minute, at=at), created_at=at)
+    frame = pd.DataFrame(
+        {"item_id": [3, 19, 40, 3], EVENT_TIMESTAMP: [T0 + minutes(m) for m in (1, 9, 1, -1)]}
+    )
+    expected = writer.point_in_time(frame, [(fsv, ["x"])], ttl=minutes(5))
+    assert expected["x"].fillna(-1).tolist() == [4.0, -1.0, -1.0, -1.0]
+    fresh = OfflineStore(tmp_path, persist_index_min_bytes=0)
+    pd.testing.assert_frame_equal(
+        fresh.point_in_time(frame, [(fsv, ["x"])], ttl=minutes(5)), expected
+    )
+    steps = fresh.prepared(fsv).step_tables()
+    assert steps is not None and isinstance(steps.times.base, mmap.mmap)  # read, not built
+    (saved,) = (tmp_path / "items" / "v1" / ".index").iterdir()
+    meta = json.loads((saved / "meta.json").read_text())
+    del meta["step_longest"]
+    for name in ("step_times", "step_positions", "step_sources"):
+        del meta["xxh3_128"][name]
+        (saved / f"{name}.npy").unlink()
+    (saved / "meta.json").write_text(json.dumps(meta))
+    older = OfflineStore(tmp_path, persist_index_min_bytes=0)
+    pd.testing.assert_frame_equal(
+        older.point_in_time(frame, [(fsv, ["x"])], ttl=minutes(5)), expected
+    )
+    assert isinstance(older.prepared(fsv).values.base, mmap.mmap)  # the older index was used
+    assert not isinstance(older.prepared(fsv).step_tables().times.base, mmap.mmap)
+
+
 def test_every_search_strategy_gives_the_same_answers(tmp_path, monkeypatch) -> None:
     from feature_platform.store import offline as offline_module
 
