@@ -13,8 +13,10 @@ error.
 
 Reads go through an in-process cache of each version's rows, sorted once by (entity, event
 time, write time) and keyed by the exact list of snapshot files (name, size, mtime): a new
-snapshot, from any process, is a new key. Point-in-time retrieval is then one vectorized
-binary search per request, with no per-row Python.
+snapshot, from any process, is a new key. Point-in-time retrieval is then vectorized, with
+no per-row Python: for short histories (the common case) a few steps over per-step time
+tables (`_StepTables`, saved with the index), otherwise a binary search; the feature values
+are gathered in one sweep into the block the output frame is built on.
 """
 
 from __future__ import annotations
