@@ -608,8 +608,8 @@ class OfflineStore:
         for fsv, features in requests:
             prepared = self._prepared(fsv)
             keys = entity_df[fsv.entity].reset_index(drop=True)
-            rows = self._as_of(prepared, keys, left_ns, _ttl_for(ttl, fsv))
-            values = self._take(fsv, prepared, rows, features)
+            source = self._as_of(prepared, keys, left_ns, _ttl_for(ttl, fsv))
+            values = self._take(fsv, prepared, source, features)
             values.columns = [names.get((fsv.id, f), f) for f in features]
             parts.append(values)
         # A shallow copy: copy-on-write keeps the caller's frame unchanged by what follows.
