@@ -844,6 +844,8 @@ class OfflineStore:
             # An index from before step tables were saved has no "step_longest": they are
             # then built on first use, as for an index without them.
             step_longest = meta.get("step_longest", False)
+            if step_longest not in (False, None) and not isinstance(step_longest, int):
+                raise TypeError(f"step_longest is {step_longest!r}")
             names = self._INDEX_ARRAYS + ("values", "uniques")
             names += _StepTables.ARRAYS if step_longest else ()
             arrays = {}
@@ -852,6 +854,13 @@ class OfflineStore:
                 if digest != checksums[name]:
                     return self._discard_index(fsv, directory, f"{name}.npy checksum")
                 arrays[name] = array
+            if step_longest:  # the tables' shapes must agree with what meta.json says
+                columns = arrays["step_times"].shape[-1]
+                cells = columns * (step_longest + 1)
+                if arrays["step_times"].shape != (step_longest, columns) or any(
+                    arrays[name].shape != (cells,) for name in _StepTables.ARRAYS[1:]
+                ):
+                    raise ValueError("step tables do not have the shape meta.json gives")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             return self._discard_index(fsv, directory, f"unreadable ({exc})")
         uniques = arrays.pop("uniques")

@@ -388,8 +388,18 @@ def test_the_saved_index_carries_the_step_tables_and_an_older_one_still_serves(
     )
     steps = fresh.prepared(fsv).step_tables()
     assert steps is not None and isinstance(steps.times.base, mmap.mmap)  # read, not built
+    # meta.json disagreeing with the tables' shapes: reported and rebuilt, never used.
     (saved,) = (tmp_path / "items" / "v1" / ".index").iterdir()
     meta = json.loads((saved / "meta.json").read_text())
+    (saved / "meta.json").write_text(json.dumps({**meta, "step_longest": 2}))
+    with pytest.warns(OfflineIndexWarning, match="damaged"):
+        rebuilt = OfflineStore(tmp_path, persist_index_min_bytes=0).point_in_time(
+            frame, [(fsv, ["x"])], ttl=minutes(5)
+        )
+    pd.testing.assert_frame_equal(rebuilt, expected)
+    (saved,) = (tmp_path / "items" / "v1" / ".index").iterdir()  # saved again, whole
+    meta = json.loads((saved / "meta.json").read_text())
+    assert meta["step_longest"] == 3
     del meta["step_longest"]
     for name in ("step_times", "step_positions", "step_sources"):
         del meta["xxh3_128"][name]
