@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pandas.api.internals import create_dataframe_from_blocks  # public since pandas 3
 
 from feature_platform.errors import (
     FeaturePlatformError,
@@ -57,11 +58,6 @@ from feature_platform.store.feature_set import (
     output_dtype,
 )
 from feature_platform.store.offline_fs import HashingWriter, OfflineLocation
-
-try:  # public since pandas 3 (what pyarrow uses): a frame over existing arrays, no copy
-    from pandas.api.internals import create_dataframe_from_blocks
-except ImportError:  # pragma: no cover - older pandas
-    create_dataframe_from_blocks = None
 
 TIMESTAMP_DTYPE = "datetime64[ns, UTC]"
 INDEX_FORMAT = 3  # bump when `_Prepared`'s arrays or the index files change meaning
@@ -1059,13 +1055,11 @@ def _segment_search(
 
 def _frame_from_block(block: np.ndarray, names: list[str]) -> pd.DataFrame:
     """A float64 frame over a (columns, rows) block without copying it."""
-    if create_dataframe_from_blocks is not None:
-        return create_dataframe_from_blocks(
-            [(block, np.arange(len(names)))],
-            index=pd.RangeIndex(block.shape[1]),
-            columns=pd.Index(names),
-        )
-    return pd.DataFrame(block.T, columns=names)
+    return create_dataframe_from_blocks(
+        [(block, np.arange(len(names)))],
+        index=pd.RangeIndex(block.shape[1]),
+        columns=pd.Index(names),
+    )
 
 
 def _content_digest(frame: pd.DataFrame) -> str:
