@@ -96,8 +96,11 @@ def ingest(home: Path, features: pd.DataFrame, feature_names: list[str]) -> dict
 
 def _store(settings: Any) -> Any:
     from feature_platform import FeatureStore
+    from feature_platform.governance import system_actor
 
-    return FeatureStore(settings)
+    # Materialization registers bench@v1 in a fresh database: as the platform identity
+    # (writes are refused to an unregistered OS user).
+    return FeatureStore(settings, actor=system_actor())
 
 
 def _close(store: Any) -> None:

@@ -13,8 +13,10 @@ error.
 
 Reads go through an in-process cache of each version's rows, sorted once by (entity, event
 time, write time) and keyed by the exact list of snapshot files (name, size, mtime): a new
-snapshot, from any process, is a new key. Point-in-time retrieval is then one vectorized
-binary search per request, with no per-row Python.
+snapshot, from any process, is a new key. Point-in-time retrieval is then vectorized, with
+no per-row Python: for short histories (the common case) a few steps over per-step time
+tables (`_StepTables`, saved with the index), otherwise a binary search; the feature values
+are gathered in one sweep into the block the output frame is built on.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pandas.api.internals import create_dataframe_from_blocks  # public since pandas 3
 
 from feature_platform.errors import (
     FeaturePlatformError,
@@ -55,11 +58,6 @@ from feature_platform.store.feature_set import (
     output_dtype,
 )
 from feature_platform.store.offline_fs import HashingWriter, OfflineLocation
-
-try:  # public since pandas 3 (what pyarrow uses): a frame over existing arrays, no copy
-    from pandas.api.internals import create_dataframe_from_blocks
-except ImportError:  # pragma: no cover - older pandas
-    create_dataframe_from_blocks = None
 
 TIMESTAMP_DTYPE = "datetime64[ns, UTC]"
 INDEX_FORMAT = 3  # bump when `_Prepared`'s arrays or the index files change meaning
@@ -98,6 +96,9 @@ def to_utc(values: pd.Series, what: str) -> pd.Series:
             f"since 1970 cannot be told apart; convert first, e.g. "
             f"pd.to_datetime(values, unit='s', utc=True)."
         )
+    dtype = values.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype) and dtype.unit == "ns" and dtype.tz is UTC:
+        return values  # exactly what the conversion below returns: nothing to convert
     try:
         with warnings.catch_warnings():  # a dateutil fallback notice for text is noise here
             warnings.simplefilter("ignore", UserWarning)
@@ -152,6 +153,7 @@ class _Prepared:
     reader: _RowReader | None = None
     _text_index: pd.Index | None = None
     _segments: tuple | None = None
+    _steps: _StepTables | None | bool = False  # False: not built yet; None: not applicable
 
     def segments(self) -> tuple[np.ndarray, int]:
         """(start of each entity's rows, with the end appended; the longest history)."""
@@ -161,6 +163,15 @@ class _Prepared:
             np.cumsum(counts, out=starts[1:])
             self._segments = (starts, int(counts.max(initial=0)))
         return self._segments
+
+    def step_tables(self) -> _StepTables | None:
+        """The short-history search tables (see `_StepTables`), or None when histories are
+        long or so uneven that padding every entity to the longest would waste memory."""
+        if self._steps is False:
+            self._steps = _StepTables.build(self)
+        if self._steps is not None and self._steps.longest > _LINEAR_SCAN_MAX:
+            return None  # saved under a larger limit than this process uses
+        return self._steps
 
     def last_rows(self) -> np.ndarray:
         """Position of each entity's newest row (latest event time, then latest write)."""
@@ -209,6 +220,9 @@ class _Prepared:
     def codes_of(self, keys: pd.Series) -> np.ndarray:
         """Code of each key (-1: not stored). Integer and text keys match by their text form
         ('5' finds 5), as in the online store; an empty key matches nothing."""
+        if self.entity_dtype == "int64" and isinstance(keys.dtype, np.dtype):
+            if keys.dtype.kind in "iu" and len(self.uniques):  # no missing keys possible
+                return self.uniques.get_indexer(keys.to_numpy().astype(np.int64, copy=False))
         codes = np.full(len(keys), -1, dtype=np.int64)
         if len(self.uniques) == 0 or len(keys) == 0:
             return codes
@@ -228,6 +242,73 @@ class _Prepared:
             found = self.uniques.get_indexer(wanted.astype(str))
         codes[present] = found
         return codes
+
+
+_PAD_NS = np.iinfo(np.int64).max  # after every time: padding never counts as "at or before"
+
+
+@dataclass(frozen=True)
+class _StepTables:
+    """Point-in-time search for short histories in a few vectorized steps.
+
+    `times[k, code]` is the event time of entity `code`'s k-th row (ascending; padded after
+    its last row, and one extra all-padding column for keys not stored), one contiguous row
+    per step, so step k gathers from a small array that stays in cache. For a request row,
+    `count` = how many of its entity's rows are at or before its time; `sources[code *
+    (longest + 1) + count]` is then its value's file-order row (the missing row when count is
+    0) and `positions` the same in sorted order (-1 when none), for the TTL check. A count
+    past an entity's last row (a time equal to the padding) maps to that last row."""
+
+    ARRAYS = ("step_times", "step_positions", "step_sources")  # names in a saved index
+
+    longest: int
+    times: np.ndarray  # (longest, entities + 1) int64
+    positions: np.ndarray  # ((entities + 1) * (longest + 1),) int64
+    sources: np.ndarray  # same shape: file-order row, len(order) for none
+
+    @classmethod
+    def build(cls, prepared: _Prepared) -> _StepTables | None:
+        starts, longest = prepared.segments()
+        entities, rows = len(prepared.uniques), len(prepared.codes)
+        # Padding to the longest history must stay within a few times the rows themselves.
+        if not 0 < longest <= _LINEAR_SCAN_MAX or (entities + 1) * longest > 4 * rows + 4096:
+            return None
+        codes = prepared.codes
+        # Sorted row i is step (i - start of its entity) of its entity: filled entity by
+        # entity (ascending cells, a sequential write), then turned to one row per step.
+        cell = np.arange(rows, dtype=np.int64)
+        cell -= starts[codes]
+        cell += codes * longest
+        by_entity = np.full((entities + 1, longest), _PAD_NS, dtype=np.int64)
+        np.put(by_entity, cell, prepared.event_ns)
+        times = np.ascontiguousarray(by_entity.T)
+        width = longest + 1
+        positions = np.empty((entities + 1, width), dtype=np.int64)
+        np.minimum(np.arange(width), np.diff(starts)[:, None], out=positions[:-1])
+        positions[:-1] += starts[:-1, None] - 1
+        positions[:-1, 0] = -1
+        positions[-1] = -1
+        # Position -1 (no row) picks the appended all-missing row.
+        sources = np.append(prepared.order, rows).take(positions.ravel())
+        return cls(longest, times, positions.ravel(), sources)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.times, self.positions, self.sources
+
+    def counts(self, codes: np.ndarray, left_ns: np.ndarray) -> np.ndarray:
+        """Flat table index (code * (longest + 1) + count) of each request row."""
+        padding = self.times.shape[1] - 1
+        column = np.where(codes >= 0, codes, padding)
+        count = np.zeros(len(codes), dtype=np.uint8)  # longest <= _LINEAR_SCAN_MAX < 256
+        times = np.empty(len(codes), dtype=np.int64)
+        hit = np.empty(len(codes), dtype=bool)
+        for step in range(self.longest):
+            np.take(self.times[step], column, mode="clip", out=times)
+            np.less_equal(times, left_ns, out=hit)
+            count += hit
+        column *= self.longest + 1
+        column += count
+        return column
 
 
 class OfflineStore:
@@ -469,7 +550,7 @@ class OfflineStore:
                 CREATED_TIMESTAMP: pd.to_datetime(prepared.created_ns[last], utc=True),
             }
         )
-        values = self._take(fsv, prepared, last, features)
+        values = self._take(fsv, prepared, prepared.source_rows(last), features)
         frame = pd.concat([frame, values], axis=1) if features else frame
         order = np.lexsort((frame[CREATED_TIMESTAMP].array.asi8, frame[EVENT_TIMESTAMP].array.asi8))
         return frame.take(order).reset_index(drop=True)
@@ -534,11 +615,12 @@ class OfflineStore:
             prepared = self._prepared(fsv, None if snapshots is None else snapshots[fsv.id])
             read[fsv.id] = [name for name, _, _ in prepared.files]
             keys = entity_df[fsv.entity].reset_index(drop=True)
-            rows = self._as_of(prepared, keys, left_ns, _ttl_for(ttl, fsv))
-            values = self._take(fsv, prepared, rows, features)
+            source = self._as_of(prepared, keys, left_ns, _ttl_for(ttl, fsv))
+            values = self._take(fsv, prepared, source, features)
             values.columns = [names.get((fsv.id, f), f) for f in features]
             parts.append(values)
-        result = entity_df.copy()
+        # A shallow copy: copy-on-write keeps the caller's frame unchanged by what follows.
+        result = entity_df.copy(deep=False)
         result[timestamp_column] = timestamps.array  # positional; no per-row conversion
         result.attrs["snapshots"] = read
         if not parts:
@@ -564,16 +646,26 @@ class OfflineStore:
     def _as_of(
         prepared: _Prepared, keys: pd.Series, left_ns: np.ndarray, ttl: timedelta | None
     ) -> np.ndarray:
-        """Row (in `prepared`'s order) holding each entity row's value, or -1."""
+        """File-order row holding each entity row's value, or `len(prepared.order)` (the
+        all-missing row) where there is none."""
         codes = prepared.codes_of(keys)
+        missing = len(prepared.order)
         if len(prepared.codes) == 0 or len(codes) == 0:
-            return np.full(len(codes), _NO_ROW, dtype=np.int64)
+            return np.full(len(codes), missing, dtype=np.int64)
+        ttl_ns = None if ttl is None else pd.Timedelta(ttl).value
+        steps = prepared.step_tables()
+        if steps is not None:
+            flat = steps.counts(codes, left_ns)
+            if ttl_ns is None:
+                return steps.sources.take(flat, mode="clip")
+            found = steps.positions.take(flat, mode="clip")
+            safe = np.maximum(found, 0)
+            valid = (found >= 0) & ((left_ns - prepared.event_ns[safe]) <= ttl_ns)
+            return np.where(valid, steps.sources.take(flat, mode="clip"), missing)
         # Rank of each row time among stored event times: stored time <= row time exactly
         # when its rank <= the row's rank, so (code, rank) pairs compare like (key, time).
         starts, longest = prepared.segments()
-        if longest <= _LINEAR_SCAN_MAX:
-            found = _segment_scan(prepared, starts, longest, codes, left_ns)
-        elif longest <= _SEGMENT_SEARCH_MAX:
+        if longest <= _SEGMENT_SEARCH_MAX:
             found = _segment_search(prepared, starts, codes, left_ns)
         else:
             rank = np.searchsorted(prepared.ts_unique, left_ns, side="right")
@@ -582,20 +674,20 @@ class OfflineStore:
             found = np.searchsorted(prepared.search_key, wanted, side="right") - 1
         safe = np.clip(found, 0, None)
         valid = (codes >= 0) & (found >= 0) & (prepared.codes[safe] == codes)
-        if ttl is not None:
-            valid &= (left_ns - prepared.event_ns[safe]) <= pd.Timedelta(ttl).value
-        return np.where(valid, found, _NO_ROW)
+        if ttl_ns is not None:
+            valid &= (left_ns - prepared.event_ns[safe]) <= ttl_ns
+        return prepared.source_rows(np.where(valid, found, _NO_ROW))
 
     @staticmethod
     def _take(
-        fsv: FeatureSetVersion, prepared: _Prepared, rows: np.ndarray, features: list[str]
+        fsv: FeatureSetVersion, prepared: _Prepared, source: np.ndarray, features: list[str]
     ) -> pd.DataFrame:
-        """Feature values at sorted positions `rows` (-1 -> missing) in output dtypes."""
-        source = prepared.source_rows(rows)
+        """Feature values at file-order rows `source` (`len(prepared.order)`: missing), in
+        output dtypes (see `_Prepared.source_rows`)."""
         if prepared.reader is not None:
             fetched = prepared.reader.take(source, features)
             numeric = [f for f in features if f in prepared.numeric]
-            frame = pd.DataFrame(index=pd.RangeIndex(len(rows)))
+            frame = pd.DataFrame(index=pd.RangeIndex(len(source)))
             if numeric:  # the reader filled one block: the frame's, without a copy
                 frame = _frame_from_block(fetched[numeric[0]].base, numeric)
             for f in features:
@@ -603,7 +695,7 @@ class OfflineStore:
                     frame[f] = pd.Series(fetched[f], dtype=output_dtype(fsv.features[f])).array
             return frame[features] if list(frame.columns) != features else frame
         numeric = [f for f in features if f in prepared.numeric]
-        frame = pd.DataFrame(index=pd.RangeIndex(len(rows)))
+        frame = pd.DataFrame(index=pd.RangeIndex(len(source)))
         if numeric:
             positions = [prepared.numeric.index(f) for f in numeric]
             # `source` is always in bounds: 'clip' skips numpy's per-index bounds check.
@@ -712,6 +804,9 @@ class OfflineStore:
         uniques = prepared.uniques.to_numpy()
         arrays = {name: getattr(prepared, name) for name in self._INDEX_ARRAYS + ("values",)}
         arrays["uniques"] = uniques if prepared.entity_dtype == "int64" else uniques.astype(str)
+        steps = prepared.step_tables()  # saved too: a new process skips building them
+        if steps is not None:
+            arrays.update(zip(_StepTables.ARRAYS, steps.arrays(), strict=True))
         try:
             loc.mkdir(staging)
             checksums = {}
@@ -726,6 +821,7 @@ class OfflineStore:
                 "files": prepared.files,
                 "entity_dtype": prepared.entity_dtype,
                 "numeric": prepared.numeric,
+                "step_longest": steps.longest if steps is not None else None,
                 "xxh3_128": checksums,
             }
             loc.write_bytes(f"{staging}/meta.json", json.dumps(meta).encode())
@@ -771,17 +867,36 @@ class OfflineStore:
                 or meta["entity_dtype"] not in ("int64", "str")
             ):
                 return self._discard_index(fsv, directory, "meta.json describes other data")
+            # An index from before step tables were saved has no "step_longest": they are
+            # then built on first use, as for an index without them.
+            step_longest = meta.get("step_longest", False)
+            if step_longest not in (False, None) and not isinstance(step_longest, int):
+                raise TypeError(f"step_longest is {step_longest!r}")
+            names = self._INDEX_ARRAYS + ("values", "uniques")
+            names += _StepTables.ARRAYS if step_longest else ()
             arrays = {}
-            for name in self._INDEX_ARRAYS + ("values", "uniques"):
+            for name in names:
                 array, digest = loc.load_array(f"{directory}/{name}.npy")
                 if digest != checksums[name]:
                     return self._discard_index(fsv, directory, f"{name}.npy checksum")
                 arrays[name] = array
+            if step_longest:  # the tables' shapes must agree with what meta.json says
+                columns = arrays["step_times"].shape[-1]
+                cells = columns * (step_longest + 1)
+                if arrays["step_times"].shape != (step_longest, columns) or any(
+                    arrays[name].shape != (cells,) for name in _StepTables.ARRAYS[1:]
+                ):
+                    raise ValueError("step tables do not have the shape meta.json gives")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             return self._discard_index(fsv, directory, f"unreadable ({exc})")
         uniques = arrays.pop("uniques")
+        steps: _StepTables | None | bool = None if step_longest is None else False
+        if step_longest:
+            saved = [arrays.pop(name) for name in _StepTables.ARRAYS]
+            steps = _StepTables(step_longest, *saved)
         keys = pd.Index(uniques if meta["entity_dtype"] == "int64" else uniques.astype(object))
         return _Prepared(
+            _steps=steps,
             files=signature,
             entity_dtype=meta["entity_dtype"],
             uniques=keys.astype("str") if meta["entity_dtype"] == "str" else keys,
@@ -941,25 +1056,6 @@ _SEGMENT_SEARCH_MAX = 4096  # longer histories: one global binary search is as f
 _LINEAR_SCAN_MAX = 16  # short histories: a few vectorized steps beat a binary search's
 
 
-def _segment_scan(
-    prepared: _Prepared, starts: np.ndarray, longest: int, codes: np.ndarray, left_ns: np.ndarray
-) -> np.ndarray:
-    """Like `_segment_search`, for short histories: each entity's event times ascend, so
-    the rows at or before a time are a prefix of its segment; count them in `longest`
-    vectorized steps of one comparison each (no per-step bookkeeping)."""
-    event_ns = prepared.event_ns
-    present = codes >= 0
-    safe_codes = np.where(present, codes, 0)
-    first = starts[safe_codes]
-    length = np.where(present, starts[safe_codes + 1] - first, 0)
-    count = np.zeros(len(codes), dtype=np.int64)
-    last = len(event_ns) - 1
-    for step in range(longest):
-        position = np.minimum(first + step, last)
-        count += (step < length) & (event_ns[position] <= left_ns)
-    return np.where(count > 0, first + count - 1, -1)
-
-
 def _segment_search(
     prepared: _Prepared, starts: np.ndarray, codes: np.ndarray, left_ns: np.ndarray
 ) -> np.ndarray:
@@ -985,13 +1081,11 @@ def _segment_search(
 
 def _frame_from_block(block: np.ndarray, names: list[str]) -> pd.DataFrame:
     """A float64 frame over a (columns, rows) block without copying it."""
-    if create_dataframe_from_blocks is not None:
-        return create_dataframe_from_blocks(
-            [(block, np.arange(len(names)))],
-            index=pd.RangeIndex(block.shape[1]),
-            columns=pd.Index(names),
-        )
-    return pd.DataFrame(block.T, columns=names)
+    return create_dataframe_from_blocks(
+        [(block, np.arange(len(names)))],
+        index=pd.RangeIndex(block.shape[1]),
+        columns=pd.Index(names),
+    )
 
 
 def _content_digest(frame: pd.DataFrame) -> str:

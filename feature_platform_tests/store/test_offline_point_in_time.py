@@ -249,6 +249,23 @@ def test_empty_inputs_give_typed_empty_or_missing_results(fs) -> None:
     assert fs.offline.latest(fs.registry.get("items", "v1")).empty
 
 
+def test_the_entity_frame_is_left_as_it_was(fs) -> None:
+    """The result shares no writes with the caller's frame, whether its timestamps needed
+    converting (naive, another zone) or were already UTC nanoseconds."""
+    fs.ingest("items@v1", rows([1, 2], [1.0, 2.0]))
+    for zone in ("UTC", None, "Asia/Kolkata"):
+        stamps = pd.Series([T0 + minutes(1)] * 2).dt.tz_convert(zone)
+        frame = pd.DataFrame({"item_id": [2, 1], EVENT_TIMESTAMP: stamps, "tag": ["a", "b"]})
+        before = frame.copy()
+        got = fs.get_historical_features(frame, ["items@v1:x"])
+        assert got[EVENT_TIMESTAMP].dtype == "datetime64[ns, UTC]"
+        assert got["x"].tolist() == [2.0, 1.0]
+        got.loc[0, "tag"] = "changed"
+        got.loc[0, EVENT_TIMESTAMP] = T0
+        got.loc[0, "item_id"] = 9
+        pd.testing.assert_frame_equal(frame, before)
+
+
 def test_a_new_snapshot_is_seen_by_a_warm_cache(fs) -> None:
     fs.ingest("items@v1", rows([1], 1.0, at=T0))
     frame = _entity_df([1], [30])
@@ -348,6 +365,54 @@ def test_the_persisted_index_serves_a_new_process_and_never_a_stale_one(tmp_path
     pd.testing.assert_frame_equal(newest, damaged)
 
 
+def test_the_saved_index_carries_the_step_tables_and_an_older_one_still_serves(
+    tmp_path,
+) -> None:
+    """A new process reads the short-history search tables from the saved index (no
+    rebuild); an index saved before they were (no `step_longest`) builds them on use."""
+    import json
+
+    fsv = spec().as_version("active")
+    writer = OfflineStore(tmp_path, persist_index_min_bytes=0)
+    for minute in range(3):
+        at = T0 + minutes(minute)
+        writer.write_snapshot(fsv, rows(range(20), np.arange(20.0) + minute, at=at), created_at=at)
+    frame = pd.DataFrame(
+        {"item_id": [3, 19, 40, 3], EVENT_TIMESTAMP: [T0 + minutes(m) for m in (1, 9, 1, -1)]}
+    )
+    expected = writer.point_in_time(frame, [(fsv, ["x"])], ttl=minutes(5))
+    assert expected["x"].fillna(-1).tolist() == [4.0, -1.0, -1.0, -1.0]
+    fresh = OfflineStore(tmp_path, persist_index_min_bytes=0)
+    pd.testing.assert_frame_equal(
+        fresh.point_in_time(frame, [(fsv, ["x"])], ttl=minutes(5)), expected
+    )
+    steps = fresh.prepared(fsv).step_tables()
+    assert steps is not None and isinstance(steps.times.base, mmap.mmap)  # read, not built
+    # meta.json disagreeing with the tables' shapes: reported and rebuilt, never used.
+    (saved,) = (tmp_path / "items" / "v1" / ".index").iterdir()
+    meta = json.loads((saved / "meta.json").read_text())
+    (saved / "meta.json").write_text(json.dumps({**meta, "step_longest": 2}))
+    with pytest.warns(OfflineIndexWarning, match="damaged"):
+        rebuilt = OfflineStore(tmp_path, persist_index_min_bytes=0).point_in_time(
+            frame, [(fsv, ["x"])], ttl=minutes(5)
+        )
+    pd.testing.assert_frame_equal(rebuilt, expected)
+    (saved,) = (tmp_path / "items" / "v1" / ".index").iterdir()  # saved again, whole
+    meta = json.loads((saved / "meta.json").read_text())
+    assert meta["step_longest"] == 3
+    del meta["step_longest"]
+    for name in ("step_times", "step_positions", "step_sources"):
+        del meta["xxh3_128"][name]
+        (saved / f"{name}.npy").unlink()
+    (saved / "meta.json").write_text(json.dumps(meta))
+    older = OfflineStore(tmp_path, persist_index_min_bytes=0)
+    pd.testing.assert_frame_equal(
+        older.point_in_time(frame, [(fsv, ["x"])], ttl=minutes(5)), expected
+    )
+    assert isinstance(older.prepared(fsv).values.base, mmap.mmap)  # the older index was used
+    assert not isinstance(older.prepared(fsv).step_tables().times.base, mmap.mmap)
+
+
 def test_every_search_strategy_gives_the_same_answers(tmp_path, monkeypatch) -> None:
     from feature_platform.store import offline as offline_module
 
@@ -377,6 +442,20 @@ def test_every_search_strategy_gives_the_same_answers(tmp_path, monkeypatch) -> 
     pd.testing.assert_frame_equal(scanned, segmented)
     pd.testing.assert_frame_equal(segmented, global_search)
     assert segmented["x"].notna().sum() > 100  # a real comparison, not all-missing
+
+    # The latest representable time (the step scan's padding value) sees each entity's
+    # newest value, as every strategy does; without a TTL.
+    last = pd.DataFrame(
+        {"item_id": [3, 44, 7], EVENT_TIMESTAMP: pd.Timestamp.max.tz_localize("UTC")}
+    )
+    monkeypatch.undo()
+    answers = [OfflineStore(tmp_path).point_in_time(last, [(fsv, ["x"])])]
+    monkeypatch.setattr(offline_module, "_LINEAR_SCAN_MAX", 0)
+    answers.append(OfflineStore(tmp_path).point_in_time(last, [(fsv, ["x"])]))
+    newest = store.latest(fsv).set_index("item_id")["x"]
+    assert answers[0]["x"].tolist()[::2] == [newest[3], newest[7]]
+    assert np.isnan(answers[0]["x"][1])  # 44 was never stored
+    pd.testing.assert_frame_equal(answers[0], answers[1])
 
 
 def test_out_of_core_reads_only_the_row_groups_it_returns(tmp_path, monkeypatch) -> None:
