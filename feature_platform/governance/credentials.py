@@ -92,14 +92,7 @@ class Credentials:
         `actor` (default: the current actor) is the person themselves or may manage people."""
         self.registry.get(name)  # raises UnknownAnnotatorError with a hint
         acting = as_actor(actor)
-        if acting.name != name or acting.is_system:
-            try:
-                self.registry.require(acting, "manage_people")
-            except PermissionDeniedError as exc:
-                raise PermissionDeniedError(
-                    f"{acting.name!r} may not set {name!r}'s password: only they or an admin "
-                    f"may. ({exc})"
-                ) from exc
+        self._may_manage(name, acting, "set the password")
         if len(password) < MIN_PASSWORD_LENGTH:
             raise WeakPasswordError(
                 f"The password for {name!r} is too short: at least {MIN_PASSWORD_LENGTH} "

@@ -38,8 +38,8 @@ from feature_platform.governance import require
 from feature_platform.governance.identity import Actor, as_actor
 from feature_platform.labeling.imports import (
     RejectedRow,
-    _mark_quarantined,
     imports,
+    log_import,
     parse_time,
     quarantine,
 )
@@ -287,34 +287,16 @@ def import_feedback(
             now=now,
             conn=conn,
         )
-        rejected = _mark_quarantined(conn, sorted(rejected, key=lambda r: r.line))
-        new_rejects = [r for r in rejected if not r.already_quarantined]
-        if new_rejects:
-            conn.execute(
-                quarantine.insert(),
-                [
-                    {
-                        "import_id": import_id,
-                        "source": source or label_source,
-                        "line": r.line,
-                        "reason": r.reason,
-                        "raw": r.raw,
-                        "created_at": now,
-                    }
-                    for r in new_rejects
-                ],
-            )
-        conn.execute(
-            imports.insert().values(
-                id=import_id,
-                at=now,
-                actor=str(who),
-                source=source or label_source,
-                format="feedback",
-                accepted=len(fresh),
-                already_recorded=len(duplicates),
-                rejected=len(rejected),
-            )
+        rejected = log_import(
+            conn,
+            import_id=import_id,
+            at=now,
+            actor=str(who),
+            source=source or label_source,
+            format="feedback",
+            accepted=len(fresh),
+            already_recorded=len(duplicates),
+            rejected=rejected,
         )
     tasks = _review_tasks(store, program, system, valid) if review else 0
     return FeedbackReport(

@@ -255,34 +255,16 @@ def import_answers(
             if row.provenance is not None and outcome.answer is not None:
                 sources.append((outcome.answer.id, outcome.answer.submission_id, row.provenance))
         _record_sources(conn, sources, import_id, source)
-        rejected = _mark_quarantined(conn, sorted(rejected, key=lambda r: r.line))
-        fresh = [r for r in rejected if not r.already_quarantined]
-        if fresh:
-            conn.execute(
-                quarantine.insert(),
-                [
-                    {
-                        "import_id": import_id,
-                        "source": source,
-                        "line": r.line,
-                        "reason": r.reason,
-                        "raw": r.raw,
-                        "created_at": now,
-                    }
-                    for r in fresh
-                ],
-            )
-        conn.execute(
-            imports.insert().values(
-                id=import_id,
-                at=now,
-                actor=str(actor),
-                source=source,
-                format=format,
-                accepted=accepted,
-                already_recorded=already,
-                rejected=len(rejected),
-            )
+        rejected = log_import(
+            conn,
+            import_id=import_id,
+            at=now,
+            actor=str(actor),
+            source=source,
+            format=format,
+            accepted=accepted,
+            already_recorded=already,
+            rejected=rejected,
         )
         registry.audit.record(
             actor,
@@ -304,6 +286,53 @@ def import_answers(
 
 def _rejected(row: IncomingAnswer, problem: str) -> RejectedRow:
     return RejectedRow(row.line, _reason(row, problem), row.raw, row.where)
+
+
+def log_import(
+    conn: sa.Connection,
+    *,
+    import_id: str,
+    at: datetime,
+    actor: str,
+    source: str,
+    format: str,  # noqa: A002 - the import log's column
+    accepted: int,
+    already_recorded: int,
+    rejected: list[RejectedRow],
+) -> list[RejectedRow]:
+    """Quarantine an import's rejected rows (those not quarantined before) and add its line to
+    the import log, inside `conn`'s transaction; returns the rejected rows, each flagged
+    `already_quarantined` where an earlier import kept the same row for the same reason."""
+    rejected = _mark_quarantined(conn, sorted(rejected, key=lambda r: r.line))
+    fresh = [r for r in rejected if not r.already_quarantined]
+    if fresh:
+        conn.execute(
+            quarantine.insert(),
+            [
+                {
+                    "import_id": import_id,
+                    "source": source,
+                    "line": r.line,
+                    "reason": r.reason,
+                    "raw": r.raw,
+                    "created_at": at,
+                }
+                for r in fresh
+            ],
+        )
+    conn.execute(
+        imports.insert().values(
+            id=import_id,
+            at=at,
+            actor=actor,
+            source=source,
+            format=format,
+            accepted=accepted,
+            already_recorded=already_recorded,
+            rejected=len(rejected),
+        )
+    )
+    return rejected
 
 
 def _mark_quarantined(conn: sa.Connection, rejected: list[RejectedRow]) -> list[RejectedRow]:

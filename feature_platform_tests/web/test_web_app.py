@@ -150,7 +150,7 @@ def test_set_password_reads_stdin_never_argv(tmp_path) -> None:  # noqa: ANN001
     short = cli("zoe", "annotators", "set-password", "zoe", stdin="short\n")
     assert short.returncode == 2 and "too short" in short.stderr
     other = cli("yan", "annotators", "set-password", "zoe", stdin="yan's choice of secret\n")
-    assert other.returncode == 2 and "may not set 'zoe'" in other.stderr
+    assert other.returncode == 2 and "may not set the password for 'zoe'" in other.stderr
     # A program registers its own people (the roles its queue checks): zoe labels digits only.
     assert (
         cli("adm", "--program", "digits", "annotators", "add", "adm", "--role", "admin").returncode
