@@ -298,7 +298,9 @@ def import_feedback(
             already_recorded=len(duplicates),
             rejected=rejected,
         )
-    tasks = _review_tasks(store, program, system, valid) if review else 0
+    recorded = set(duplicates) | {str(e.event_id) for e in fresh}
+    accepted = [e for e in valid if str(e.event_id) in recorded]
+    tasks = _review_tasks(store, program, system, accepted) if review else 0
     return FeedbackReport(
         import_id, system, [str(e.event_id) for e in fresh], duplicates + repeated, rejected, tasks
     )

@@ -548,7 +548,14 @@ class LabelSets:
         rows = []
         for rank, key in enumerate(keys):
             origin = sources[source_task[key]]
-            shown = json.loads(origin.context).get("features_shown", {})
+            shown_context = json.loads(origin.context)
+            # The shown values, with the version they came from and its column tags, so the
+            # relabel task is redacted exactly as the task it replaces.
+            context = {
+                key: shown_context[key]
+                for key in ("features_shown", "features_shown_version", "column_tags")
+                if key in shown_context
+            }
             rows.append(
                 {
                     "id": uuid.uuid4().hex,
@@ -564,7 +571,7 @@ class LabelSets:
                     "reason": reason,
                     "model_version": origin.model_version,
                     "feature_version": origin.feature_version,
-                    "context": json.dumps({"features_shown": shown, "top_classes": []}),
+                    "context": json.dumps({"features_shown": {}, **context, "top_classes": []}),
                     "created_at": now,
                     "label_set_version": made.version,
                 }

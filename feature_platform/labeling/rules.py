@@ -187,7 +187,9 @@ def run_rules(
             label=row.label,
             source_kind=RULE,
             source=row.source,
-            event_id=row.sample_key,
+            # One event per (sample, label): a re-run that votes the same is a duplicate, one
+            # that votes otherwise (features changed since) is a new, later vote, not a conflict.
+            event_id=vote_event_id(row.sample_key, row.label),
             round=round,
             provenance={"rule": row.rule, "feature_set_version": fsv.id},
         )
@@ -248,3 +250,8 @@ def rule_report(store: FeatureStore, program: Any, as_of: datetime | None = None
             }
         )
     return pd.DataFrame(rows, columns=REPORT_COLUMNS)
+
+
+def vote_event_id(sample_key: str, label: str) -> str:
+    """A rule vote's event id: the sample and the label voted (hashed, within 200 characters)."""
+    return hashlib.sha256(f"{sample_key}\0{label}".encode()).hexdigest()[:40]

@@ -29,6 +29,7 @@ PREFIX = "fprt1"
 _SNAPSHOT = re.compile(r"snapshot-\d{8}T\d{12}-[0-9a-f]{8,64}\.parquet\Z")
 _VERSION_ID = re.compile(r"[^@:\s]+@[^@:\s]+\Z")
 _MAX_CHARS = 4 << 20  # a token is small; refuse to inflate anything absurd
+_MAX_DOCUMENT_BYTES = 64 << 20  # what its data may inflate to
 
 
 @dataclass(frozen=True)
@@ -69,11 +70,24 @@ class RetrievalToken:
                 f"Unknown retrieval token format {prefix!r} (this version reads {PREFIX!r})."
             )
         try:
-            document = zlib.decompress(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+            inflate = zlib.decompressobj()
+            # Bounded: a small token must not inflate into gigabytes.
+            document = inflate.decompress(
+                base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)), _MAX_DOCUMENT_BYTES
+            )
         except (binascii.Error, ValueError, zlib.error) as exc:
             raise InvalidRetrievalTokenError(
                 f"Malformed retrieval token: its data does not decode ({exc}); was it truncated?"
             ) from exc
+        if inflate.unconsumed_tail:
+            raise InvalidRetrievalTokenError(
+                f"Retrieval token too large: its data inflates beyond {_MAX_DOCUMENT_BYTES} bytes."
+            )
+        if not inflate.eof:
+            raise InvalidRetrievalTokenError(
+                "Malformed retrieval token: its data does not decode (the compressed stream "
+                "ends early); was it truncated?"
+            )
         if _digest(document) != digest:
             raise InvalidRetrievalTokenError(
                 "Retrieval token checksum mismatch: the token was altered or truncated."

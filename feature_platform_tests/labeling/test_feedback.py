@@ -129,6 +129,14 @@ def test_review_tasks_ask_people_to_look_again(digits_store: FeatureStore) -> No
     again = import_feedback(digits_store, program, parse_events(events), system="shop", review=True)
     assert again.review_tasks == 0
     assert len(digits_store.queue.tasks(round_key="feedback-shop")) == 2
+    # An event id re-sent with another label is refused: no review task for it either.
+    c = _pool_and_holdout(digits_store)[0][2]
+    conflicting = [{"event_id": "e1", "sample_key": c, "label": "9"}]
+    refused = import_feedback(
+        digits_store, program, parse_events(conflicting), system="shop", review=True
+    )
+    assert len(refused.quarantined) == 1 and refused.review_tasks == 0
+    assert c not in {t.sample_key for t in digits_store.queue.tasks(round_key="feedback-shop")}
 
 
 def test_only_people_who_may_import_send_feedback(digits_store: FeatureStore) -> None:

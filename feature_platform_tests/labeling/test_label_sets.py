@@ -237,8 +237,17 @@ def test_splitting_requeues_the_split_class_for_relabeling(
     assert evolution.version.classes[7:9] == ("7", "7-crossed")
     relabel = evolution.relabel_tasks
     assert sorted(t.sample_key for t in relabel) == sorted(sevens)
+    shown_before = {
+        t.sample_key: t.context
+        for t in copy.store.queue.tasks(rounds.round_key(1))
+        if t.sample_key in sevens
+    }
     for task in relabel:
         assert task.reason == "class 7 was split into 7 and 7-crossed"
+        assert task.context["features_shown_version"]
+        # What was shown, from which version, with its column tags (so it is redacted alike).
+        for key in ("features_shown", "features_shown_version", "column_tags"):
+            assert task.context.get(key) == shown_before[task.sample_key].get(key), key
         assert task.classes == ["7", "7-crossed"] and task.state == PENDING
         assert task.round == "relabel-v2" and task.strategy == "relabel"
     # Asked before the open round's tasks.

@@ -78,6 +78,30 @@ def test_a_bad_rule_records_no_vote_of_any_rule(digits_store: FeatureStore) -> N
     assert digits_store.machine_labels.labels().empty
 
 
+_VOTES = {"label": "0"}
+
+
+def _votes_what_it_is_told(features: pd.DataFrame, params) -> list:  # noqa: ANN001
+    # Stands for a rule whose inputs changed between runs (same code, same params).
+    return [_VOTES["label"]] * min(len(features), 5) + [None] * max(len(features) - 5, 0)
+
+
+def test_a_rule_that_votes_otherwise_on_a_rerun_records_a_later_vote(
+    digits_store: FeatureStore,
+) -> None:
+    program = digits.program(rules=(LabelingRule("told", _votes_what_it_is_told),))
+    first = run_rules(digits_store, program)
+    _VOTES["label"] = "1"
+    try:
+        second = run_rules(digits_store, program)  # no conflict: a new vote per sample
+    finally:
+        _VOTES["label"] = "0"
+    assert first.outcome.recorded == second.outcome.recorded == 5
+    votes = digits_store.machine_labels.labels(["rule"])
+    assert set(votes.drop_duplicates("sample_key", keep="last")["label"]) == {"1"}
+    assert run_rules(digits_store, program).outcome.duplicates == 5  # same votes: recorded once
+
+
 def test_the_round_runs_rules_and_dawid_skene_estimates_them(digits_store: FeatureStore) -> None:
     program = digits.program(batch_size=200, label_budget=400, rules=DIGIT_RULES)
     pool = rounds.candidate_pool(digits_store, program, model=None)

@@ -126,6 +126,9 @@ def test_bad_tokens_are_refused_with_the_reason(tmp_path) -> None:
             "items@v9 has no recorded fingerprint"
         ),
     }
+    # A few kilobytes that would inflate to 80 MB: refused before inflating all of it.
+    bomb = base64.urlsafe_b64encode(zlib.compress(b" " * (80 << 20), 9)).decode().rstrip("=")
+    cases[f"{prefix}.{bomb}.{digest}"] = "too large"
     for bad, message in cases.items():
         with pytest.raises(InvalidRetrievalTokenError, match=message):
             store.get_historical_features(_entities(), FEATURES, token=bad)
