@@ -97,8 +97,10 @@ def to_utc(values: pd.Series, what: str) -> pd.Series:
             f"pd.to_datetime(values, unit='s', utc=True)."
         )
     dtype = values.dtype
-    if isinstance(dtype, pd.DatetimeTZDtype) and dtype.unit == "ns" and dtype.tz is UTC:
-        return values  # exactly what the conversion below returns: nothing to convert
+    if isinstance(dtype, pd.DatetimeTZDtype) and dtype.unit == "ns":
+        # Aware nanoseconds are stored as UTC already: naming the zone UTC (whichever
+        # object spells it: zoneinfo, pytz, datetime) relabels them without a pass over rows.
+        return values if dtype.tz is UTC else values.dt.tz_convert(UTC)
     try:
         with warnings.catch_warnings():  # a dateutil fallback notice for text is noise here
             warnings.simplefilter("ignore", UserWarning)

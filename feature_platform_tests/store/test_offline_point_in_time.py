@@ -8,6 +8,7 @@ import tempfile
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,8 @@ from feature_platform.store.offline import OfflineIndexWarning, OfflineStore
 
 MIXED = spec(features={"x": "float64", "n": "int64", "tag": "str"})
 FSV = MIXED.as_version("active")
-ZONES = ["UTC", "America/New_York", "Asia/Kolkata", None]  # None: naive, read as UTC
+# None: naive, read as UTC; ZoneInfo("UTC"): UTC spelled by another object than pandas' own.
+ZONES = ["UTC", ZoneInfo("UTC"), "America/New_York", "Asia/Kolkata", None]
 
 
 def _oracle(stored: list[dict], entity_rows: list[tuple[str, int]], ttl: int | None) -> list:
@@ -155,6 +157,8 @@ def _check_against_oracle(
     assert result["item_id"].tolist() == entity_df["item_id"].tolist()
     utc = stamps.dt.tz_localize("UTC") if zone is None else stamps.dt.tz_convert("UTC")
     assert result[EVENT_TIMESTAMP].tolist() == utc.tolist()  # same instants, in UTC
+    assert result[EVENT_TIMESTAMP].dtype == "datetime64[ns, UTC]"
+    assert str(result[EVENT_TIMESTAMP].dt.tz) == "UTC"
     assert result["x"].dtype == "float64" and result["n"].dtype == "float64"
     for got_x, got_n, got_tag, want in zip(
         result["x"], result["n"], result["tag"], expected, strict=True
