@@ -30,7 +30,7 @@ import time
 import uuid
 import warnings
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePath
@@ -131,6 +131,25 @@ def normalize_keys(values: pd.Series | np.ndarray, what: str) -> pd.Series:
     return series.astype(str)
 
 
+class _OnFirstUse:
+    """A `_Prepared` array given outright or as a loader called on first use: a saved index
+    maps only what the short-history search reads, the rest when something asks for it."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._slot = f"_{name}"
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> np.ndarray:
+        if obj is None:
+            raise AttributeError(self._slot)  # for dataclasses: a field without a default
+        value = obj.__dict__[self._slot]
+        if not isinstance(value, np.ndarray):
+            value = obj.__dict__[self._slot] = value()
+        return value
+
+    def __set__(self, obj: Any, value: np.ndarray | Callable[[], np.ndarray]) -> None:
+        obj.__dict__[self._slot] = value
+
+
 @dataclass
 class _Prepared:
     """One version's rows: keys and times sorted by (entity code, event time, write time,
@@ -141,12 +160,14 @@ class _Prepared:
     files: tuple
     entity_dtype: str  # "int64" or "str"
     uniques: pd.Index  # entity keys; codes index into it
-    codes: np.ndarray
-    event_ns: np.ndarray
-    created_ns: np.ndarray
-    ts_unique: np.ndarray  # sorted distinct event times
-    search_key: np.ndarray  # code * (len(ts_unique) + 1) + rank of event time, ascending
-    order: np.ndarray  # sorted position -> row in file order
+    rows: int  # stored rows; row `rows` of `values` is the all-missing one
+    codes: np.ndarray = _OnFirstUse()
+    event_ns: np.ndarray = _OnFirstUse()
+    created_ns: np.ndarray = _OnFirstUse()
+    ts_unique: np.ndarray = _OnFirstUse()  # sorted distinct event times
+    # code * (len(ts_unique) + 1) + rank of event time, ascending
+    search_key: np.ndarray = _OnFirstUse()
+    order: np.ndarray = _OnFirstUse()  # sorted position -> row in file order
     numeric: list[str]
     # (rows + 1, numeric features) float64, row-major, last row all NaN; None when the
     # version is larger than memory allows: `reader` then fetches the rows asked for.
@@ -177,7 +198,7 @@ class _Prepared:
 
     def last_rows(self) -> np.ndarray:
         """Position of each entity's newest row (latest event time, then latest write)."""
-        if len(self.codes) == 0:
+        if self.rows == 0:
             return np.zeros(0, dtype=np.int64)
         return np.flatnonzero(np.r_[self.codes[1:] != self.codes[:-1], True])
 
@@ -187,8 +208,8 @@ class _Prepared:
 
     def source_rows(self, rows: np.ndarray) -> np.ndarray:
         """File-order rows for sorted positions `rows`; -1 becomes the all-missing row."""
-        missing = len(self.order)
-        if len(self.order) == 0:
+        missing = self.rows
+        if self.rows == 0:
             return np.full(len(rows), missing, dtype=np.int64)
         return np.where(rows >= 0, self.order[np.clip(rows, 0, None)], missing)
 
@@ -271,7 +292,7 @@ class _StepTables:
     @classmethod
     def build(cls, prepared: _Prepared) -> _StepTables | None:
         starts, longest = prepared.segments()
-        entities, rows = len(prepared.uniques), len(prepared.codes)
+        entities, rows = len(prepared.uniques), prepared.rows
         # Padding to the longest history must stay within a few times the rows themselves.
         if not 0 < longest <= _LINEAR_SCAN_MAX or (entities + 1) * longest > 4 * rows + 4096:
             return None
@@ -648,11 +669,11 @@ class OfflineStore:
     def _as_of(
         prepared: _Prepared, keys: pd.Series, left_ns: np.ndarray, ttl: timedelta | None
     ) -> np.ndarray:
-        """File-order row holding each entity row's value, or `len(prepared.order)` (the
+        """File-order row holding each entity row's value, or `prepared.rows` (the
         all-missing row) where there is none."""
         codes = prepared.codes_of(keys)
-        missing = len(prepared.order)
-        if len(prepared.codes) == 0 or len(codes) == 0:
+        missing = prepared.rows
+        if missing == 0 or len(codes) == 0:
             return np.full(len(codes), missing, dtype=np.int64)
         ttl_ns = None if ttl is None else pd.Timedelta(ttl).value
         steps = prepared.step_tables()
@@ -684,7 +705,7 @@ class OfflineStore:
     def _take(
         fsv: FeatureSetVersion, prepared: _Prepared, source: np.ndarray, features: list[str]
     ) -> pd.DataFrame:
-        """Feature values at file-order rows `source` (`len(prepared.order)`: missing), in
+        """Feature values at file-order rows `source` (`prepared.rows`: missing), in
         output dtypes (see `_Prepared.source_rows`)."""
         if prepared.reader is not None:
             fetched = prepared.reader.take(source, features)
@@ -711,7 +732,7 @@ class OfflineStore:
         others = {
             f: pd.Series(
                 prepared.others[f].take(
-                    np.where(source < len(prepared.order), source, -1), allow_fill=True
+                    np.where(source < prepared.rows, source, -1), allow_fill=True
                 ),
                 dtype=output_dtype(fsv.features[f]),
             )
@@ -874,10 +895,12 @@ class OfflineStore:
             step_longest = meta.get("step_longest", False)
             if step_longest not in (False, None) and not isinstance(step_longest, int):
                 raise TypeError(f"step_longest is {step_longest!r}")
-            names = self._INDEX_ARRAYS + ("values", "uniques")
-            names += _StepTables.ARRAYS if step_longest else ()
-            arrays = {}
-            for name in names:
+            # With step tables the search reads only them, the keys and the values: the
+            # sorted arrays are mapped when something else (latest, a TTL) first asks.
+            later = self._INDEX_ARRAYS if step_longest else ()
+            names = ("values", "uniques") + (_StepTables.ARRAYS if step_longest else ())
+            arrays: dict[str, Any] = {}
+            for name in names + tuple(n for n in self._INDEX_ARRAYS if n not in later):
                 array, digest = loc.load_array(f"{directory}/{name}.npy")
                 if digest != checksums[name]:
                     return self._discard_index(fsv, directory, f"{name}.npy checksum")
@@ -896,12 +919,16 @@ class OfflineStore:
         if step_longest:
             saved = [arrays.pop(name) for name in _StepTables.ARRAYS]
             steps = _StepTables(step_longest, *saved)
+        mapped_later = _IndexArrays(self, fsv, directory, signature, checksums)
+        for name in later:
+            arrays[name] = mapped_later.loader(name)
         keys = pd.Index(uniques if meta["entity_dtype"] == "int64" else uniques.astype(object))
         return _Prepared(
             _steps=steps,
             files=signature,
             entity_dtype=meta["entity_dtype"],
             uniques=keys.astype("str") if meta["entity_dtype"] == "str" else keys,
+            rows=arrays["values"].shape[0] - 1,
             numeric=meta["numeric"],
             others={},
             **arrays,
@@ -939,6 +966,7 @@ class OfflineStore:
                 files=signature,
                 entity_dtype="int64",
                 uniques=pd.Index([], dtype="int64"),
+                rows=0,
                 codes=np.zeros(0, dtype=np.int64),
                 event_ns=np.zeros(0, dtype=np.int64),
                 created_ns=np.zeros(0, dtype=np.int64),
@@ -986,6 +1014,7 @@ class OfflineStore:
             files=signature,
             entity_dtype=entity_dtype,
             uniques=pd.Index(uniques),
+            rows=len(codes),
             codes=codes,
             event_ns=event_ns,
             created_ns=created_ns,
@@ -997,6 +1026,46 @@ class OfflineStore:
             others=others,
             reader=reader,
         )
+
+
+class _IndexArrays:
+    """The arrays of one saved index that `_load_index` left to be mapped on first use.
+    Each is checked against its checksum when mapped; one that is damaged or gone (the
+    index was replaced meanwhile) is reported like a damaged index, and every array left
+    comes from one rebuild from the same Parquet snapshots (the sort is deterministic, so
+    the rebuilt arrays are the ones the index held)."""
+
+    def __init__(
+        self,
+        store: OfflineStore,
+        fsv: FeatureSetVersion,
+        directory: str,
+        signature: tuple,
+        checksums: Mapping[str, str],
+    ) -> None:
+        self._store, self._fsv, self._directory = store, fsv, directory
+        self._signature, self._checksums = signature, checksums
+        self._rebuilt: _Prepared | None = None
+        self._lock = threading.Lock()
+
+    def loader(self, name: str) -> Callable[[], np.ndarray]:
+        return lambda: self._array(name)
+
+    def _array(self, name: str) -> np.ndarray:
+        with self._lock:
+            if self._rebuilt is None:
+                try:
+                    array, digest = self._store.location.load_array(f"{self._directory}/{name}.npy")
+                    if digest == self._checksums[name]:
+                        return array
+                    why = f"{name}.npy checksum"
+                except (OSError, ValueError) as exc:
+                    why = f"{name}.npy unreadable ({exc})"
+                self._store._discard_index(self._fsv, self._directory, why)
+                directory = self._store._dir(self._fsv)
+                files = [f"{directory}/{entry[0]}" for entry in self._signature]
+                self._rebuilt = self._store.load(self._fsv, files, self._signature)
+            return getattr(self._rebuilt, name)
 
 
 class _RowReader:

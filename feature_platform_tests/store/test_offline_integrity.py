@@ -63,18 +63,39 @@ def test_an_index_damaged_at_the_same_size_is_reported_and_rebuilt(tmp_path) -> 
     assert isinstance(fresh.prepared(FSV).values.base, mmap.mmap)  # mapped, not rebuilt
 
 
-@pytest.mark.parametrize("damaged", ["codes.npy", "order.npy", "uniques.npy", "meta.json"])
+@pytest.mark.parametrize(
+    "damaged", ["codes.npy", "order.npy", "event_ns.npy", "uniques.npy", "meta.json"]
+)
 def test_every_index_file_is_checked(tmp_path, damaged) -> None:
+    """Checked when mapped: the keys, values and step tables on load, the sorted arrays
+    (codes, order, times) when something first reads them (here: `latest`)."""
     expected, index = _indexed_store(tmp_path)
+    expected_latest = OfflineStore(tmp_path, persist_index_min_bytes=0).latest(FSV)
     target = index / damaged
     data = bytearray(target.read_bytes())
     data[-8:] = b"\x01" * 8 if damaged != "meta.json" else b'"x": 1}}'
     target.write_bytes(bytes(data))
+    store = OfflineStore(tmp_path, persist_index_min_bytes=0)
     with pytest.warns(OfflineIndexWarning, match="rebuilt from the Parquet"):
-        got = OfflineStore(tmp_path, persist_index_min_bytes=0).point_in_time(
-            _entity_df(list(range(0, 200, 7))), [(FSV, ["x", "y"])]
-        )
+        got = store.point_in_time(_entity_df(list(range(0, 200, 7))), [(FSV, ["x", "y"])])
+        latest = store.latest(FSV)
     pd.testing.assert_frame_equal(got, expected)
+    pd.testing.assert_frame_equal(latest, expected_latest)
+
+
+def test_an_index_replaced_before_its_sorted_arrays_are_read_is_rebuilt(tmp_path) -> None:
+    """The sorted arrays are mapped on first use: if the index folder is gone by then (a
+    newer write replaced it), they come from the Parquet, with the same answer."""
+    _, index = _indexed_store(tmp_path)
+    expected_latest = OfflineStore(tmp_path, persist_index_min_bytes=0).latest(FSV)
+    store = OfflineStore(tmp_path, persist_index_min_bytes=0)
+    store.point_in_time(_entity_df([1, 2]), [(FSV, ["x"])])  # maps the index
+    for path in index.iterdir():
+        path.unlink()
+    index.rmdir()
+    with pytest.warns(OfflineIndexWarning, match="codes.npy unreadable"):
+        latest = store.latest(FSV)
+    pd.testing.assert_frame_equal(latest, expected_latest)
 
 
 def _damage(path: Path, kind: str) -> None:
