@@ -725,7 +725,8 @@ class OfflineStore:
             if positions == list(range(len(prepared.numeric))):
                 # Whole rows (each contiguous) gathered at once; the frame's block is
                 # their transpose, no copy.
-                block = np.take(prepared.values, source, axis=0, mode="clip").T
+                rows = _pooled_empty((len(source), len(numeric)))
+                block = np.take(prepared.values, source, axis=0, mode="clip", out=rows).T
             else:
                 block = prepared.values[np.ix_(source, positions)].T
             frame = _frame_from_block(block, numeric)
@@ -1148,6 +1149,15 @@ def _segment_search(
         lo = np.where(right, mid + 1, lo)
         hi = np.where(active & ~right, mid, hi)
     return np.where(present & (lo > first), lo - 1, -1)
+
+
+def _pooled_empty(shape: tuple[int, int]) -> np.ndarray:
+    """An uninitialized, writable float64 array in Arrow's memory pool. The pool reuses the
+    pages an earlier result freed, where a fresh allocation this large gets new pages the
+    kernel zeroes first: a third of the time of gathering a 100k x 50 result. (The array
+    keeps its Arrow buffer alive; freeing the frame returns it to the pool.)"""
+    buffer = pa.allocate_buffer(shape[0] * shape[1] * 8)
+    return np.frombuffer(buffer, dtype=np.float64).reshape(shape)
 
 
 def _frame_from_block(block: np.ndarray, names: list[str]) -> pd.DataFrame:

@@ -3,6 +3,7 @@ matter by name: backfills, TTL, time zones, key types, empty inputs and bad inpu
 
 from __future__ import annotations
 
+import gc
 import mmap
 import tempfile
 import uuid
@@ -276,6 +277,27 @@ def test_a_new_snapshot_is_seen_by_a_warm_cache(fs) -> None:
     assert fs.get_historical_features(frame, ["items@v1:x"])["x"].tolist() == [1.0]
     fs.ingest("items@v1", rows([1], 2.0, at=T0 + minutes(20)))
     assert fs.get_historical_features(frame, ["items@v1:x"])["x"].tolist() == [2.0]
+
+
+def test_results_are_writable_and_share_no_memory(fs) -> None:
+    """Numeric results are gathered into memory recycled from freed results: each one is
+    writable, every cell is written (a missing value is NaN, never a freed result's), and
+    changing one result changes no other."""
+    fs.ingest("items@v1", rows([1, 2], [1.0, 2.0]))
+    frame = _entity_df([2, 1, 3], [5, 5, 5])
+    for _ in range(3):
+        first = fs.get_historical_features(frame, ["items@v1:*"])
+        first.loc[0, "x"] = 99.0
+        first["y"] = first["y"] + 1
+        first.iloc[2, first.columns.get_loc("x")] = -1.0
+        del first
+        gc.collect()
+        second = fs.get_historical_features(frame, ["items@v1:*"])
+        third = fs.get_historical_features(frame, ["items@v1:*"])
+        for got in (second, third):
+            assert got["x"].tolist()[:2] == [2.0, 1.0] and np.isnan(got["x"].iloc[2])
+        third.loc[1, "x"] = 7.0
+        assert second["x"].tolist()[:2] == [2.0, 1.0]
 
 
 # -- bad input ------------------------------------------------------------------------------
