@@ -38,15 +38,13 @@ from feature_platform.governance import require
 from feature_platform.governance.identity import Actor, as_actor
 from feature_platform.labeling.imports import (
     RejectedRow,
-    imports,
     log_import,
     parse_time,
-    quarantine,
 )
 from feature_platform.labeling.machine_labels import FEEDBACK, MachineLabel
 from feature_platform.labeling.queue import TaskSpec
 from feature_platform.names import InvalidNameError, check_name
-from feature_platform.store.db import create_tables, utcnow, write_transaction
+from feature_platform.store.db import utcnow, write_transaction
 
 if TYPE_CHECKING:
     from feature_platform.feature_store import FeatureStore
@@ -194,7 +192,7 @@ def import_feedback(
     from feature_platform.learning.training import program_samples
 
     who = as_actor(actor)
-    require(who, "import", store.engine)
+    require(who, "import", store.registry.people)
     system = check_system(system)
     if trust is not None and not (isinstance(trust, int | float) and 0 < float(trust) <= 1):
         raise InvalidArgumentError(f"trust must be a number in (0, 1], got {trust!r}.")
@@ -202,7 +200,6 @@ def import_feedback(
         raise InvalidArgumentError(
             f"{len(events)} events in one call; at most {MAX_EVENTS} (send several)."
         )
-    create_tables(store.engine, quarantine, imports)
     label_source = f"{FEEDBACK}:{system}"
     samples = program_samples(store, program)  # every stored sample, reused while unchanged
     classes = {str(c) for c in program.classes}
