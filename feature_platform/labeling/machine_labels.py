@@ -272,10 +272,12 @@ class MachineLabelStore:
         *,
         actor: Actor | str | None = None,
         now: datetime | None = None,
+        conn: sa.Connection | None = None,
     ) -> int:
         """Withdraw machine labels (e.g. an auto-label a reviewer rejected); they stay stored
         and listed with `include_withdrawn=True`. Needs `adjudicate`. Returns how many were
-        newly withdrawn (withdrawing twice is a no-op)."""
+        newly withdrawn (withdrawing twice is a no-op). With `conn`, inside the caller's
+        (write) transaction."""
         who = as_actor(actor)
         require(who, "adjudicate", self.registry)
         if not reason.strip():
@@ -310,5 +312,7 @@ class MachineLabelStore:
             )
             return len(new)
 
+        if conn is not None:
+            return work(conn)
         with write_transaction(self.engine) as conn:
             return work(conn)
