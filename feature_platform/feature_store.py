@@ -143,7 +143,7 @@ class FeatureStore:
         self.sources = SourceStore(self.settings.home / "sources")
         self.queue = TaskQueue(self.engine, self.registry.people)
         self.label_sets = LabelSets(self.engine, self.queue)
-        self.machine_labels = MachineLabelStore(self.engine)
+        self.machine_labels = MachineLabelStore(self.engine, self.registry.people)
         self.labels = LabelStore(
             self.engine, self.queue, self.label_sets, machine_labels=self.machine_labels
         )

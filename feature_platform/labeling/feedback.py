@@ -38,15 +38,13 @@ from feature_platform.governance import require
 from feature_platform.governance.identity import Actor, as_actor
 from feature_platform.labeling.imports import (
     RejectedRow,
-    imports,
     log_import,
     parse_time,
-    quarantine,
 )
 from feature_platform.labeling.machine_labels import FEEDBACK, MachineLabel
 from feature_platform.labeling.queue import TaskSpec
 from feature_platform.names import InvalidNameError, check_name
-from feature_platform.store.db import create_tables, utcnow, write_transaction
+from feature_platform.store.db import utcnow, write_transaction
 
 if TYPE_CHECKING:
     from feature_platform.feature_store import FeatureStore
@@ -191,8 +189,10 @@ def import_feedback(
 ) -> FeedbackReport:
     """Check `events` and record them (see the module docstring). Needs `import`; refused
     before anything is read otherwise."""
+    from feature_platform.learning.training import program_samples
+
     who = as_actor(actor)
-    require(who, "import", store.engine)
+    require(who, "import", store.registry.people)
     system = check_system(system)
     if trust is not None and not (isinstance(trust, int | float) and 0 < float(trust) <= 1):
         raise InvalidArgumentError(f"trust must be a number in (0, 1], got {trust!r}.")
@@ -200,9 +200,8 @@ def import_feedback(
         raise InvalidArgumentError(
             f"{len(events)} events in one call; at most {MAX_EVENTS} (send several)."
         )
-    create_tables(store.engine, quarantine, imports)
     label_source = f"{FEEDBACK}:{system}"
-    known, held_out = _sample_keys(store, program)
+    samples = program_samples(store, program)  # every stored sample, reused while unchanged
     classes = {str(c) for c in program.classes}
     import_id = f"fb-{uuid.uuid4().hex[:12]}"
     now = utcnow()
@@ -212,9 +211,9 @@ def import_feedback(
     repeated: list[str] = []
     for event in events:
         problem = event.error
-        if problem is None and event.sample_key not in known:
+        if problem is None and event.sample_key not in samples.arrived:
             problem = f"unknown sample key {event.sample_key!r}: no such sample in the program"
-        if problem is None and event.sample_key in held_out:
+        if problem is None and event.sample_key in samples.held_out:
             problem = (
                 f"sample {event.sample_key!r} is held out: its true label judges the model, "
                 f"so feedback on it is not used"
@@ -304,18 +303,6 @@ def import_feedback(
     return FeedbackReport(
         import_id, system, [str(e.event_id) for e in fresh], duplicates + repeated, rejected, tasks
     )
-
-
-def _sample_keys(store: FeatureStore, program: Any) -> tuple[set[str], set[str]]:
-    """(every sample of the program's feature set, the held-out ones)."""
-    from feature_platform.learning.training import resolve_feature_set
-
-    fsv = resolve_feature_set(store, program.feature_set)
-    keys = set(store.offline.latest(fsv, features=[])[fsv.entity].astype(str))
-    held_out: set[str] = set()
-    if program.holdout_source:
-        held_out = set(store.sources.read(program.holdout_source)[fsv.entity].astype(str))
-    return keys, held_out
 
 
 def review_round(system: str) -> str:

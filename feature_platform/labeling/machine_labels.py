@@ -25,8 +25,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from feature_platform.errors import InvalidAnswerError
-from feature_platform.governance import require
-from feature_platform.governance.audit import AuditLog
+from feature_platform.governance import AnnotatorRegistry, require
 from feature_platform.governance.identity import Actor, as_actor
 from feature_platform.store.db import create_tables, metadata, utcnow, write_transaction
 
@@ -128,9 +127,11 @@ def _check(label: MachineLabel, position: int) -> None:
 class MachineLabelStore:
     """Record, list and withdraw labels whose source is not a person."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, registry: AnnotatorRegistry | None = None) -> None:
+        """`registry`: the people registry permissions are checked in (the store's own)."""
         self.engine = engine
-        self.audit = AuditLog(engine)
+        self.registry = registry or AnnotatorRegistry(engine)
+        self.audit = self.registry.audit
         create_tables(engine, machine_labels, machine_label_withdrawals)
 
     def record(
@@ -146,7 +147,7 @@ class MachineLabelStore:
         is a duplicate and skipped; with another label it is refused, naming the event.
         With `conn`, inside the caller's (write) transaction."""
         who = as_actor(actor)
-        require(who, "import", self.engine)
+        require(who, "import", self.registry)
         for position, label in enumerate(labels):
             _check(label, position)
         at = now or utcnow()
@@ -271,12 +272,14 @@ class MachineLabelStore:
         *,
         actor: Actor | str | None = None,
         now: datetime | None = None,
+        conn: sa.Connection | None = None,
     ) -> int:
         """Withdraw machine labels (e.g. an auto-label a reviewer rejected); they stay stored
         and listed with `include_withdrawn=True`. Needs `adjudicate`. Returns how many were
-        newly withdrawn (withdrawing twice is a no-op)."""
+        newly withdrawn (withdrawing twice is a no-op). With `conn`, inside the caller's
+        (write) transaction."""
         who = as_actor(actor)
-        require(who, "adjudicate", self.engine)
+        require(who, "adjudicate", self.registry)
         if not reason.strip():
             raise InvalidAnswerError("Withdrawing machine labels needs a reason.")
         ids = sorted({int(i) for i in label_ids})
@@ -309,5 +312,7 @@ class MachineLabelStore:
             )
             return len(new)
 
+        if conn is not None:
+            return work(conn)
         with write_transaction(self.engine) as conn:
             return work(conn)

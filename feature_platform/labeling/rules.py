@@ -136,16 +136,9 @@ class RuleRun:
 def rule_samples(store: FeatureStore, program: Any, as_of: datetime) -> list[str]:
     """The samples rules vote on: every sample arrived by `as_of` outside the held-out split
     (held-out samples judge the model; a rule's label on them would leak into training)."""
-    from feature_platform.learning.training import resolve_feature_set
-    from feature_platform.store.feature_set import EVENT_TIMESTAMP
+    from feature_platform.learning.training import program_samples
 
-    fsv = resolve_feature_set(store, program.feature_set)
-    arrived = store.offline.latest(fsv, features=[])
-    arrived = arrived[arrived[EVENT_TIMESTAMP] <= pd.Timestamp(as_of)]
-    keys = set(arrived[fsv.entity].astype(str))
-    if program.holdout_source:
-        keys -= set(store.sources.read(program.holdout_source)[fsv.entity].astype(str))
-    return sorted(keys, key=lambda k: (len(k), k))
+    return program_samples(store, program, as_of).pool
 
 
 def rule_features(

@@ -307,20 +307,26 @@ def review_verdicts(store: FeatureStore) -> list[Verdict]:
 
 
 def apply_review_verdicts(store: FeatureStore, actor: Actor | str | None = None) -> list[Verdict]:
-    """Withdraw every auto-label that people's review rejected (idempotent); their own label
-    stands, as the review task's answer. Returns every verdict so far."""
+    """Withdraw every auto-label that people's review rejected (idempotent), all in one
+    transaction (all or nothing); their own label stands, as the review task's answer.
+    Returns every verdict so far."""
     actor = actor if actor is not None else system_actor()
     verdicts = review_verdicts(store)
     made = store.machine_labels.labels([MODEL])
     rejected = {v.sample_key: v for v in verdicts if not v.confirmed}
-    for row in made[made["sample_key"].isin(set(rejected))].itertuples(index=False):
-        verdict = rejected[row.sample_key]
-        store.machine_labels.withdraw(
-            [int(row.label_id)],
-            f"review: people labeled {row.sample_key} '{verdict.human_label}', the model "
-            f"auto-labeled it '{verdict.auto_label}'",
-            actor=actor,
-        )
+    withdrawn = made[made["sample_key"].isin(set(rejected))]
+    if withdrawn.empty:
+        return verdicts
+    with write_transaction(store.engine) as conn:
+        for row in withdrawn.itertuples(index=False):
+            verdict = rejected[row.sample_key]
+            store.machine_labels.withdraw(
+                [int(row.label_id)],
+                f"review: people labeled {row.sample_key} '{verdict.human_label}', the model "
+                f"auto-labeled it '{verdict.auto_label}'",
+                actor=actor,
+                conn=conn,
+            )
     return verdicts
 
 

@@ -43,12 +43,12 @@ from feature_platform.learning.training import (
     feature_matrix,
     holdout_split,
     in_label_set,
+    program_samples,
     resolve_feature_set,
     train,
 )
 from feature_platform.programs.model import Program
 from feature_platform.store.db import utcnow
-from feature_platform.store.feature_set import EVENT_TIMESTAMP
 
 __all__ = ["Program", "holdout_split"]
 
@@ -118,15 +118,10 @@ def candidate_pool(
     as_of = as_of or utcnow()
     fsv = resolve_feature_set(store, program.feature_set)
     program = with_current_labels(store, program.pinned(fsv.id))
-    arrived = store.offline.latest(fsv, features=[])
-    arrived = arrived[arrived[EVENT_TIMESTAMP] <= pd.Timestamp(as_of)]
-    keys = arrived[fsv.entity].astype(str)
     excluded = store.queue.sample_keys()
     if program.auto_labels.enabled:  # off, the auto-labels are not trained on: people may ask
         excluded |= set(store.machine_labels.labels([MODEL])["sample_key"].astype(str))
-    if program.holdout_source:
-        excluded |= set(store.sources.read(program.holdout_source)[fsv.entity].astype(str))
-    keys = sorted(set(keys) - excluded, key=lambda k: (len(k), k))
+    keys = [k for k in program_samples(store, program, as_of, fsv).pool if k not in excluded]
     # The version this round reads, resolved once here and carried by the pool, the batch's
     # tasks and the training set (an alias moved mid-round does not split the round).
     pool = pd.DataFrame({"sample_key": keys, FEATURE_VERSION: fsv.id})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,7 +23,15 @@ from feature_platform.store.feature_set import EVENT_TIMESTAMP, FeatureSetVersio
 from feature_platform.store.refs import parse_feature_set
 
 LABEL = "label"
-__all__ = ["DEFAULT_MODEL_PARAMS", "TrainingSet", "build_training_set", "holdout_split", "train"]
+__all__ = [
+    "DEFAULT_MODEL_PARAMS",
+    "ProgramSamples",
+    "TrainingSet",
+    "build_training_set",
+    "holdout_split",
+    "program_samples",
+    "train",
+]
 
 
 @dataclass(frozen=True)
@@ -156,6 +166,71 @@ def holdout_split(
     X = feature_matrix(store, fsv, keys.tolist(), as_of)  # noqa: N806
     arrived = ~np.isnan(X).any(axis=1)
     return keys[arrived].tolist(), X[arrived], frame[LABEL].astype(str).to_numpy()[arrived]
+
+
+@dataclass(frozen=True)
+class ProgramSamples:
+    """A program's samples in one feature set version: every key that has arrived (by the
+    `as_of` asked for) and the keys of the held-out split (their true labels judge the
+    model, so no label of any source may be taken for them)."""
+
+    feature_set: FeatureSetVersion
+    arrived: frozenset[str]
+    held_out: frozenset[str]
+
+    @property
+    def pool(self) -> list[str]:
+        """The arrived samples outside the held-out split, shorter keys first ('2' < '10')."""
+        return sorted(self.arrived - self.held_out, key=lambda k: (len(k), k))
+
+
+# Without `as_of` (every arrived sample) the sets are kept per snapshot set: the same files
+# give the same keys, and a new snapshot or a rewritten held-out source changes the key.
+_SAMPLES_KEPT = 8
+_samples: OrderedDict[tuple, ProgramSamples] = OrderedDict()
+_samples_lock = threading.Lock()
+
+
+def program_samples(
+    store: FeatureStore,
+    program: Program,
+    as_of: datetime | None = None,
+    fsv: FeatureSetVersion | None = None,
+) -> ProgramSamples:
+    """The samples of `program`'s feature set (`fsv`, default the program's, resolved now)
+    arrived by `as_of` (None: every one stored), and its held-out split. Candidates, rule
+    votes and feedback all take `pool`: arrived minus held out. Without `as_of` the result
+    is reused while the version's snapshots and the held-out source are unchanged."""
+    fsv = fsv or resolve_feature_set(store, program.feature_set)
+    holdout = program.holdout_source
+    key = None
+    if as_of is None:
+        key = (
+            str(store.offline.root),
+            fsv.id,
+            fsv.fingerprint,
+            store.offline.signature(fsv),
+            str(store.sources.root),
+            holdout,
+            store.sources.signature(holdout) if holdout else (),
+        )
+        with _samples_lock:
+            if key in _samples:
+                _samples.move_to_end(key)
+                return _samples[key]
+    arrived = store.offline.latest(fsv, features=[])
+    if as_of is not None:
+        arrived = arrived[arrived[EVENT_TIMESTAMP] <= pd.Timestamp(as_of)]
+    held_out: frozenset[str] = frozenset()
+    if holdout:
+        held_out = frozenset(store.sources.read(holdout)[fsv.entity].astype(str))
+    samples = ProgramSamples(fsv, frozenset(arrived[fsv.entity].astype(str)), held_out)
+    if key is not None:
+        with _samples_lock:
+            _samples[key] = samples
+            while len(_samples) > _SAMPLES_KEPT:
+                _samples.popitem(last=False)
+    return samples
 
 
 def in_label_set(

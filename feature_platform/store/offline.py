@@ -533,6 +533,11 @@ class OfflineStore:
         directory = self._dir(fsv)
         return [self.location.pure_path(f"{directory}/{n}") for n, _, _ in self._signature(fsv)]
 
+    def signature(self, fsv: FeatureSetVersion) -> tuple:
+        """The version's snapshot set as (name, size, mtime) entries: equal while no snapshot
+        is added, replaced or removed (what this store's own caches are keyed by)."""
+        return self._signature(fsv)
+
     def read_files(
         self, fsv: FeatureSetVersion, files: Sequence[PurePath], features: list[str] | None = None
     ) -> pd.DataFrame:

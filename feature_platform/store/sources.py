@@ -38,6 +38,18 @@ class SourceStore:
         directory = self.root / name
         return sorted(p.stem for p in directory.glob("*.parquet")) if directory.exists() else []
 
+    def signature(self, name: str) -> tuple:
+        """The source's partitions as (partition, size, mtime) entries: equal while none is
+        written (a write replaces its file) or removed."""
+        out = []
+        for partition in self.partitions(name):
+            try:
+                stat = (self.root / name / f"{partition}.parquet").stat()
+            except FileNotFoundError:  # removed since listed
+                continue
+            out.append((partition, stat.st_size, stat.st_mtime_ns))
+        return tuple(out)
+
     def read(self, name: str) -> pd.DataFrame:
         """Every partition of the source, in partition order."""
         files = [self.root / name / f"{p}.parquet" for p in self.partitions(name)]

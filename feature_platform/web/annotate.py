@@ -12,7 +12,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from feature_platform.errors import InvalidAnswerError, UnknownTaskError
-from feature_platform.governance.identity import Actor
 from feature_platform.labeling.queue import (
     ACCEPTED,
     ALREADY_RECORDED,
@@ -36,6 +35,7 @@ from feature_platform.web.plumbing import (
     nav_context,
     program_page,
     render_page,
+    session_actor,
     state_of,
     task_or_404,
 )
@@ -76,10 +76,6 @@ def _my_last_answer(state: State, program: WebProgram, me: str) -> dict[str, Any
     return {"task_id": row.task_id, "label": row.label, "seconds_left": int(left)}
 
 
-def _viewer(name: str) -> Actor:
-    return Actor(name, "session")
-
-
 def annotate(request: Request) -> Response:
     state = state_of(request)
     session, person, program = program_page(request, "label")
@@ -110,7 +106,9 @@ def annotate(request: Request) -> Response:
     else:
         lease = held[0]
         task = queue.get(lease.task_id)
-    task = program.store.privacy.redact_task(task, _viewer(person.name), purpose="web:annotate")
+    task = program.store.privacy.redact_task(
+        task, session_actor(person.name), purpose="web:annotate"
+    )
     return render_page(
         request,
         "annotate.html",
@@ -193,7 +191,7 @@ def submit_answer(
             raise HTTPException(_STATUS_FOR.get(outcome.code, 400), outcome.reason)
         assert outcome.answer is not None
         program.audit.record(
-            Actor(annotator, "session"),
+            session_actor(annotator),
             "label.answer",
             f"task:{task_id}",
             {"label": label, "answer_id": outcome.answer.id, "via": "web"},
@@ -242,7 +240,7 @@ def _pass(request: Request, form: dict[str, str], outcome: str) -> Response:
     except InvalidAnswerError as exc:
         raise HTTPException(409, str(exc)) from exc
     program.audit.record(
-        Actor(person.name, "session"), f"label.{outcome}", f"task:{task.id}", {"reason": reason}
+        session_actor(person.name), f"label.{outcome}", f"task:{task.id}", {"reason": reason}
     )
     return RedirectResponse(f"{program.prefix}/annotate", status_code=303)
 
@@ -286,7 +284,7 @@ def revise(request: Request, form: dict[str, str]) -> Response:
     except InvalidAnswerError as exc:
         raise HTTPException(409, str(exc)) from exc
     program.audit.record(
-        Actor(person.name, "session"),
+        session_actor(person.name),
         "label.revise",
         f"task:{task.id}",
         {"label": label, "answer_id": answer.id, "revises": answer.revises, "via": "web"},
@@ -311,7 +309,9 @@ def sample_png(request: Request) -> Response:
     holds = holds or bool(program.store.queue.answer_history(task.id, person.name))
     if not (holds or person.may("adjudicate") or person.may("publish")):
         raise HTTPException(403, "Only the person working on a task (or a reviewer) sees it.")
-    task = program.store.privacy.redact_task(task, _viewer(person.name), purpose="web:sample.png")
+    task = program.store.privacy.redact_task(
+        task, session_actor(person.name), purpose="web:sample.png"
+    )
     image = render.sample_image(task)
     if image is None:
         raise HTTPException(404, "This task's sample has no picture.")

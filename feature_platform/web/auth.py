@@ -7,7 +7,6 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from feature_platform.governance.identity import Actor
 from feature_platform.web.plumbing import (
     COOKIE,
     LOGIN_COOKIE,
@@ -15,6 +14,7 @@ from feature_platform.web.plumbing import (
     client_address,
     nav_context,
     render_page,
+    session_actor,
     signed_in,
     state_of,
 )
@@ -70,7 +70,7 @@ def login(request: Request, form: dict[str, str]) -> Response:
         return login_page(request, "Wrong name or password.", 401)
     state.limiter.succeeded(client, name)
     cookie, _ = state.sessions.start(name)
-    state.audit.record(Actor(name, "session"), "web.login", client)
+    state.audit.record(session_actor(name), "web.login", client)
     target = form.get("next", "")
     # Only a path on this site: "//host" and "/\\host" would leave it.
     if not target.startswith("/") or target.startswith("//") or "\\" in target:
@@ -96,9 +96,7 @@ def logout(request: Request, form: dict[str, str]) -> Response:
         for lease in queue.leases(annotator=person.name):
             returned += queue.release(lease.task_id, person.name, event="signed_out")
     state.sessions.end(session)
-    state.audit.record(
-        Actor(person.name, "session"), "web.logout", "", {"leases_returned": returned}
-    )
+    state.audit.record(session_actor(person.name), "web.logout", "", {"leases_returned": returned})
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE)
     return response

@@ -15,7 +15,6 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from feature_platform.errors import FeaturePlatformError
-from feature_platform.governance.identity import Actor
 from feature_platform.governance.roles import PermissionDeniedError
 from feature_platform.labeling import metrics
 from feature_platform.labeling.agreement import annotator_agreement
@@ -33,6 +32,7 @@ from feature_platform.web.plumbing import (
     program_page,
     records,
     render_page,
+    session_actor,
     state_of,
 )
 from feature_platform.web.programs import WebProgram
@@ -307,7 +307,7 @@ def change_settings(request: Request, form: dict[str, str]) -> Response:
     try:
         with state.writing():
             published, new = _template_registry(state).publish(
-                template, note=note[:MAX_REASON], actor=Actor(person.name, "session")
+                template, note=note[:MAX_REASON], actor=session_actor(person.name)
             )
     except PermissionDeniedError as exc:
         raise HTTPException(403, str(exc)) from exc
@@ -341,7 +341,7 @@ def move_alias(request: Request, form: dict[str, str]) -> Response:
         form_field(form, "version"),
     )
     try:
-        program.store.set_alias(name, alias, version, actor=Actor(person.name, "session"))
+        program.store.set_alias(name, alias, version, actor=session_actor(person.name))
     except PermissionDeniedError as exc:
         raise HTTPException(403, str(exc)) from exc
     except FeaturePlatformError as exc:
@@ -359,7 +359,7 @@ def publish(request: Request, form: dict[str, str]) -> Response:
             name,
             version,
             reason or f"published by {person.name} (web)",
-            actor=Actor(person.name, "session"),
+            actor=session_actor(person.name),
         )
     except PermissionDeniedError as exc:
         raise HTTPException(403, str(exc)) from exc

@@ -24,7 +24,7 @@ from starlette.responses import HTMLResponse, Response
 from feature_platform.errors import UnknownTaskError
 from feature_platform.feature_store import FeatureStore
 from feature_platform.governance.credentials import Credentials
-from feature_platform.governance.identity import acting_as
+from feature_platform.governance.identity import Actor, acting_as
 from feature_platform.governance.roles import AnnotatorRegistry, Person
 from feature_platform.labeling.queue import Task
 from feature_platform.programs.project import ProgramDefinition
@@ -225,6 +225,12 @@ def render_page(request: Request, template: str, status: int = 200, **context: A
     state = state_of(request)
     html = state.templates.get_template(template).render(request=request, **context)
     return HTMLResponse(html, status_code=status)
+
+
+def session_actor(name: str) -> Actor:
+    """The signed-in person `name` as the core's actor: who a page's reads (redaction) and
+    writes (audit) are for, acting through their session."""
+    return Actor(name, "session")
 
 
 def as_signed_in(handler: Callable[..., Response], request: Request, *args: Any) -> Response:

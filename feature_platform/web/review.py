@@ -8,7 +8,6 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from feature_platform.errors import InvalidAnswerError
-from feature_platform.governance.identity import Actor
 from feature_platform.governance.roles import PermissionDeniedError
 from feature_platform.labeling.aggregation import fit_dawid_skene
 from feature_platform.web import render
@@ -20,6 +19,7 @@ from feature_platform.web.plumbing import (
     nav_context,
     program_page,
     render_page,
+    session_actor,
     task_or_404,
 )
 
@@ -35,12 +35,16 @@ def review(request: Request) -> Response:
     ran = fit is not None and fit.method == "dawid_skene"
     accuracy = fit.annotator_accuracy() if ran else pd.Series(dtype=float)
     accuracy_note = "" if ran or fit is None else fit.reason
+    page = conflicts.head(20)
+    # The whole page in one redaction: one read of tags and policy, one audit transaction.
+    shown = program.store.privacy.redact_tasks(
+        [queue.get(task_id) for task_id in page["task_id"]],
+        session_actor(person.name),
+        purpose="web:review",
+    )
     items = []
-    for row in conflicts.head(20).itertuples():
-        task = program.store.privacy.redact_task(
-            queue.get(row.task_id), Actor(person.name, "session"), purpose="web:review"
-        )
-        given = all_answers[all_answers["task_id"] == row.task_id]
+    for task in shown:
+        given = all_answers[all_answers["task_id"] == task.id]
         items.append(
             {
                 "task": task,

@@ -11,13 +11,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from feature_platform import FeatureStore, Settings
 from feature_platform.catalog import digits
 from feature_platform.commands.init import scaffold
 from feature_platform.errors import FeaturePlatformError
-from feature_platform.labeling.machine_labels import MODEL
+from feature_platform.labeling.machine_labels import MODEL, MachineLabel
+from feature_platform.labeling.queue import TaskSpec
 from feature_platform.labeling.simulated import SimulatedAnnotators
 from feature_platform.learning import auto_labels, stopping
 from feature_platform.learning.auto_labels import (
@@ -41,6 +43,7 @@ from feature_platform.learning.tracking import ModelTracker
 from feature_platform.programs.model import AutoLabelSettings
 from feature_platform.programs.project import load_project
 from feature_platform.programs.template import ProgramTemplate
+from feature_platform_tests.conftest import register_people
 
 # -- calibration ------------------------------------------------------------------------------
 
@@ -371,3 +374,51 @@ def test_template_auto_label_errors_carry_their_paths(tmp_path: Path) -> None:
     path_before.write_text(original)
     before = ProgramTemplate.from_file(path_before).fingerprint()
     assert ProgramTemplate.from_file(path).fingerprint() == before
+
+
+def test_review_verdicts_are_applied_all_or_nothing(digits_store: FeatureStore) -> None:
+    """Every rejected auto-label of a call is withdrawn in one transaction: a failure on the
+    second leaves the first standing too, and a re-run withdraws both."""
+    store = digits_store
+    register_people(store.engine, "annotator", "ann")
+    keys = ["10", "11", "12"]
+    store.machine_labels.record(
+        [
+            MachineLabel(k, "3", MODEL, "model:digits/1", k, confidence=0.99, round="round-001")
+            for k in keys
+        ]
+    )
+    specs = [
+        TaskSpec(k, REVIEW_STRATEGY, 0.99, "review", "digits@v1", "digits/1", top_classes=[])
+        for k in keys
+    ]
+    tasks = store.queue.create_batch("round-002", specs, digits.CLASSES)
+    for task, label in zip(tasks, "553", strict=True):  # people reject two, confirm one
+        store.queue.submit(task.id, "ann", label)
+    inserts = {"n": 0}
+
+    def fail_second(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        if statement.lstrip().upper().startswith("INSERT INTO MACHINE_LABEL_WITHDRAWALS"):
+            inserts["n"] += 1
+            if inserts["n"] == 2:
+                raise RuntimeError("the disk went away")
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", fail_second)
+    try:
+        with pytest.raises(RuntimeError, match="disk went away"):
+            auto_labels.apply_review_verdicts(store)
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", fail_second)
+    every = store.machine_labels.labels([MODEL], include_withdrawn=True)
+    assert inserts["n"] == 2 and not every["withdrawn"].any()  # the first rolled back too
+    assert store.registry.people.audit.entries(action="machine_labels.withdraw").empty
+
+    verdicts = auto_labels.apply_review_verdicts(store)
+    assert [(v.sample_key, v.confirmed) for v in verdicts] == [
+        ("10", False),
+        ("11", False),
+        ("12", True),
+    ]
+    every = store.machine_labels.labels([MODEL], include_withdrawn=True)
+    assert every.loc[every["withdrawn"], "sample_key"].tolist() == ["10", "11"]
+    assert len(store.registry.people.audit.entries(action="machine_labels.withdraw")) == 2

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
 from feature_platform.catalog import digits
 from feature_platform.governance.credentials import Credentials
 from feature_platform.governance.identity import SYSTEM
+from feature_platform.store.db import utcnow
 from feature_platform_tests.web.conftest import D, Web
 
 URL = f"{D}/api/feedback"
@@ -66,3 +71,56 @@ def test_feedback_api_takes_events_once_and_says_what_it_refused(web: Web) -> No
 
     Credentials(web.state.store.engine).revoke_tokens("lea", actor=SYSTEM)
     assert client.post(URL, json=body, headers=lead).status_code == 401
+
+
+def test_a_request_does_work_for_its_events_only_and_sees_new_samples(
+    web: Web, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No table creation and no re-reading of every sample per request: the program's
+    samples are read again only once a new snapshot arrived, whose samples are then taken."""
+    store = web.program("digits").store
+    digits.bootstrap(store)
+    reads = {"offline": 0, "sources": 0}
+    latest, read = store.offline.latest, store.sources.read
+
+    def counted_latest(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        reads["offline"] += 1
+        return latest(*args, **kwargs)
+
+    def counted_read(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        reads["sources"] += 1
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(store.offline, "latest", counted_latest)
+    monkeypatch.setattr(store.sources, "read", counted_read)
+    client, lead = web.client(), _token(web, "lea")
+    new = "90000"  # not a sample yet
+
+    def send(event_id: str) -> dict:
+        event = {"event_id": event_id, "sample_key": new, "label": "3"}
+        response = client.post(URL, json={"system": "shop", "events": [event]}, headers=lead)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    first = send("e1")
+    assert first["accepted"] == [] and "unknown sample key '90000'" in str(first["quarantined"])
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        statements.append(statement)
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", seen)
+    try:
+        assert send("e2")["accepted"] == []
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", seen)
+    assert reads == {"offline": 1, "sources": 1}  # the second request read no sample
+    assert not [s for s in statements if "PRAGMA" in s]  # and created no table
+
+    fsv = store.registry.get("digits", "v1")
+    row = pd.DataFrame({"sample_id": [int(new)], "event_timestamp": [pd.Timestamp(utcnow())]})
+    row[fsv.feature_names] = 0.5
+    store.ingest("digits@v1", row)  # the sample arrives
+    assert send("e3")["accepted"] == ["e3"]
+    assert reads == {"offline": 2, "sources": 2}
+    assert store.machine_labels.labels(["feedback"])["sample_key"].tolist() == [new]

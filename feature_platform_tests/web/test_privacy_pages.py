@@ -8,7 +8,9 @@ import re
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from feature_platform.catalog import weather
 from feature_platform.governance.identity import SYSTEM
 from feature_platform.programs.project import ProgramDefinition
 from feature_platform.programs.template import ProgramTemplate
@@ -20,6 +22,7 @@ from feature_platform_tests.web.conftest import (
     make_web,
     shipped_programs,
     weather_batch,
+    weather_specs,
 )
 
 PRIVACY = {
@@ -116,3 +119,36 @@ def test_a_redacted_pixel_is_never_drawn(tmp_path: Path) -> None:
     assert [(v.actor, v.detail["purpose"]) for v in views.itertuples()] == [
         ("lea", "web:sample.png")
     ]
+
+
+def test_the_review_page_redacts_its_conflicts_in_one_round_trip(tmp_path: Path) -> None:
+    """Every conflict on the page is redacted by one call: one read of the tags and policy
+    and one write of the audit, with one `privacy.view` entry per task shown."""
+    web = _web(tmp_path / "fp")
+    queue = web.program("weather").store.queue
+    made = queue.create_batch("round-002", weather_specs([4, 5, 6]), weather.CLASSES, 2)
+    for task in made:  # ann and bob disagree on every day: three conflicts
+        queue.submit(task.id, "ann", "rain")
+        queue.submit(task.id, "bob", "sun")
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        statements.append(statement)
+
+    reviewer = web.sign_in("rev")
+    sa.event.listen(sa.Engine, "before_cursor_execute", seen)
+    try:
+        page = reviewer.get(f"{W}/review")
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", seen)
+    assert page.status_code == 200, page.text
+    assert all(task.id in page.text for task in made) and "(3 left)" in page.text
+    tag_reads = [s for s in statements if "FROM privacy_column_tags" in s]
+    policy_reads = [s for s in statements if "FROM privacy_policy" in s]
+    assert (len(tag_reads), len(policy_reads)) == (1, 1)
+    views = web.program("weather").audit.entries(action="privacy.view")
+    assert sorted(views["target"]) == sorted(f"task:{task.id}" for task in made)
+    for entry in views.itertuples():  # a reviewer sees `sensitive` (wind), not `pii`
+        assert entry.actor == "rev" and entry.detail["via"] == "session"
+        assert set(entry.detail["columns"]) == {"wind"}
+        assert entry.detail["purpose"] == "web:review"
