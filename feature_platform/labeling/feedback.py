@@ -202,7 +202,8 @@ def import_feedback(
         )
     label_source = f"{FEEDBACK}:{system}"
     samples = program_samples(store, program)  # every stored sample, reused while unchanged
-    classes = {str(c) for c in program.classes}
+    in_force = store.label_sets.classes(program.classes)  # after renames, merges, splits
+    classes = set(in_force)
     import_id = f"fb-{uuid.uuid4().hex[:12]}"
     now = utcnow()
     rejected: list[RejectedRow] = []
@@ -345,6 +346,10 @@ def _review_tasks(
             )
         )
     created = store.queue.create_batch(
-        round_key, specs, program.classes, answers_needed=program.answers_per_task
+        round_key,
+        specs,
+        store.label_sets.classes(program.classes),
+        answers_needed=program.answers_per_task,
+        label_set_version=store.label_sets.current_number(),
     )
     return len({t.sample_key for t in created} - before)

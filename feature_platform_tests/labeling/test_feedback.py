@@ -16,6 +16,7 @@ from feature_platform.cli import main
 from feature_platform.governance.roles import PermissionDeniedError
 from feature_platform.labeling.feedback import import_feedback, parse_events
 from feature_platform.labeling.imports import quarantined
+from feature_platform.labeling.label_sets import LabelChange
 from feature_platform.labeling.queue import TaskSpec
 from feature_platform_tests.conftest import register_people
 
@@ -137,6 +138,30 @@ def test_review_tasks_ask_people_to_look_again(digits_store: FeatureStore) -> No
     )
     assert len(refused.quarantined) == 1 and refused.review_tasks == 0
     assert c not in {t.sample_key for t in digits_store.queue.tasks(round_key="feedback-shop")}
+
+
+def test_feedback_follows_the_label_set_in_force(digits_store: FeatureStore) -> None:
+    """After a rename, feedback takes the new name, refuses the old one, and its review tasks
+    offer the classes in force."""
+    program = digits.program()
+    register_people(digits_store.engine, "lead", "lena")
+    digits_store.label_sets.evolve(
+        "digits", LabelChange.rename("7", "seven"), initial_classes=program.classes, actor="lena"
+    )
+    a, b = _pool_and_holdout(digits_store)[0][:2]
+    events = [
+        {"event_id": "e1", "sample_key": a, "label": "seven"},
+        {"event_id": "e2", "sample_key": b, "label": "7"},
+    ]
+    report = import_feedback(
+        digits_store, program, parse_events(events), system="shop", review=True
+    )
+    assert report.accepted == ["e1"]
+    [refused] = report.quarantined
+    assert "'7' is not in the label set" in refused.reason and "seven" in refused.reason
+    [task] = digits_store.queue.tasks(round_key="feedback-shop")
+    assert "seven" in task.classes and "7" not in task.classes
+    assert task.label_set_version == 2
 
 
 def test_only_people_who_may_import_send_feedback(digits_store: FeatureStore) -> None:
