@@ -59,7 +59,7 @@ class AutoLabelSettings:
     review_fraction: float = 0.1
     weight: float = 1.0
     scorer: str = CHAMPION
-    scorer_params: Mapping[str, Any] = field(default_factory=dict)
+    scorer_params: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "high_stakes", tuple(str(c) for c in self.high_stakes))
