@@ -4,6 +4,7 @@ model's auto-labels, and the precision of the auto-labels the platform accepted.
     .venv/bin/python benchmarks/auto_labels.py [--datasets digits,weather] [--seeds 10]
         [--workers 2] [--levels 0.95,0.5] [--target 0.99] [--max-share 0.2]
         [--review-fraction 0.1] [--strategy margin] [--truth-ceiling]
+        [--scorer champion|label_spreading] [--scorer-params '{"n_neighbors": 7}']
                                                               (or: make bench-auto-labels)
 
 Each run is the real platform path (`learning.loop.run_loop`: FeatureStore, queue, label
@@ -14,6 +15,8 @@ correct annotator through the queue. Arms, on the same seeds and splits:
   one-sided Clopper-Pearson lower bound of precision at confidence `<level>` is at least
   `--target`; at most `--max-share` of the round's unlabeled pool per round; a seeded
   `--review-fraction` of each round's auto-labels reviewed by the annotator in the next batch.
+  `--scorer` (with `--scorer-params`) is what proposes the auto-labels: the champion model
+  (default) or `label_spreading` (`learning/auto_label_scorers.py`), calibrated alike.
 
 Human labels are every answer a person gave, review answers included (they take places in the
 batch and count against the label budget). Per seed: the first human-label count at which
@@ -79,6 +82,8 @@ def run_one(dataset: str, seed: int, level: float | None, args: argparse.Namespa
         confidence=level if level is not None else 0.95,
         max_share=args.max_share,
         review_fraction=args.review_fraction,
+        scorer=args.scorer,
+        scorer_params=json.loads(args.scorer_params),
     )
     home = Path(tempfile.mkdtemp(prefix="fp-auto-labels-"))
     try:
@@ -171,6 +176,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--review-fraction", type=float, default=0.1)
     parser.add_argument("--strategy", default="margin")
     parser.add_argument(
+        "--scorer",
+        default="champion",
+        help="what proposes the auto-labels: champion (default) or label_spreading",
+    )
+    parser.add_argument(
+        "--scorer-params",
+        default="{}",
+        help="the scorer's parameters as JSON, e.g. '{\"n_neighbors\": 10}'",
+    )
+    parser.add_argument(
         "--truth-ceiling",
         action="store_true",
         help="label the auto-labeled samples with the ground truth (an upper bound, not a mode)",
@@ -205,8 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"auto-labels: {len(seeds)} seeds, {time.perf_counter() - started:.0f}s; target "
         f"precision {args.target}, max share {args.max_share} of the pool per round, review "
-        f"fraction {args.review_fraction}, strategy {args.strategy}, simulated annotator "
-        f"always right"
+        f"fraction {args.review_fraction}, strategy {args.strategy}, scorer {args.scorer} "
+        f"{args.scorer_params}, simulated annotator always right"
         + ("; auto-labels replaced by the truth (ceiling)" if args.truth_ceiling else "")
     )
     for dataset in datasets:

@@ -1,6 +1,9 @@
-"""Auto-labels: the champion's confident predictions become labels of source kind `model`.
+"""Auto-labels: a scorer's confident predictions become labels of source kind `model`.
 
-Routine samples get labeled by the model while people keep the samples that matter:
+Routine samples get labeled by the model while people keep the samples that matter. The
+scorer (`auto_labels.scorer`, `learning/auto_label_scorers.py`) is the champion by default,
+or label spreading over a kNN graph of labeled, pool and held-out samples; either one scores
+the pool and the held-out split the same way, and everything below applies to both:
 
 1. **Calibration** (`calibrate_threshold`): on the program's held-out split, the lowest
    confidence threshold whose precision is at least `target_precision` by a one-sided
@@ -31,8 +34,9 @@ label budgets never see them; review answers are people's answers and count as s
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -46,6 +50,7 @@ from feature_platform.feature_store import FeatureStore
 from feature_platform.governance.identity import Actor, system_actor
 from feature_platform.labeling.machine_labels import MODEL, MachineLabel
 from feature_platform.labeling.queue import ANSWERED, RESOLVED, TaskSpec
+from feature_platform.learning.auto_label_scorers import CHAMPION
 from feature_platform.programs.model import AutoLabelSettings, Program
 from feature_platform.store.db import as_utc, create_tables, metadata, utcnow, write_transaction
 
@@ -77,6 +82,9 @@ auto_label_rounds = sa.Table(
     sa.Column("measured_lower", sa.Float),
     sa.Column("measured_upper", sa.Float),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # What proposed the labels (learning/auto_label_scorers.py) and its parameters (JSON).
+    sa.Column("scorer", sa.String(40), nullable=False, server_default=CHAMPION),
+    sa.Column("scorer_params", sa.Text, nullable=False, server_default="{}"),
 )
 
 ROUND_COLUMNS = [c.name for c in auto_label_rounds.columns]
@@ -357,6 +365,8 @@ class AutoLabelRound:
     measured_lower: float | None
     measured_upper: float | None
     created_at: datetime
+    scorer: str = CHAMPION
+    scorer_params: Mapping[str, Any] | None = None
 
     @property
     def measured_precision(self) -> float | None:
@@ -409,13 +419,16 @@ class AutoLabelRounds:
                 )
             ).first()
             if found is None:
-                conn.execute(auto_label_rounds.insert().values(**asdict(record)))
+                values = asdict(record)
+                values["scorer_params"] = json.dumps(values["scorer_params"] or {}, sort_keys=True)
+                conn.execute(auto_label_rounds.insert().values(**values))
         return self.get(record.round) or record
 
 
 def _record(row: sa.Row) -> AutoLabelRound:
     values = dict(row._mapping)
     values["created_at"] = as_utc(values["created_at"])
+    values["scorer_params"] = json.loads(values["scorer_params"] or "{}")
     return AutoLabelRound(**values)
 
 
@@ -456,14 +469,20 @@ def auto_label_round(
     pool: pd.DataFrame,
     holdout_proba: np.ndarray,
     holdout_truth: Sequence[str] | np.ndarray,
+    scorer: str = CHAMPION,
+    scorer_params: Mapping[str, Any] | None = None,
+    scorer_provenance: Mapping[str, Any] | None = None,
     actor: Actor | str | None = None,
     now: datetime | None = None,
 ) -> AutoLabelRound:
-    """One round's auto-labels from the champion (`model_version`): apply the review verdicts
-    so far, adapt the threshold to them, calibrate it on the held-out split
-    (`holdout_proba` over `program.classes`, `holdout_truth`), label the most confident
-    eligible samples of the unlabeled `pool` (as built by `rounds.candidate_pool`, scored by
-    the same model) and record the round. Re-running a recorded round returns its record."""
+    """One round's auto-labels: apply the review verdicts so far, adapt the threshold to
+    them, calibrate it on the held-out split (`holdout_proba` over `program.classes`,
+    `holdout_truth`), label the most confident eligible samples of the unlabeled `pool` (as
+    built by `rounds.candidate_pool`: sample_key, predicted, confidence) and record the
+    round. The pool and the held-out split are scored by the same `scorer` (the champion
+    `model_version` by default; `learning/auto_label_scorers.py`), whose name, parameters
+    and `scorer_provenance` go into every label's provenance and the round's record.
+    Re-running a recorded round returns its record."""
     settings = program.auto_labels
     actor = actor if actor is not None else system_actor()
     rounds = AutoLabelRounds(store.engine)
@@ -520,7 +539,13 @@ def auto_label_round(
         "confidence": settings.confidence,
         "round": round_name,
         "program": program.name,
+        "scorer": scorer,
+        "scorer_params": dict(scorer_params or {}),
+        **dict(scorer_provenance or {}),
     }
+    source = (
+        f"{MODEL}:{model_version}" if scorer == CHAMPION else f"{MODEL}:{scorer}:{model_version}"
+    )
     if len(chosen):
         store.machine_labels.record(
             [
@@ -528,7 +553,7 @@ def auto_label_round(
                     sample_key=str(row.sample_key),
                     label=str(row.predicted),
                     source_kind=MODEL,
-                    source=f"{MODEL}:{model_version}",
+                    source=source,
                     event_id=str(row.sample_key),
                     confidence=float(row.confidence),
                     round=round_name,
@@ -562,5 +587,7 @@ def auto_label_round(
             measured_lower=lower if reviewed else None,
             measured_upper=upper if reviewed else None,
             created_at=now or utcnow(),
+            scorer=scorer,
+            scorer_params=dict(scorer_params or {}),
         )
     )

@@ -101,7 +101,8 @@ def run_loop(
     rounds: int,
     tracker: Any | None = None,
 ) -> list[RoundResult]:
-    """Run up to `rounds` rounds (fewer if the label budget runs out)."""
+    """Run up to `rounds` rounds (fewer if the label budget runs out or the pool is empty:
+    auto-labels can label every sample left)."""
     tracker = tracker if tracker is not None else MemoryTracker(f"{program.name}-in-memory")
     results: list[RoundResult] = []
     for number in range(1, rounds + 1):
@@ -114,6 +115,8 @@ def run_loop(
             tracker.version_tags(champion.version)["feature_set_version"] if champion else None
         )
         pool = candidate_pool(store, program, model, model_feature_version=version)
+        if pool.empty:
+            break
         open_batch(store, program, name, pool, model_version=champion.label if champion else None)
         annotators.answer(store.queue, name)
         _, training_set = freeze_training_set(store, program, name)

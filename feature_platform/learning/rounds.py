@@ -31,11 +31,18 @@ from feature_platform.labeling.queue import (
     TaskSpec,
 )
 from feature_platform.labeling.rules import run_rules
-from feature_platform.learning import auto_labels, promotion, stopping, strategies
+from feature_platform.learning import (
+    auto_label_scorers,
+    auto_labels,
+    promotion,
+    stopping,
+    strategies,
+)
 from feature_platform.learning.selection import selection_inputs
 from feature_platform.learning.stopping import StopDecision
 from feature_platform.learning.tracking import CHAMPION, TrackedModel
 from feature_platform.learning.training import (
+    LABEL,
     TrainingSet,
     build_training_set,
     class_probabilities,
@@ -49,6 +56,7 @@ from feature_platform.learning.training import (
 )
 from feature_platform.programs.model import Program
 from feature_platform.store.db import utcnow
+from feature_platform.store.feature_set import FeatureSetVersion
 
 __all__ = ["Program", "holdout_split"]
 
@@ -528,7 +536,9 @@ def run_training_round(
     rescored = rescore_open_tasks(store, pinned, model, tracked.label) if decision.promote else None
     auto = None
     if program.auto_labels.enabled:
-        auto = auto_label_step(store, pinned, tracker, round_name, as_of, model, tracked, decision)
+        auto = auto_label_step(
+            store, pinned, tracker, round_name, as_of, model, tracked, decision, training_set
+        )
         tracker.log_metrics(tracked.run_id, auto.metrics())
     return RoundOutcome(round_name, training_set, model, metrics, tracked, decision, rescored, auto)
 
@@ -542,10 +552,13 @@ def auto_label_step(
     model: Any,
     tracked: TrackedModel,
     decision: promotion.PromotionDecision,
+    training_set: TrainingSet | None = None,
 ) -> auto_labels.AutoLabelRound:
     """The round's auto-labels, by the champion after the promotion decision (the round's
     model if promoted, else the champion it did not beat), calibrated on the held-out split
-    as of the round's snapshot and applied to the unlabeled pool it scores now."""
+    as of the round's snapshot and applied to the unlabeled pool it scores now. With the
+    `label_spreading` scorer, the round's `training_set` labels are spread over the pool and
+    the held-out split instead (`spread_scores`), calibrated and applied the same way."""
     champion = None if decision.promote else tracker.by_alias(CHAMPION)
     if champion is None:
         version, label = program.feature_set, tracked.label
@@ -557,13 +570,80 @@ def auto_label_step(
     _, X, y = holdout_split(store, program, fsv, as_of)  # noqa: N806
     # The truth is in the template's classes: map it to the label set in force.
     X, y = in_label_set(store, X, y, store.label_sets.current_number())  # noqa: N806
+    settings = program.auto_labels
+    pool = candidate_pool(store, program, model, model_feature_version=fsv.id)
+    holdout_proba = class_probabilities(model, X, list(program.classes))
+    provenance: dict[str, Any] = {}
+    if settings.scorer == auto_label_scorers.LABEL_SPREADING:
+        if training_set is None:
+            raise FeaturePlatformError("The label_spreading scorer needs the round's training set.")
+        pool, holdout_proba, provenance = spread_scores(
+            store, program, training_set, fsv, as_of, pool, X, holdout_proba
+        )
     return auto_labels.auto_label_round(
         store,
         program,
         round_name,
         model_version=label,
         feature_version=fsv.id,
-        pool=candidate_pool(store, program, model, model_feature_version=fsv.id),
-        holdout_proba=class_probabilities(model, X, list(program.classes)),
+        pool=pool,
+        holdout_proba=holdout_proba,
         holdout_truth=y,
+        scorer=settings.scorer,
+        scorer_params=settings.resolved_scorer_params(),
+        scorer_provenance=provenance,
     )
+
+
+def spread_scores(
+    store: FeatureStore,
+    program: Program,
+    training_set: TrainingSet,
+    fsv: FeatureSetVersion,
+    as_of: datetime,
+    pool: pd.DataFrame,
+    holdout_X: np.ndarray,  # noqa: N803
+    champion_holdout_proba: np.ndarray,
+) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any]]:
+    """The `label_spreading` scorer (`learning/auto_label_scorers.py`) on one round: the
+    labels people stand behind in the round's snapshot (with `machine_seeds`, every label of
+    its training set) spread over one kNN graph of those samples, the unlabeled `pool` and
+    the held-out split (`holdout_X`), all in the champion's feature version `fsv`. Returns
+    the pool with `predicted` / `confidence` from the spreading, the held-out probabilities
+    and what the labels' provenance records. With `agree_with_champion`, a sample whose
+    top class by the champion (the pool's probability columns, `champion_holdout_proba`)
+    differs scores 0."""
+    params = program.auto_labels.resolved_scorer_params()
+    classes = list(program.classes)
+    frame = training_set.frame
+    entity = training_set.entity
+    snapshot = store.labels.get(training_set.label_snapshot_id)
+    if not params.get("machine_seeds"):
+        human = set(snapshot.human_labels["sample_key"].astype(str))
+        frame = frame[frame[entity].astype(str).isin(human)]
+    if training_set.feature_set.id == fsv.id:
+        seeds = frame[training_set.features].to_numpy(dtype="float64")
+    else:
+        seeds = feature_matrix(store, fsv, frame[entity].astype(str).tolist(), as_of)
+    labels = frame[LABEL].astype(str).to_numpy()
+    known = ~np.isnan(seeds).any(axis=1)
+    keys = pool["sample_key"].astype(str).tolist()
+    pool_X = (  # noqa: N806
+        feature_matrix(store, fsv, keys, utcnow()) if keys else np.zeros((0, seeds.shape[1]))
+    )
+    scored = ~np.isnan(pool_X).any(axis=1)
+    pool_proba, holdout_proba = auto_label_scorers.label_spreading_proba(
+        seeds[known], labels[known], [pool_X[scored], holdout_X], classes, params
+    )
+    full = np.zeros((len(keys), len(classes)))
+    full[scored] = pool_proba
+    if params.get("agree_with_champion"):
+        columns = [f"{PROBA_PREFIX}{c}" for c in classes]
+        full = auto_label_scorers.agreeing(full, pool[columns].to_numpy(dtype="float64"))
+        holdout_proba = auto_label_scorers.agreeing(holdout_proba, champion_holdout_proba)
+    pool = pool.assign(
+        predicted=np.asarray(classes)[full.argmax(axis=1)] if len(full) else [],
+        confidence=full.max(axis=1) if len(full) else [],
+    )
+    provenance = {"label_snapshot_id": snapshot.id, "seed_labels": int(known.sum())}
+    return pool, holdout_proba, provenance

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from feature_platform.errors import FeaturePlatformError, closest
+from feature_platform.learning.auto_label_scorers import CHAMPION, scorer_params, scorer_problems
 
 DEFAULT_ESTIMATOR = "sklearn.linear_model:LogisticRegression"
 DEFAULT_MODEL_PARAMS: dict[str, Any] = {"C": 1.0, "max_iter": 2000}
@@ -31,6 +32,8 @@ AUTO_LABEL_KEYS = (
     "high_stakes",
     "review_fraction",
     "weight",
+    "scorer",
+    "scorer_params",
 )
 
 
@@ -43,7 +46,10 @@ class AutoLabelSettings:
     at most `max_share` of the round's unlabeled pool is auto-labeled (most confident first
     within an equal quota per predicted class), never a class in `high_stakes`;
     `review_fraction` of them go to people as review tasks in the next batch.
-    `weight` is the weight of `model` labels in label snapshots (humans weigh 1.0)."""
+    `weight` is the weight of `model` labels in label snapshots (humans weigh 1.0).
+    `scorer` proposes the labels and their confidence (`learning/auto_label_scorers.py`):
+    `champion` (the champion model) or `label_spreading` (semi-supervised, over a kNN graph
+    of labeled, pool and held-out samples), with `scorer_params` over its defaults."""
 
     enabled: bool = False
     target_precision: float = 0.99
@@ -52,9 +58,12 @@ class AutoLabelSettings:
     high_stakes: tuple[str, ...] = ()
     review_fraction: float = 0.1
     weight: float = 1.0
+    scorer: str = CHAMPION
+    scorer_params: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "high_stakes", tuple(str(c) for c in self.high_stakes))
+        object.__setattr__(self, "scorer_params", dict(self.scorer_params or {}))
 
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any] | None) -> AutoLabelSettings:
@@ -113,7 +122,17 @@ class AutoLabelSettings:
                             f"{cls!r} is not in the label set {[str(c) for c in classes]}",
                         )
                     )
+        found += [
+            (key, message)
+            for key, message in scorer_problems(
+                settings.get("scorer", CHAMPION), settings.get("scorer_params")
+            )
+        ]
         return found
+
+    def resolved_scorer_params(self) -> dict[str, Any]:
+        """The scorer's parameters in force: its defaults with `scorer_params` over them."""
+        return scorer_params(self.scorer, self.scorer_params)
 
     def params(self) -> dict[str, Any]:
         """Flat, for MLflow (nothing when off)."""
@@ -126,6 +145,8 @@ class AutoLabelSettings:
             "auto_labels_high_stakes": ",".join(self.high_stakes),
             "auto_labels_review_fraction": self.review_fraction,
             "auto_labels_weight": self.weight,
+            "auto_labels_scorer": self.scorer,
+            **{f"auto_labels_scorer_{k}": v for k, v in self.resolved_scorer_params().items()},
         }
 
 

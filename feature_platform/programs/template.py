@@ -45,6 +45,8 @@ auto_labels:                     # optional (off when absent): learning/auto_lab
   high_stakes: ["yes"]           # classes never auto-labeled
   review_fraction: 0.1           # share of each round's auto-labels people review
   weight: 1.0                    # weight of model labels in label snapshots
+  scorer: champion               # or label_spreading (learning/auto_label_scorers.py)
+  scorer_params: {}              # e.g. {n_neighbors: 7, alpha: 0.2} for label_spreading
 rules:                           # optional weak labeling rules (labeling/rules.py)
   - {name: dark_center, function: features.rules:dark_center, params: {}, weight: 0.5}
 rules_weight: 0.5                # a rule's weight in label snapshots unless it sets its own

@@ -81,3 +81,13 @@ def test_an_alias_moved_mid_round_does_not_split_the_round(digits_store) -> None
     )
     assert set(pool[rounds.FEATURE_VERSION]) == {"digits@v2"}
     assert pool["confidence"].notna().all()
+
+
+def test_the_plain_loop_stops_when_the_pool_is_empty(digits_store) -> None:  # noqa: ANN001
+    # A budget larger than the pool: once every sample is labeled, the loop ends (before,
+    # opening the next batch failed). Auto-labels can empty the pool the same way.
+    pool = len(rounds.candidate_pool(digits_store, digits.program(feature_set="digits@v1"), None))
+    program = digits.program(feature_set="digits@v1", batch_size=pool // 2 + 1, label_budget=2000)
+    annotators = SimulatedAnnotators(digits.ground_truth_oracle(), digits.CLASSES, count=1)
+    results = run_loop(digits_store, program, annotators, rounds=5)
+    assert [r.labels for r in results] == [pool // 2 + 1, pool]

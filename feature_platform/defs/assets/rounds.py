@@ -202,6 +202,8 @@ def _auto_label_metadata(record) -> dict:  # noqa: ANN001 - an AutoLabelRound or
         "auto_label_status": f"{record.status}: {record.reason}",
         "auto_label_figures": dg.MetadataValue.json(
             {
+                "scorer": record.scorer,
+                "scorer_params": record.scorer_params,
                 "threshold": record.threshold,
                 "calibrated_threshold": record.calibrated_threshold,
                 "holdout_precision_bound": record.holdout_precision_bound,
