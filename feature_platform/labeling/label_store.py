@@ -286,8 +286,10 @@ class LabelStore:
         Tasks still waiting for answers are left out (their partial votes would change) unless
         a reviewer decided their sample. Complete tasks move to `resolved`.
 
-        Answers and decisions given under an older label set version are mapped to the
-        current one (`label_sets.map_through`); one in a class split since is left out, and a
+        Answers, decisions and machine labels given under an older label set version are
+        mapped to the current one (`label_sets.map_through`); one in a class split since is
+        left out (as is a machine label from before versions were recorded, once its class
+        is gone), and a
         sample re-queued for relabeling after a split keeps only its answers and decisions
         from the relabel on. The snapshot records the version.
 
@@ -321,10 +323,7 @@ class LabelStore:
         decided = every_answer[every_answer["sample_key"].isin(set(decisions["sample_key"]))]
         if HUMAN not in weights:
             answers = answers[:0]
-        machine = self._machine_votes(weights)
-        if versions:  # machine labels carry no label set version: those in a class renamed,
-            # merged or split since are left out (rules re-vote, systems re-send, new classes)
-            machine = machine[machine["label"].isin(versions[-1].classes)]
+        machine = self._machine_votes(weights, versions, label_set_version)
         votes = pd.concat(
             [_human_votes(answers, weights.get(HUMAN, 1.0)), machine], ignore_index=True
         )
@@ -427,9 +426,14 @@ class LabelStore:
         answers = self.queue.answers()
         return answers[answers["task_id"].isin(complete)]
 
-    def _machine_votes(self, weights: Mapping[str, float]) -> pd.DataFrame:
+    def _machine_votes(
+        self, weights: Mapping[str, float], versions: list | None = None, to_version: int = 1
+    ) -> pd.DataFrame:
         """The machine labels `weights` asks for, as answers: annotator = source, one vote per
-        (source, sample) (its latest), weight from the exact source or else its kind."""
+        (source, sample) (its latest), weight from the exact source or else its kind. With
+        `versions`, each label is mapped to `to_version`'s classes like people's answers (a
+        split drops it); a label recorded before machine labels had versions counts only
+        while its class is still in force."""
         kinds = sorted({key.split(":", 1)[0] for key in weights} & set(MACHINE_KINDS))
         if not kinds:
             return _votes_frame()
@@ -442,6 +446,11 @@ class LabelStore:
         weight = weight.fillna(stored["source_kind"].map(lambda k: weights.get(k)))
         stored = stored.assign(**{WEIGHT: weight})[weight.notna()]
         stored = stored.drop_duplicates(["source", "sample_key"], keep="last")
+        if versions:
+            known = stored["label_set_version"].notna()
+            stored = stored[known | stored["label"].isin(versions[-1].classes)]
+            version = stored["label_set_version"].fillna(to_version).astype(int)
+            stored = _mapped(stored.assign(label_set_version=version), versions, to_version)
         return _votes_frame(
             sample_key=stored["sample_key"].astype(str),
             annotator=stored["source"],

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from feature_platform.errors import InvalidAnswerError
 from feature_platform.governance import AnnotatorRegistry, require
 from feature_platform.governance.identity import Actor, as_actor
+from feature_platform.labeling.label_sets import label_set_versions
 from feature_platform.store.db import create_tables, metadata, utcnow, write_transaction
 
 HUMAN, MODEL, RULE, FEEDBACK = "human", "model", "rule", "feedback"
@@ -48,6 +49,9 @@ machine_labels = sa.Table(
     sa.Column("provenance", sa.Text, nullable=False),  # JSON
     sa.Column("recorded_by", sa.String(200), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # The label set version its label is a class of (NULL on rows from before versions were
+    # recorded): snapshots map it through later renames and merges, as people's answers.
+    sa.Column("label_set_version", sa.Integer, nullable=True),
     sa.UniqueConstraint("source", "event_id", name="uq_machine_labels_source_event"),
 )
 
@@ -72,6 +76,7 @@ MACHINE_LABEL_COLUMNS = [
     "provenance",
     "recorded_by",
     "created_at",
+    "label_set_version",
     "withdrawn",
 ]
 
@@ -89,6 +94,8 @@ class MachineLabel:
     confidence: float | None = None
     round: str | None = None
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    # The label set version `label` belongs to; None: the one in force when it is recorded.
+    label_set_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -132,7 +139,7 @@ class MachineLabelStore:
         self.engine = engine
         self.registry = registry or AnnotatorRegistry(engine)
         self.audit = self.registry.audit
-        create_tables(engine, machine_labels, machine_label_withdrawals)
+        create_tables(engine, label_set_versions, machine_labels, machine_label_withdrawals)
 
     def record(
         self,
@@ -153,6 +160,8 @@ class MachineLabelStore:
         at = now or utcnow()
 
         def work(conn: sa.Connection) -> RecordOutcome:
+            in_force = conn.execute(sa.select(sa.func.max(label_set_versions.c.version)))
+            version_now = in_force.scalar() or 1  # 1: the template's, before any change
             stored = {}
             pairs = {(label.source, label.event_id) for label in labels}
             for source in {source for source, _ in pairs}:
@@ -193,6 +202,7 @@ class MachineLabelStore:
                         ),
                         "recorded_by": str(who),
                         "created_at": at,
+                        "label_set_version": label.label_set_version or version_now,
                     }
                 )
             if fresh:
@@ -263,6 +273,7 @@ class MachineLabelStore:
         frame["provenance"] = frame["provenance"].map(json.loads)
         frame["withdrawn"] = frame["withdrawn"].astype(bool)
         frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+        frame["label_set_version"] = frame["label_set_version"].astype("Int64")
         return frame
 
     def withdraw(

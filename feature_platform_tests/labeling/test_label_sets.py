@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from feature_platform import FeatureStore, Settings
 from feature_platform.catalog import digits
@@ -20,6 +21,7 @@ from feature_platform.errors import InvalidAnswerError, InvalidArgumentError
 from feature_platform.governance.audit import AuditLog
 from feature_platform.governance.roles import AnnotatorRegistry, PermissionDeniedError
 from feature_platform.labeling.label_sets import LabelChange, LabelSetChangeError
+from feature_platform.labeling.machine_labels import MachineLabel, machine_labels
 from feature_platform.labeling.queue import PENDING, RESOLVED, TaskSpec
 from feature_platform.labeling.simulated import SimulatedAnnotators
 from feature_platform.learning import rounds
@@ -219,6 +221,44 @@ def test_merging_maps_both_classes_to_one(copy: Copy, trained: Trained) -> None:
     merged = {k: "3-or-8" if v in ("3", "8") else v for k, v in before.items()}
     assert _labels(snapshot) == merged
     _assert_old_model_reproduces(copy, trained)
+
+
+def test_machine_labels_follow_label_set_changes_like_answers(copy: Copy, trained: Trained) -> None:
+    """A rule's votes recorded before a rename or merge are mapped forward in later
+    snapshots, as people's answers are; one recorded after it is taken as it is; a row from
+    before machine labels had versions counts only while its class is in force."""
+    store = copy.store
+
+    def vote(key: str, label: str) -> MachineLabel:
+        return MachineLabel(key, label, "rule", "rule:dark@abc", f"{key}:{label}")
+
+    store.machine_labels.record([vote("m1", "7"), vote("m2", "3"), vote("m4", "5")])
+    store.machine_labels.record([vote("m5", "7")])
+    with store.engine.begin() as conn:  # as written before label set versions were kept
+        conn.execute(
+            sa.update(machine_labels)
+            .where(machine_labels.c.sample_key.in_(["m4", "m5"]))
+            .values(label_set_version=None)
+        )
+    _evolve(copy, trained, LabelChange.rename("7", "seven"))
+    store.machine_labels.record([vote("m3", "seven")])
+    stored = store.machine_labels.labels().set_index("sample_key")["label_set_version"]
+    assert (stored["m1"], stored["m3"]) == (1, 2) and pd.isna(stored["m4"])
+
+    def machine_labels_in(snapshot) -> dict[str, str]:  # noqa: ANN001
+        return {k: v for k, v in _labels(snapshot).items() if k.startswith("m")}
+
+    sources = {"human": 1.0, "rule": 1.0}
+    after_rename = store.labels.create_snapshot(sources=sources)
+    assert machine_labels_in(after_rename) == {"m1": "seven", "m2": "3", "m3": "seven", "m4": "5"}
+    _evolve(copy, trained, LabelChange.merge(["3", "8"], "3-or-8"))
+    after_merge = store.labels.create_snapshot(sources=sources)
+    assert machine_labels_in(after_merge) == {
+        "m1": "seven",
+        "m2": "3-or-8",
+        "m3": "seven",
+        "m4": "5",
+    }
 
 
 def test_splitting_requeues_the_split_class_for_relabeling(

@@ -236,7 +236,7 @@ def test_labels_snapshot_command_takes_sources(tmp_path, monkeypatch, capsys) ->
     assert "expected KIND=WEIGHT" in capsys.readouterr().err
 
 
-def test_machine_labels_in_a_class_renamed_since_are_left_out(store: FeatureStore) -> None:
+def test_machine_labels_in_a_class_renamed_since_take_its_new_name(store: FeatureStore) -> None:
     from feature_platform.labeling.label_sets import LabelChange
 
     _people(store, {"s1": "cat"})
@@ -245,5 +245,6 @@ def test_machine_labels_in_a_class_renamed_since_are_left_out(store: FeatureStor
         "toy", LabelChange.rename("dog", "hound"), initial_classes=["cat", "dog"]
     )
     snapshot = store.labels.create_snapshot(sources={"human": 1.0, "rule": 5.0})
-    assert snapshot.labels.set_index("sample_key")["label"].to_dict() == {"s1": "cat", "s3": "cat"}
-    assert snapshot.source_votes["rule"] == 1
+    labels = snapshot.labels.set_index("sample_key")["label"].to_dict()
+    assert labels == {"s1": "hound", "s2": "hound", "s3": "cat"}  # the rule outweighs s1's person
+    assert snapshot.source_votes["rule"] == 3
