@@ -225,8 +225,14 @@ def select_auto_labels(
 # -- 3. review ---------------------------------------------------------------------------------
 
 
-def review_reason(label: str, confidence: float) -> str:
-    return f"review: the model auto-labeled this '{label}' at p={confidence:.3f}"
+def review_reason(confidence: float) -> str:
+    """A review task's reason. Blind: the model's label is neither said nor offered as a top
+    class, so the reviewer answers from the sample alone and the measured precision is not
+    pulled towards the model's answer (anchoring)."""
+    return (
+        f"review: the model labeled this at p={confidence:.3f}; label it yourself "
+        f"(its answer is hidden so it does not steer yours)"
+    )
 
 
 def review_specs(
@@ -255,10 +261,10 @@ def review_specs(
             sample_key=str(row.sample_key),
             strategy=REVIEW_STRATEGY,
             score=float(row.confidence),
-            reason=review_reason(str(row.label), float(row.confidence)),
+            reason=review_reason(float(row.confidence)),
             feature_version=feature_version,
             model_version=model_version,
-            top_classes=[(str(row.label), float(row.confidence))],
+            top_classes=[],
         )
         for row in chosen.itertuples(index=False)
     ]
