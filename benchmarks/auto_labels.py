@@ -3,7 +3,7 @@ model's auto-labels, and the precision of the auto-labels the platform accepted.
 
     .venv/bin/python benchmarks/auto_labels.py [--datasets digits,weather] [--seeds 10]
         [--workers 2] [--levels 0.95,0.5] [--target 0.99] [--max-share 0.2]
-        [--review-fraction 0.1] [--strategy margin] [--truth-ceiling]
+        [--review-fraction 0.1] [--strategy margin] [--batch N] [--truth-ceiling]
         [--scorer champion|label_spreading] [--scorer-params '{"n_neighbors": 7}']
                                                               (or: make bench-auto-labels)
 
@@ -57,6 +57,13 @@ FRACTION = 0.95
 OFF = "off"
 
 
+def setup(dataset: str, args: argparse.Namespace) -> tuple[int, int]:
+    """(batch size, label budget) of `dataset`; `--batch` overrides the batch size (a finer
+    batch measures the labels needed in finer steps; the budget stays)."""
+    batch, budget = SETUPS[dataset]
+    return (args.batch or batch), budget
+
+
 def arm_name(level: float | None) -> str:
     return OFF if level is None else f"on@{level:g}"
 
@@ -75,7 +82,7 @@ def run_one(dataset: str, seed: int, level: float | None, args: argparse.Namespa
     from feature_platform.programs.project import ProgramDefinition, bootstrap_program
 
     started = time.perf_counter()
-    batch, budget = SETUPS[dataset]
+    batch, budget = setup(dataset, args)
     settings = AutoLabelSettings(
         enabled=level is not None,
         target_precision=args.target,
@@ -176,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--review-fraction", type=float, default=0.1)
     parser.add_argument("--strategy", default="margin")
     parser.add_argument(
+        "--batch", type=int, default=0, help="batch size for every data set (default: per set)"
+    )
+    parser.add_argument(
         "--scorer",
         default="champion",
         help="what proposes the auto-labels: champion (default) or label_spreading",
@@ -225,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         + ("; auto-labels replaced by the truth (ceiling)" if args.truth_ceiling else "")
     )
     for dataset in datasets:
-        batch, budget = SETUPS[dataset]
+        batch, budget = setup(dataset, args)
         mean_full = float(np.mean([full[(dataset, s)] for s in seeds]))
         print(
             f"\n{dataset}: full-pool accuracy {mean_full:.3f}, batch {batch}, budget {budget}; "
