@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -87,3 +88,40 @@ def digits_store(store: FeatureStore) -> FeatureStore:
     """A store with the digits source loaded and digits@v1, digits@v2 published."""
     digits.bootstrap(store)
     return store
+
+
+def run_simulated_round(
+    store: FeatureStore, program: Any, tracker: Any, number: int, annotators: Any
+) -> tuple[list, Any, Any]:
+    """One whole round through its steps (pool from the champion, batch, simulated answers,
+    frozen training set, training); returns (its tasks, the training set, the outcome)."""
+    from feature_platform.learning import rounds
+
+    name = rounds.round_key(number)
+    champion = tracker.by_alias("champion")
+    model = tracker.load(champion) if champion else None
+    pool = rounds.candidate_pool(store, program, model, model_feature_version="digits@v1")
+    tasks = rounds.open_batch(store, program, name, pool, champion.label if champion else None)
+    annotators.answer(store.queue, name)
+    _, training_set = rounds.freeze_training_set(store, program, name)
+    outcome = rounds.run_training_round(store, program, tracker, training_set, name)
+    return tasks, training_set, outcome
+
+
+def count_sample_reads(store: FeatureStore, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Counts, live, how often `store` reads every stored sample (offline `latest`) and a
+    source (`sources.read`)."""
+    reads = {"offline": 0, "sources": 0}
+    latest, read = store.offline.latest, store.sources.read
+
+    def counted_latest(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        reads["offline"] += 1
+        return latest(*args, **kwargs)
+
+    def counted_read(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        reads["sources"] += 1
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(store.offline, "latest", counted_latest)
+    monkeypatch.setattr(store.sources, "read", counted_read)
+    return reads

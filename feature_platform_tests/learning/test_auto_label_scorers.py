@@ -27,14 +27,11 @@ from feature_platform.learning.auto_labels import AutoLabelRounds, calibrate_thr
 from feature_platform.learning.loop import MemoryTracker
 from feature_platform.learning.rounds import (
     candidate_pool,
-    freeze_training_set,
-    open_batch,
-    round_key,
-    run_training_round,
 )
 from feature_platform.learning.training import feature_matrix, holdout_split
 from feature_platform.programs.model import AutoLabelSettings
 from feature_platform.programs.template import ProgramTemplate
+from feature_platform_tests.conftest import run_simulated_round
 
 SPREADING = AutoLabelSettings(
     enabled=True,
@@ -69,17 +66,6 @@ def test_label_spreading_labels_clusters_from_a_few_labels_and_never_reads_their
     assert (none == 0).all()
 
 
-def _round(store, program, tracker, number, annotators):  # noqa: ANN001, ANN202
-    name = round_key(number)
-    champion = tracker.by_alias("champion")
-    model = tracker.load(champion) if champion else None
-    pool = candidate_pool(store, program, model, model_feature_version="digits@v1")
-    open_batch(store, program, name, pool, champion.label if champion else None)
-    annotators.answer(store.queue, name)
-    _, training_set = freeze_training_set(store, program, name)
-    return training_set, run_training_round(store, program, tracker, training_set, name)
-
-
 def test_spreading_scorer_is_calibrated_on_the_held_out_split_and_recorded(
     digits_store: FeatureStore,
 ) -> None:
@@ -90,7 +76,7 @@ def test_spreading_scorer_is_calibrated_on_the_held_out_split_and_recorded(
     annotators = SimulatedAnnotators(digits.ground_truth_oracle(), digits.CLASSES, count=1)
     pool_before = candidate_pool(store, program, None)["sample_key"].tolist()
 
-    training_set, outcome = _round(store, program, tracker, 1, annotators)
+    _, training_set, outcome = run_simulated_round(store, program, tracker, 1, annotators)
 
     record = outcome.auto_labels
     assert record is not None and record.status == auto_labels.ON, record.reason
@@ -147,7 +133,7 @@ def test_spreading_scorer_stays_off_when_the_held_out_split_cannot_bound_the_tar
         feature_set="digits@v1", batch_size=40, label_budget=400, auto_labels=settings
     )
     annotators = SimulatedAnnotators(digits.ground_truth_oracle(), digits.CLASSES, count=1)
-    _, outcome = _round(store, program, tracker, 1, annotators)
+    *_, outcome = run_simulated_round(store, program, tracker, 1, annotators)
     record = outcome.auto_labels
     # 0.999 at 95 % needs 2995 right held-out predictions; the split has about 360.
     assert record.status == auto_labels.OFF and record.labeled == 0

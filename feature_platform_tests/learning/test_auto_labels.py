@@ -33,17 +33,13 @@ from feature_platform.learning.loop import MemoryTracker
 from feature_platform.learning.rounds import (
     budget_left,
     candidate_pool,
-    freeze_training_set,
     labels_so_far,
-    open_batch,
-    round_key,
-    run_training_round,
 )
 from feature_platform.learning.tracking import ModelTracker
 from feature_platform.programs.model import AutoLabelSettings
 from feature_platform.programs.project import load_project
 from feature_platform.programs.template import ProgramTemplate
-from feature_platform_tests.conftest import register_people
+from feature_platform_tests.conftest import register_people, run_simulated_round
 
 # -- calibration ------------------------------------------------------------------------------
 
@@ -166,24 +162,13 @@ def _program(**changes):  # noqa: ANN202
     )
 
 
-def _round(store, program, tracker, number, annotators):  # noqa: ANN001, ANN202
-    name = round_key(number)
-    champion = tracker.by_alias("champion")
-    model = tracker.load(champion) if champion else None
-    pool = candidate_pool(store, program, model, model_feature_version="digits@v1")
-    tasks = open_batch(store, program, name, pool, champion.label if champion else None)
-    annotators.answer(store.queue, name)
-    _, training_set = freeze_training_set(store, program, name)
-    return tasks, run_training_round(store, program, tracker, training_set, name)
-
-
 def test_a_round_auto_labels_within_the_cap_never_a_high_stakes_class_and_never_as_people(
     al_store: FeatureStore,
 ) -> None:
     store, program, tracker = al_store, _program(), MemoryTracker("digits-in-memory")
     annotators = SimulatedAnnotators(digits.ground_truth_oracle(), digits.CLASSES, count=1)
     pool_before = len(candidate_pool(store, program, None))
-    _, outcome = _round(store, program, tracker, 1, annotators)
+    _, _, outcome = run_simulated_round(store, program, tracker, 1, annotators)
 
     record = outcome.auto_labels
     assert record is not None and record.status == auto_labels.ON, record.reason
@@ -216,7 +201,7 @@ def test_a_round_auto_labels_within_the_cap_never_a_high_stakes_class_and_never_
     off = program.replace(auto_labels=AutoLabelSettings())
     assert set(made["sample_key"]) <= set(candidate_pool(store, off, None)["sample_key"])
     # The next round's snapshot trains on them as `model` labels, counted apart from people's.
-    _, second = _round(store, program, tracker, 2, annotators)
+    _, _, second = run_simulated_round(store, program, tracker, 2, annotators)
     snapshot = store.labels.get(second.training_set.label_snapshot_id)
     assert snapshot.sources["human"] == snapshot.sources["model"] == 1.0
     kinds = snapshot.kinds.set_index("sample_key")["label_source_kind"]
@@ -245,13 +230,13 @@ def test_reviews_confirm_or_withdraw_auto_labels_and_move_the_threshold(
     store, program, tracker = al_store, _program(), MemoryTracker("digits-in-memory")
     truth = digits.ground_truth_oracle()
     annotators = SimulatedAnnotators(truth, digits.CLASSES, count=1)
-    _round(store, program, tracker, 1, annotators)
+    run_simulated_round(store, program, tracker, 1, annotators)
     first = store.machine_labels.labels([MODEL])
     # The people disagree with the model on every auto-label (the "truth" they see says so).
     for row in first.itertuples():
         truth[row.sample_key] = "0" if row.label != "0" else "1"
 
-    tasks, outcome = _round(store, program, tracker, 2, annotators)
+    tasks, _, outcome = run_simulated_round(store, program, tracker, 2, annotators)
 
     reviews = [t for t in tasks if t.strategy == REVIEW_STRATEGY]
     assert len(reviews) == math.ceil(0.2 * len(first))
@@ -289,10 +274,10 @@ def test_confirmed_reviews_keep_the_auto_labels_and_mlflow_records_the_round(
     settings = store.settings
     tracker = ModelTracker(settings.mlflow_tracking_uri, settings.mlflow_artifact_dir, "al")
     annotators = SimulatedAnnotators(digits.ground_truth_oracle(), digits.CLASSES, count=1)
-    _round(store, program, tracker, 1, annotators)
+    run_simulated_round(store, program, tracker, 1, annotators)
     made = store.machine_labels.labels([MODEL])
     truth = digits.ground_truth_oracle()
-    tasks, outcome = _round(store, program, tracker, 2, annotators)
+    tasks, _, outcome = run_simulated_round(store, program, tracker, 2, annotators)
     reviews = {t.sample_key for t in tasks if t.strategy == REVIEW_STRATEGY}
     verdicts = {v.sample_key: v for v in auto_labels.review_verdicts(store)}
     assert set(verdicts) == reviews
@@ -318,7 +303,7 @@ def test_a_program_with_auto_labels_off_makes_none(digits_store: FeatureStore) -
     store, tracker = digits_store, MemoryTracker("digits-in-memory")
     program = _program(auto_labels=AutoLabelSettings())
     annotators = SimulatedAnnotators(digits.ground_truth_oracle(), digits.CLASSES, count=1)
-    _, outcome = _round(store, program, tracker, 1, annotators)
+    _, _, outcome = run_simulated_round(store, program, tracker, 1, annotators)
     assert outcome.auto_labels is None and store.machine_labels.labels().empty
 
 

@@ -14,6 +14,7 @@ from feature_platform.labeling.rules import rule_samples
 from feature_platform.learning import rounds
 from feature_platform.learning.training import program_samples
 from feature_platform.store.db import utcnow
+from feature_platform_tests.conftest import count_sample_reads
 
 NEW = 90_000  # a sample id the digits source does not have
 
@@ -47,19 +48,8 @@ def test_every_sample_is_read_once_and_again_only_after_a_change(
     digits_store: FeatureStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     program = digits.program()
-    reads = {"offline": 0, "sources": 0}
-    latest, read = digits_store.offline.latest, digits_store.sources.read
-
-    def counted_latest(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        reads["offline"] += 1
-        return latest(*args, **kwargs)
-
-    def counted_read(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        reads["sources"] += 1
-        return read(*args, **kwargs)
-
-    monkeypatch.setattr(digits_store.offline, "latest", counted_latest)
-    monkeypatch.setattr(digits_store.sources, "read", counted_read)
+    read = digits_store.sources.read  # uncounted, for the test's own reading
+    reads = count_sample_reads(digits_store, monkeypatch)
     first = program_samples(digits_store, program)
     assert program_samples(digits_store, program) == first
     assert reads == {"offline": 1, "sources": 1}  # the second call read nothing

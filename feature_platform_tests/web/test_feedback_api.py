@@ -10,6 +10,7 @@ from feature_platform.catalog import digits
 from feature_platform.governance.credentials import Credentials
 from feature_platform.governance.identity import SYSTEM
 from feature_platform.store.db import utcnow
+from feature_platform_tests.conftest import count_sample_reads
 from feature_platform_tests.web.conftest import D, Web
 
 URL = f"{D}/api/feedback"
@@ -80,19 +81,7 @@ def test_a_request_does_work_for_its_events_only_and_sees_new_samples(
     samples are read again only once a new snapshot arrived, whose samples are then taken."""
     store = web.program("digits").store
     digits.bootstrap(store)
-    reads = {"offline": 0, "sources": 0}
-    latest, read = store.offline.latest, store.sources.read
-
-    def counted_latest(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        reads["offline"] += 1
-        return latest(*args, **kwargs)
-
-    def counted_read(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        reads["sources"] += 1
-        return read(*args, **kwargs)
-
-    monkeypatch.setattr(store.offline, "latest", counted_latest)
-    monkeypatch.setattr(store.sources, "read", counted_read)
+    reads = count_sample_reads(store, monkeypatch)
     client, lead = web.client(), _token(web, "lea")
     new = "90000"  # not a sample yet
 
