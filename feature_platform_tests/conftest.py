@@ -125,3 +125,19 @@ def count_sample_reads(store: FeatureStore, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(store.offline, "latest", counted_latest)
     monkeypatch.setattr(store.sources, "read", counted_read)
     return reads
+
+
+REPO_HOME = Path(__file__).resolve().parents[1] / ".fp_data"  # the default FP_HOME of a checkout
+
+
+@pytest.fixture(autouse=True)
+def _leave_the_checkouts_home_alone(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that falls back on the default home writes `.fp_data` into the checkout, where
+    `make demo` then refuses to run (it only empties a home it made): fail that test."""
+    existed = REPO_HOME.exists()
+    yield
+    if not existed and REPO_HOME.exists():
+        pytest.fail(
+            f"{request.node.nodeid} wrote {REPO_HOME}: give it a home under tmp_path "
+            f"(Settings.under(tmp_path) or FP_HOME)."
+        )

@@ -72,8 +72,9 @@ def test_kcenter_whole_pool_fallback_runs_in_the_merge_step():
     )
 
 
-def test_the_code_location_has_the_job():
-    assert build_definitions().get_job_def("scale_pool").name == "scale_pool"
+def test_the_code_location_has_the_job(tmp_path):
+    settings = Settings.under(tmp_path)
+    assert build_definitions(settings).get_job_def("scale_pool").name == "scale_pool"
 
 
 def test_the_code_locations_job_pickles_its_outputs_under_fp_home(tmp_path):
