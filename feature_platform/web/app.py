@@ -1,8 +1,9 @@
 """The web app: its routes, security headers and `create_app`. The pages live in `auth`,
-`annotate`, `review` and `dashboard`; what every request passes through, in `plumbing`.
+`annotate`, `review`, `dashboard` and `labels`; what every request passes through, in
+`plumbing`.
 
-Program pages live under `/p/<program>/` (annotate, review, dashboard, lead), each on that
-program's own stores, with its machine API (`/p/<program>/api/feedback`, by API token; see
+Program pages live under `/p/<program>/` (annotate, review, dashboard, labels, lead), each on
+that program's own stores, with its machine API (`/p/<program>/api/feedback`, by API token; see
 `api`); `/` lists the programs the person can work on. Every page but `/login`,
 `/healthz` and the API needs a live session; every other POST needs the session's
 CSRF token, a form body under `max_body` bytes, and the role its action needs (checked here on
@@ -54,6 +55,7 @@ from feature_platform.web.dashboard import (
     publish,
     throughput_png,
 )
+from feature_platform.web.labels import change_labels, labels
 from feature_platform.web.plumbing import (
     HERE,
     SignInRequired,
@@ -154,6 +156,8 @@ def create_app(
                 Route("/dashboard", get_route(dashboard)),
                 Route("/dashboard/learning.png", get_route(learning_png)),
                 Route("/dashboard/throughput.png", get_route(throughput_png)),
+                Route("/labels", get_route(labels)),
+                Route("/labels/change", post_route(change_labels), methods=["POST"]),
                 Route("/lead", get_route(lead)),
                 Route("/lead/alias", post_route(move_alias), methods=["POST"]),
                 Route("/lead/publish", post_route(publish), methods=["POST"]),

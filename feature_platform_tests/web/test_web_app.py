@@ -23,6 +23,7 @@ GET_ROUTES = [
     f"{D}/review",
     f"{D}/dashboard",
     f"{D}/lead",
+    f"{D}/labels",
     f"{D}/dashboard/learning.png",
     f"{D}/dashboard/throughput.png",
 ]
@@ -37,6 +38,7 @@ POST_ROUTES = [
     f"{D}/review/adjudicate",
     f"{D}/lead/alias",
     f"{D}/lead/publish",
+    f"{D}/labels/change",
 ]
 FORM = "application/x-www-form-urlencoded"
 
@@ -65,8 +67,9 @@ def test_nothing_but_sign_in_and_health_without_a_session(web: Web) -> None:
 
 
 def test_role_matrix(web: Web) -> None:
-    """Viewers see dashboards only; annotators also label; reviewers also adjudicate; leads
-    also publish and move aliases. The server refuses the rest (403) and records nothing."""
+    """Viewers see dashboards and the label set only; annotators also label; reviewers also
+    adjudicate; leads also publish, move aliases and change the label set. The server refuses
+    the rest (403) and records nothing."""
     expected = {
         "vic": {f"{D}/dashboard": 200, f"{D}/annotate": 403, f"{D}/review": 403, f"{D}/lead": 403},
         "ann": {f"{D}/annotate": 200, f"{D}/review": 403, f"{D}/lead": 403, f"{D}/dashboard": 200},
@@ -79,9 +82,15 @@ def test_role_matrix(web: Web) -> None:
             f"{D}/annotate/skip",
             f"{D}/review/adjudicate",
             f"{D}/lead/alias",
+            f"{D}/labels/change",
         ],
-        "ann": [f"{D}/review/adjudicate", f"{D}/lead/alias", f"{D}/lead/publish"],
-        "rev": [f"{D}/lead/alias", f"{D}/lead/publish"],
+        "ann": [
+            f"{D}/review/adjudicate",
+            f"{D}/lead/alias",
+            f"{D}/lead/publish",
+            f"{D}/labels/change",
+        ],
+        "rev": [f"{D}/lead/alias", f"{D}/lead/publish", f"{D}/labels/change"],
         "lea": [],
     }
     task_id = web.queue.tasks()[0].id
@@ -93,7 +102,7 @@ def test_role_matrix(web: Web) -> None:
             f'href="{D}/annotate"' in home.text if name != "vic" else "/annotate" not in home.text
         )
         assert 'id="program-weather"' in home.text
-        for path, status in pages.items():
+        for path, status in {**pages, f"{D}/labels": 200}.items():
             assert client.get(path).status_code == status, (name, path)
         token = web.csrf(client)
         for path in forbidden[name]:
@@ -107,6 +116,7 @@ def test_role_matrix(web: Web) -> None:
         client.post("/logout", data={"csrf": token})
     assert _answers(web) == 0 and web.queue.passes().empty
     assert web.program().adjudications.all().empty
+    assert web.program().store.label_sets.versions() == []
 
 
 def test_passwords_are_scrypt_hashes_and_sign_in_is_rate_limited(web: Web) -> None:
