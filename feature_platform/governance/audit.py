@@ -15,7 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from feature_platform.governance.identity import Actor
-from feature_platform.store.db import create_tables, metadata, utcnow
+from feature_platform.store.db import as_utc, create_tables, metadata, utcnow
 
 audit_log = sa.Table(
     "audit_log",
@@ -66,13 +66,30 @@ class AuditLog:
             own.execute(audit_log.insert().values(**values))
 
     def entries(
-        self, actor: str | None = None, action: str | None = None, target: str | None = None
+        self,
+        actor: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
     ) -> pd.DataFrame:
-        """Entries oldest first, optionally filtered; `detail` decoded to dicts."""
-        query = sa.select(audit_log).order_by(audit_log.c.id)
+        """Entries oldest first, optionally filtered (`since` <= at < `until`), all in SQL;
+        with `limit`, only the newest `limit` of them (still oldest first); `detail` decoded."""
+        query = sa.select(audit_log)
         for column, value in (("actor", actor), ("action", action), ("target", target)):
             if value is not None:
                 query = query.where(audit_log.c[column] == value)
+        if since is not None:
+            query = query.where(audit_log.c.at >= as_utc(since))
+        if until is not None:
+            query = query.where(audit_log.c.at < as_utc(until))
+        if limit is not None:
+            newest = query.order_by(audit_log.c.id.desc()).limit(limit).subquery()
+            query = sa.select(newest).order_by(newest.c.id)
+        else:
+            query = query.order_by(audit_log.c.id)
         with self.engine.connect() as conn:
             frame = pd.DataFrame(conn.execute(query).mappings().all(), columns=AUDIT_COLUMNS)
         frame["at"] = pd.to_datetime(frame["at"], utc=True)

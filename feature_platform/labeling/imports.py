@@ -3,7 +3,8 @@
 Connectors (Label Studio, JSONL, CSV) turn a file into `IncomingAnswer` rows, each with the
 line it came from. `import_answers` checks every row (who answered, which task, which label,
 duplicates within the file) and then, in ONE transaction, records the valid answers through the
-queue's idempotent submission, writes every rejected row with its line and reason to the
+queue's idempotent submission (`TaskQueue.submit_batch_in`: a bounded number of statements
+however long the file), writes every rejected row with its line and reason to the
 quarantine table for review, and logs the import. A crash stores nothing; a re-import of the
 same file stores nothing new (its rows come back as `already recorded`, and its rejected rows
 are not quarantined a second time). Where an answer came from another tool (Label Studio's
@@ -201,8 +202,17 @@ def import_answers(
     seen_ids: dict[str, tuple[int, str, str, str]] = {}
     people: dict[object, Person | None] = {}
 
+    rows = list(rows)
+    # Tasks named by (round, sample key): looked up together, not one query per row.
+    by_sample = queue.find_many(
+        {
+            (str(r.round), str(r.sample_key))
+            for r in rows
+            if not r.task_id and r.round and r.sample_key
+        }
+    )
     for row in rows:
-        problem, submission = _check(row, queue, registry, people)
+        problem, submission = _check(row, by_sample, registry, people)
         if problem is None and submission is not None:
             key = (submission.task_id, submission.annotator)
             if key in seen:
@@ -240,8 +250,9 @@ def import_answers(
         accepted = already = revised = 0
         # Task id order: every transaction that waits for several task locks takes them in
         # the same order, so concurrent imports cannot deadlock (Postgres).
-        for row, submission in sorted(valid, key=lambda pair: (pair[1].task_id, pair[0].line)):
-            outcome = queue.submit_in(conn, submission, now=now)
+        valid.sort(key=lambda pair: (pair[1].task_id, pair[0].line))
+        outcomes = queue.submit_batch_in(conn, [submission for _, submission in valid], now=now)
+        for (row, _), outcome in zip(valid, outcomes, strict=True):
             if outcome.status == ACCEPTED:
                 accepted += 1
                 # The same submission id with a new label: corrected at its source (e.g. in
@@ -407,7 +418,7 @@ def answer_sources(engine: sa.Engine) -> pd.DataFrame:
 
 def _check(
     row: IncomingAnswer,
-    queue: TaskQueue,
+    by_sample: dict[tuple[str, str], str],
     registry: AnnotatorRegistry,
     people: dict[object, Person | None],
 ) -> tuple[str | None, Submission | None]:
@@ -445,10 +456,9 @@ def _check(
     if not task_id:
         if not (row.round and row.sample_key):
             return "no task: give task_id, or round and sample_key", None
-        task = queue.find(row.round, row.sample_key)
-        if task is None:
+        task_id = by_sample.get((str(row.round), str(row.sample_key)))
+        if task_id is None:
             return f"unknown task: no task for sample {row.sample_key!r} in {row.round!r}", None
-        task_id = task.id
     if row.label is None or str(row.label) == "":
         return "no label given", None
     return None, Submission(

@@ -16,6 +16,8 @@ Only registered, active people whose role may `label` (annotator, reviewer, lead
   is refused with code `slot_reserved` while every free slot is leased to others).
 - `submit(task, person, label, submission_id=...)` / `submit_many([Submission])` /
   `submit_in(conn, Submission)`: record an answer; returns / reports an `Answer`.
+  `submit_batch_in(conn, [Submission])`: the same outcomes for many (imports) in a bounded
+  number of statements.
 - `revise(task, person, label, within=grace, reason=...)`: the person corrects their own answer
   (e.g. "undo" in the web app within a grace period). The correction is a NEW answer row
   (`revision` n+1, `revises` = the id of the answer it corrects); nothing is overwritten.
@@ -57,7 +59,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -479,6 +481,21 @@ class TaskQueue:
             ).first()
         return _task(row) if row is not None else None
 
+    def find_many(self, samples: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """Task ids of (round, sample key) pairs, read in chunks; pairs without a task left out."""
+        wanted = set(samples)
+        found: dict[tuple[str, str], str] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sorted({sample for _, sample in wanted})):
+                for r in conn.execute(
+                    sa.select(tasks.c.id, tasks.c.round, tasks.c.sample_key).where(
+                        tasks.c.sample_key.in_(chunk)
+                    )
+                ):
+                    if (r.round, r.sample_key) in wanted:
+                        found[(r.round, r.sample_key)] = r.id
+        return found
+
     def tasks(self, round_key: str | None = None, state: str | None = None) -> list[Task]:
         query = sa.select(tasks).order_by(tasks.c.round, tasks.c.priority.desc(), tasks.c.id)
         if round_key is not None:
@@ -794,9 +811,7 @@ class TaskQueue:
         )
 
         def work(conn: sa.Connection) -> SubmitOutcome:
-            return self._record(
-                conn, submission, now or utcnow(), revise=True, within=within, reason=reason
-            )
+            return self._record(conn, submission, now or utcnow(), within=within, reason=reason)
 
         return _raise_or_answer(self._write(work))
 
@@ -804,20 +819,265 @@ class TaskQueue:
         """Record many answers in ONE transaction: each is accepted, recognised as already
         recorded, or rejected with a reason; a crash midway stores none of them. Outcomes come
         back in input order; rows are locked in task id order (no deadlock between batches)."""
-        order = sorted(range(len(submissions)), key=lambda i: (submissions[i].task_id, i))
-
-        def work(conn: sa.Connection) -> list[SubmitOutcome]:
-            outcomes = {i: self.submit_in(conn, submissions[i]) for i in order}
-            return [outcomes[i] for i in range(len(submissions))]
-
-        return self._write(work)
+        return self._write(lambda conn: self.submit_batch_in(conn, submissions))
 
     def submit_in(
         self, conn: sa.Connection, submission: Submission, now: datetime | None = None
     ) -> SubmitOutcome:
-        """Record one answer inside the caller's `write_transaction` (for imports that must
+        """Record one answer inside the caller's `write_transaction` (for callers that must
         store everything or nothing together with their own bookkeeping)."""
-        return self._record(conn, submission, now or utcnow())
+        return self.submit_batch_in(conn, [submission], now)[0]
+
+    def submit_batch_in(
+        self, conn: sa.Connection, submissions: Sequence[Submission], now: datetime | None = None
+    ) -> list[SubmitOutcome]:
+        """The one write path of answers (revisions by the person: `revise`). Records
+        `submissions` inside the caller's `write_transaction` as if one by one in task id
+        order, in a bounded number of statements (tasks, answers and leases read in chunks of
+        500; one insert per table). Outcomes come back in input order. When two submissions
+        share a submission id or a (task, person) pair (one may then depend on the other's
+        new row), they are recorded one batch of one after another instead."""
+        clock = now or utcnow()
+        order = sorted(range(len(submissions)), key=lambda i: (submissions[i].task_id, i))
+        sids = [
+            s.submission_id or default_submission_id(s.task_id, s.annotator) for s in submissions
+        ]
+        pairs = {(s.task_id, s.annotator) for s in submissions}
+        if len(set(sids)) < len(submissions) or len(pairs) < len(submissions):
+            outcomes = {i: self.submit_batch_in(conn, [submissions[i]], clock)[0] for i in order}
+            return [outcomes[i] for i in range(len(submissions))]
+
+        task_rows: dict[str, sa.Row] = {}
+        mine: dict[tuple[str, str], list[sa.Row]] = {}
+        answered: dict[str, int] = {}
+        live: dict[str, list[sa.Row]] = {}
+        held: set[tuple[str, str]] = set()  # leases, live or not (an answer deletes its own)
+        for chunk in _chunks(sorted({s.task_id for s in submissions})):
+            task_rows.update((r.id, r) for r in _lock(conn, chunk, full=True))
+            for r in conn.execute(
+                sa.select(answers).where(answers.c.task_id.in_(chunk)).order_by(answers.c.revision)
+            ):
+                mine.setdefault((r.task_id, r.annotator), []).append(r)
+                answered[r.task_id] = answered.get(r.task_id, 0) + (r.revision == 1)
+            for r in conn.execute(
+                sa.select(leases.c.task_id, leases.c.annotator, leases.c.expires_at)
+                .where(leases.c.task_id.in_(chunk))
+                .order_by(leases.c.expires_at)
+            ):
+                held.add((r.task_id, r.annotator))
+            for r in conn.execute(
+                sa.select(leases.c.task_id, leases.c.annotator, leases.c.expires_at)
+                .where(leases.c.task_id.in_(chunk), leases.c.expires_at > clock)
+                .order_by(leases.c.expires_at)
+            ):
+                live.setdefault(r.task_id, []).append(r)
+        same_ids: dict[str, list[sa.Row]] = {}
+        for chunk in _chunks(sorted(set(sids))):
+            for r in conn.execute(
+                sa.select(answers)
+                .where(answers.c.submission_id.in_(chunk))
+                .order_by(answers.c.submission_id, answers.c.label, answers.c.id)
+            ):
+                same_ids.setdefault(r.submission_id, []).append(r)
+        states = {task_id: row.state for task_id, row in task_rows.items()}
+
+        outcomes: dict[int, SubmitOutcome] = {}
+        new_rows: list[dict[str, Any]] = []  # answers to insert, in the order decided
+        new_of: list[tuple[int, Task, str | None]] = []  # (input index, task, previous label)
+        events: list[tuple[int | None, dict[str, Any]]] = []  # (index in new_rows, event row)
+        for i in order:
+            sub = submissions[i]
+            label = str(sub.label)
+
+            def rejected(code: str, why: str, sub: Submission = sub) -> SubmitOutcome:
+                return SubmitOutcome(sub, REJECTED, None, code, why)
+
+            row = task_rows.get(sub.task_id)
+            refused = _refused(conn, row, sub)
+            if refused is not None:
+                outcomes[i] = refused
+                continue
+            task = _task(row)
+            stored = mine.get((task.id, sub.annotator), [])
+            head = stored[-1] if stored else None
+            submission_id = sids[i]
+            same_id = same_ids.get(submission_id, [])
+            foreign = [r for r in same_id if (r.task_id, r.annotator) != (task.id, sub.annotator)]
+            if foreign:
+                other = foreign[0]
+                outcomes[i] = rejected(
+                    "conflict",
+                    f"Submission {submission_id!r} conflicts with stored answer {other.id}: "
+                    f"annotator {other.annotator!r} answered task {other.task_id} with "
+                    f"{other.label!r}; {sub.annotator!r} / {label!r} was not recorded.",
+                )
+                continue
+            recorded = [r for r in same_id if r.label == label]
+            if recorded:
+                outcomes[i] = SubmitOutcome(sub, ALREADY_RECORDED, _answer(recorded[0]))
+                continue
+            if head is not None and head.label == label:
+                outcomes[i] = SubmitOutcome(sub, ALREADY_RECORDED, _answer(head))
+                continue
+            if head is not None and same_id and sub.submission_id is not None:
+                pass  # rule 2: a revision of the person's answer (see `_record`)
+            elif head is not None:  # rule 3
+                outcomes[i] = rejected(
+                    "conflict",
+                    f"Submission {submission_id!r} conflicts with stored answer {head.id}: "
+                    f"annotator {head.annotator!r} answered task {task.id} with "
+                    f"{head.label!r}; {label!r} was not recorded (to correct an answer, revise "
+                    f"it).",
+                )
+                continue
+            elif states[task.id] in (ANSWERED, RESOLVED):
+                outcomes[i] = rejected(
+                    "task_complete",
+                    f"Task {task.id} already has its {task.answers_needed} answer(s) "
+                    f"(state {states[task.id]}); the answer from {sub.annotator!r} was not "
+                    f"recorded.",
+                )
+                continue
+            else:
+                now_live = live.get(task.id, [])
+                holds = any(lease.annotator == sub.annotator for lease in now_live)
+                if not holds and answered.get(task.id, 0) + len(now_live) >= task.answers_needed:
+                    holders = ", ".join(
+                        f"{lease.annotator!r} until {as_utc(lease.expires_at):%H:%M:%S} UTC"
+                        for lease in now_live
+                    )
+                    outcomes[i] = rejected(
+                        "slot_reserved",
+                        f"Task {task.id}'s remaining slot(s) are leased by {holders}; the answer "
+                        f"from {sub.annotator!r} was not recorded (a lease reserves its slot "
+                        f"until it expires).",
+                    )
+                    continue
+            # Recorded: what `_insert_answer` does, kept in memory until the inserts below.
+            answered_at = sub.answered_at or clock
+            new_rows.append(
+                {
+                    "task_id": task.id,
+                    "annotator": sub.annotator,
+                    "label": label,
+                    "answered_at": answered_at,
+                    "time_spent_s": sub.time_spent_s,
+                    "submission_id": submission_id,
+                    "revision": 1 if head is None else int(head.revision) + 1,
+                    "revises": None if head is None else int(head.id),
+                    "revision_reason": "",
+                    "label_set_version": task.label_set_version,
+                }
+            )
+            new_of.append((i, task, None if head is None else head.label))
+            if head is None:
+                answered[task.id] = answered.get(task.id, 0) + 1
+            live[task.id] = [r for r in live.get(task.id, []) if r.annotator != sub.annotator]
+            events.append((len(new_rows) - 1, {}))
+            state = states[task.id]
+            if state != RESOLVED:
+                count, needed = answered[task.id], task.answers_needed
+                new = (
+                    ANSWERED
+                    if count >= needed
+                    else LEASED
+                    if count + len(live[task.id]) >= needed
+                    else PENDING
+                )
+                if new != state:
+                    states[task.id] = new
+                    events.append(
+                        (
+                            None,
+                            _event_row(task.id, "state", clock, None, {"from": state, "to": new}),
+                        )
+                    )
+
+        if new_rows:
+            # One executemany, then the new ids by their unique (submission id, label): a
+            # RETURNING in parameter order would be run row by row on SQLite.
+            conn.execute(answers.insert(), new_rows)
+            ids_of: dict[tuple[str, str], int] = {}
+            for chunk in _chunks([v["submission_id"] for v in new_rows]):
+                ids_of.update(
+                    ((r.submission_id, r.label), int(r.id))
+                    for r in conn.execute(
+                        sa.select(answers.c.id, answers.c.submission_id, answers.c.label).where(
+                            answers.c.submission_id.in_(chunk)
+                        )
+                    )
+                )
+            answer_ids = [ids_of[(v["submission_id"], v["label"])] for v in new_rows]
+            for (i, task, _), values, answer_id in zip(new_of, new_rows, answer_ids, strict=True):
+                outcomes[i] = SubmitOutcome(
+                    submissions[i],
+                    ACCEPTED,
+                    Answer(
+                        answer_id,
+                        task.id,
+                        values["annotator"],
+                        values["label"],
+                        as_utc(values["answered_at"]),
+                        values["time_spent_s"],
+                        values["submission_id"],
+                        values["revision"],
+                        values["revises"],
+                    ),
+                )
+            gone = [
+                {"b_task": v["task_id"], "b_annotator": v["annotator"]}
+                for v in new_rows
+                if (v["task_id"], v["annotator"]) in held
+            ]
+            if gone:
+                conn.execute(
+                    leases.delete().where(
+                        leases.c.task_id == sa.bindparam("b_task"),
+                        leases.c.annotator == sa.bindparam("b_annotator"),
+                    ),
+                    gone,
+                )
+            event_rows = []
+            for index, event in events:
+                if index is None:
+                    event_rows.append(event)
+                    continue
+                values, answer_id = new_rows[index], answer_ids[index]
+                detail: dict[str, Any] = {
+                    "label": values["label"],
+                    "answer_id": answer_id,
+                    "time_spent_s": values["time_spent_s"],
+                    "submission_id": values["submission_id"],
+                }
+                if values["revises"] is not None:
+                    detail |= {
+                        "revises": values["revises"],
+                        "previous_label": new_of[index][2],
+                        "reason": "",
+                    }
+                event_rows.append(
+                    _event_row(
+                        values["task_id"],
+                        "answered" if values["revises"] is None else "revised",
+                        values["answered_at"],
+                        values["annotator"],
+                        detail,
+                    )
+                )
+            conn.execute(task_events.insert(), event_rows)
+            changed = [
+                {"b_id": task_id, "b_state": state}
+                for task_id, state in sorted(states.items())
+                if state != task_rows[task_id].state
+            ]
+            if changed:
+                conn.execute(
+                    tasks.update()
+                    .where(tasks.c.id == sa.bindparam("b_id"))
+                    .values(state=sa.bindparam("b_state")),
+                    changed,
+                )
+        return [outcomes[i] for i in range(len(submissions))]
 
     def _record(
         self,
@@ -825,12 +1085,12 @@ class TaskQueue:
         sub: Submission,
         clock: datetime,
         *,
-        revise: bool = False,
         within: timedelta | None = None,
         reason: str = "",
     ) -> SubmitOutcome:
-        """The one write path of answers and revisions. `clock` decides which leases are live
-        (and the grace period); `answered_at` may be older (imports)."""
+        """A person's correction of their own answer (`revise`): the same first checks and
+        submission-id rules as `submit_batch_in`, then a new revision. `clock` decides the
+        grace period; `answered_at` may be older."""
         label = str(sub.label)
         answered_at = sub.answered_at or clock
 
@@ -840,34 +1100,24 @@ class TaskQueue:
         row = conn.execute(
             sa.select(tasks).where(tasks.c.id == sub.task_id).with_for_update()
         ).first()
-        if row is None:
-            return rejected("unknown_task", f"Unknown task id {sub.task_id!r}; nothing recorded.")
+        refused = _refused(conn, row, sub)
+        if refused is not None:
+            return refused
         task = _task(row)
-        if label not in task.classes:
-            return rejected(
-                "invalid_label",
-                f"Label {label!r} for task {task.id} is not one of its classes {task.classes}."
-                + _label_set_hint(conn, task, label),
-            )
-        if sub.time_spent_s is not None and not sub.time_spent_s >= 0:
-            return rejected(
-                "invalid_time", f"time_spent_s must be a number >= 0, got {sub.time_spent_s!r}."
-            )
-        problem = _labeler_problem(conn, sub.annotator)
-        if problem is not None:
-            return rejected("not_allowed", f"{problem}; nothing recorded.")
         mine = conn.execute(
             sa.select(answers)
             .where(answers.c.task_id == task.id, answers.c.annotator == sub.annotator)
             .order_by(answers.c.revision)
         ).all()
         head = mine[-1] if mine else None
-        submission_id = sub.submission_id
-        if submission_id is None:
-            if revise and head is not None:
-                submission_id = f"{default_submission_id(task.id, sub.annotator)}:r{len(mine) + 1}"
-            else:
-                submission_id = default_submission_id(task.id, sub.annotator)
+        if head is None:
+            return rejected(
+                "nothing_to_revise",
+                f"Task {task.id} has no answer from {sub.annotator!r} to revise; submit one first.",
+            )
+        submission_id = sub.submission_id or (
+            f"{default_submission_id(task.id, sub.annotator)}:r{len(mine) + 1}"
+        )
         same_id = conn.execute(
             sa.select(answers).where(answers.c.submission_id == submission_id)
         ).all()
@@ -881,64 +1131,19 @@ class TaskQueue:
                 f"{other.label!r}; {sub.annotator!r} / {label!r} was not recorded.",
             )
         recorded = [r for r in same_id if r.label == label]
-        if recorded:  # rule 1: this very submission is stored already (retry, re-import)
+        if recorded:  # this very submission is stored already (a retry)
             return SubmitOutcome(sub, ALREADY_RECORDED, _answer(recorded[0]))
-        if head is not None and head.label == label:
+        if head.label == label:
             return SubmitOutcome(sub, ALREADY_RECORDED, _answer(head))
-        # Rule 2 needs an id the caller gave (an answer edited in Label Studio keeps its id);
-        # the default id only stands for "this person's answer", so a new label under it is a
-        # conflict (rule 3), never a silent correction.
-        if revise or (head is not None and same_id and sub.submission_id is not None):
-            # Rules 2 and `revise`: a correction of the person's effective answer.
-            if head is None:
-                return rejected(
-                    "nothing_to_revise",
-                    f"Task {task.id} has no answer from {sub.annotator!r} to revise; "
-                    f"submit one first.",
-                )
-            if within is not None and clock - as_utc(head.answered_at) > within:
-                return rejected(
-                    "grace_expired",
-                    f"The grace period to correct answer {head.id} ({within}) is over: it was "
-                    f"given at {as_utc(head.answered_at):%Y-%m-%d %H:%M:%S} UTC; ask a reviewer "
-                    f"to adjudicate task {task.id} instead.",
-                )
-            return self._insert_answer(
-                conn, task, sub, label, submission_id, answered_at, clock, head, reason
-            )
-        if head is not None:  # rule 3
+        if within is not None and clock - as_utc(head.answered_at) > within:
             return rejected(
-                "conflict",
-                f"Submission {submission_id!r} conflicts with stored answer {head.id}: "
-                f"annotator {head.annotator!r} answered task {task.id} with {head.label!r}; "
-                f"{label!r} was not recorded (to correct an answer, revise it).",
-            )
-        if task.state in (ANSWERED, RESOLVED):
-            return rejected(
-                "task_complete",
-                f"Task {task.id} already has its {task.answers_needed} answer(s) "
-                f"(state {task.state}); the answer from {sub.annotator!r} was not recorded.",
-            )
-        live = conn.execute(
-            sa.select(leases.c.annotator, leases.c.expires_at)
-            .where(leases.c.task_id == task.id, leases.c.expires_at > clock)
-            .order_by(leases.c.expires_at)
-        ).all()
-        holds = any(lease.annotator == sub.annotator for lease in live)
-        answered, _ = self._counts(conn, task.id, clock)
-        if not holds and answered + len(live) >= task.answers_needed:
-            holders = ", ".join(
-                f"{lease.annotator!r} until {as_utc(lease.expires_at):%H:%M:%S} UTC"
-                for lease in live
-            )
-            return rejected(
-                "slot_reserved",
-                f"Task {task.id}'s remaining slot(s) are leased by {holders}; the answer from "
-                f"{sub.annotator!r} was not recorded (a lease reserves its slot until it "
-                f"expires).",
+                "grace_expired",
+                f"The grace period to correct answer {head.id} ({within}) is over: it was "
+                f"given at {as_utc(head.answered_at):%Y-%m-%d %H:%M:%S} UTC; ask a reviewer "
+                f"to adjudicate task {task.id} instead.",
             )
         return self._insert_answer(
-            conn, task, sub, label, submission_id, answered_at, clock, None, ""
+            conn, task, sub, label, submission_id, answered_at, clock, head, reason
         )
 
     def _insert_answer(
@@ -1298,6 +1503,33 @@ def _current_label_set(conn: sa.Connection, classes: list[str], asked: int | Non
     return current
 
 
+def _refused(conn: sa.Connection, row: sa.Row | None, sub: Submission) -> SubmitOutcome | None:
+    """The checks every answer passes first, or the refusal: the task exists, the label is
+    one of its classes, the time spent is a number >= 0, the person may label."""
+    label = str(sub.label)
+
+    def rejected(code: str, why: str) -> SubmitOutcome:
+        return SubmitOutcome(sub, REJECTED, None, code, why)
+
+    if row is None:
+        return rejected("unknown_task", f"Unknown task id {sub.task_id!r}; nothing recorded.")
+    task = _task(row)
+    if label not in task.classes:
+        return rejected(
+            "invalid_label",
+            f"Label {label!r} for task {task.id} is not one of its classes {task.classes}."
+            + _label_set_hint(conn, task, label),
+        )
+    if sub.time_spent_s is not None and not sub.time_spent_s >= 0:
+        return rejected(
+            "invalid_time", f"time_spent_s must be a number >= 0, got {sub.time_spent_s!r}."
+        )
+    problem = _labeler_problem(conn, sub.annotator)
+    if problem is not None:
+        return rejected("not_allowed", f"{problem}; nothing recorded.")
+    return None
+
+
 def _label_set_hint(conn: sa.Connection, task: Task, label: str) -> str:
     """Why an old class name is refused: the label set change that retired it, if any.
     (A label given under an older set is never guessed into the new one: it is re-given.)"""
@@ -1334,6 +1566,11 @@ def _raise_or_answer(outcome: SubmitOutcome) -> Answer:
         raise InvalidAnswerError(outcome.reason)
     assert outcome.answer is not None
     return outcome.answer
+
+
+def _chunks(values: Sequence[str], size: int = 500) -> list[Sequence[str]]:
+    """`values` in pieces of at most `size`: the IN (...) lists of batched lookups."""
+    return [values[start : start + size] for start in range(0, len(values), size)]
 
 
 def _lock(conn: sa.Connection, task_ids: Sequence[str], full: bool = False) -> list[sa.Row]:

@@ -8,7 +8,7 @@ that program's own stores, with its machine API (`/p/<program>/api/feedback`, by
 `/healthz` and the API needs a live session; every other POST needs the session's
 CSRF token, a form body under `max_body` bytes, and the role its action needs (checked here on
 the server, whatever the page showed). Answers go through the queue's own submission
-(`TaskQueue.submit_in`), the same write path as file imports; every action is audited.
+(`TaskQueue.submit_in`: the one write path file imports use in batches); every action is audited.
 """
 
 from __future__ import annotations

@@ -230,7 +230,7 @@ def _lead_page(
         }
         for name in registry.names()
     ]
-    recent = program.audit.entries().tail(25).iloc[::-1]
+    recent = program.audit.entries(limit=25).iloc[::-1]
     newest = _newest(state, program)
     base = newest.template() if newest is not None else program.definition.template
     return render_page(

@@ -8,13 +8,14 @@ import json
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from feature_platform import FeatureStore, Settings
 from feature_platform.governance.audit import AuditLog
 from feature_platform.governance.roles import AnnotatorRegistry
 from feature_platform.labeling.connectors.files import read_csv, read_jsonl, tasks_to_jsonl
 from feature_platform.labeling.imports import import_answers, import_history, quarantined
-from feature_platform.labeling.queue import TaskQueue, TaskSpec
+from feature_platform.labeling.queue import TaskSpec
 
 CLASSES = ["cat", "dog"]
 
@@ -158,19 +159,16 @@ def test_an_import_that_fails_midway_stores_nothing(
             {"task_id": t2, "annotator": "ann", "label": "dog"},
         ]
     )
-    original = TaskQueue.submit_in
-    calls = []
 
-    def crash_on_third(self, conn, submission, now=None):  # noqa: ANN001, ANN202
-        calls.append(submission.task_id)
-        if len(calls) == 3:
+    def crash_at_the_import_log(conn, cursor, statement, *_):  # noqa: ANN001, ANN202
+        # After the answers, events and quarantine rows were written in this transaction.
+        if statement.startswith("INSERT INTO labeling_imports"):
             raise OSError("disk full")
-        return original(self, conn, submission, now)
 
-    monkeypatch.setattr(TaskQueue, "submit_in", crash_on_third)
+    sa.event.listen(fs.engine, "before_cursor_execute", crash_at_the_import_log)
     with pytest.raises(OSError, match="disk full"):
         import_answers(fs.engine, fs.queue, read_jsonl(text), source="d", format="jsonl")
-    monkeypatch.setattr(TaskQueue, "submit_in", original)
+    sa.event.remove(fs.engine, "before_cursor_execute", crash_at_the_import_log)
     assert fs.queue.answers().empty
     assert quarantined(fs.engine).empty
     assert import_history(fs.engine).empty

@@ -192,10 +192,11 @@ def test_postgres_connection_lost_mid_import_rolls_back_with_its_own_exit_code(
     statements = {"n": 0}
 
     def cut(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
-        # Terminate this very connection once the import has written a few answers.
-        if statement.lstrip().upper().startswith("INSERT INTO LABELING_ANSWERS"):
+        # Terminate this very connection once the import has written its answers (one
+        # insert of them all) and goes on to their task events.
+        if statement.lstrip().upper().startswith("INSERT INTO LABELING_TASK_EVENTS"):
             statements["n"] += 1
-            if statements["n"] == 3:
+            if statements["n"] == 1:
                 pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
                 with admin.connect() as other:
                     other.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
