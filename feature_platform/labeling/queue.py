@@ -919,8 +919,11 @@ class TaskQueue:
             if head is not None and head.label == label:
                 outcomes[i] = SubmitOutcome(sub, ALREADY_RECORDED, _answer(head))
                 continue
+            # Rule 2 needs an id the caller gave (an answer edited in Label Studio keeps its
+            # id); the default id only stands for "this person's answer", so a new label under
+            # it is a conflict (rule 3), never a silent correction.
             if head is not None and same_id and sub.submission_id is not None:
-                pass  # rule 2: a revision of the person's answer (see `_record`)
+                pass  # rule 2: a revision of the person's answer, recorded below
             elif head is not None:  # rule 3
                 outcomes[i] = rejected(
                     "conflict",

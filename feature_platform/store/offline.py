@@ -435,7 +435,7 @@ class OfflineStore:
         self.location.mkdir(directory)
         self._clean_orphans(directory)
         name = f"snapshot-{created.strftime(_STAMP)}-{digest}.parquet"
-        stored = [n for n, _, _ in self._signature(fsv)]
+        stored = [n for n, _, _ in self.signature(fsv)]
         same = [n for n in stored if _digest_of(n) == digest]
         if name in same or (created_at is None and same and stored[-1] == same[-1]):
             kept = name if name in same else same[-1]
@@ -481,7 +481,7 @@ class OfflineStore:
         threshold = self.persist_index_min_bytes
         if threshold is None:
             return
-        stored = sum(size for _, size, _ in self._signature(fsv))
+        stored = sum(size for _, size, _ in self.signature(fsv))
         if self.in_memory_max_bytes is not None and stored > self.in_memory_max_bytes:
             return  # kept out of core: values are never held, so there is nothing to save
         if stored >= threshold:
@@ -531,12 +531,7 @@ class OfflineStore:
     def snapshots(self, fsv: FeatureSetVersion) -> list[PurePath]:
         """The version's snapshot files, oldest first (Paths on a local disk)."""
         directory = self._dir(fsv)
-        return [self.location.pure_path(f"{directory}/{n}") for n, _, _ in self._signature(fsv)]
-
-    def signature(self, fsv: FeatureSetVersion) -> tuple:
-        """The version's snapshot set as (name, size, mtime) entries: equal while no snapshot
-        is added, replaced or removed (what this store's own caches are keyed by)."""
-        return self._signature(fsv)
+        return [self.location.pure_path(f"{directory}/{n}") for n, _, _ in self.signature(fsv)]
 
     def read_files(
         self, fsv: FeatureSetVersion, files: Sequence[PurePath], features: list[str] | None = None
@@ -749,7 +744,9 @@ class OfflineStore:
             frame = pd.concat([frame, pd.DataFrame(others)], axis=1)
         return frame[features] if list(frame.columns) != features else frame
 
-    def _signature(self, fsv: FeatureSetVersion) -> tuple:
+    def signature(self, fsv: FeatureSetVersion) -> tuple:
+        """The version's snapshot set as (name, size, mtime) entries: equal while no snapshot
+        is added, replaced or removed (what this store's own caches are keyed by)."""
         entries = self.location.list(self._dir(fsv))
         return tuple(
             sorted(
@@ -766,7 +763,7 @@ class OfflineStore:
     def _prepared(self, fsv: FeatureSetVersion, only: Sequence[str] | None = None) -> _Prepared:
         """`only`: just these snapshot names (a replay), cached under their own key and
         never persisted (a persisted index is the current set's)."""
-        signature = self._signature(fsv)
+        signature = self.signature(fsv)
         key = f"{self.root}|{fsv.id}|{fsv.fingerprint}"
         current = only is None or [n for n, _, _ in signature] == list(only)
         if not current:
