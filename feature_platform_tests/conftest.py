@@ -100,7 +100,7 @@ def run_simulated_round(
     name = rounds.round_key(number)
     champion = tracker.by_alias("champion")
     model = tracker.load(champion) if champion else None
-    pool = rounds.candidate_pool(store, program, model, model_feature_version="digits@v1")
+    pool = rounds.candidate_pool(store, program, model, model_feature_version=program.feature_set)
     tasks = rounds.open_batch(store, program, name, pool, champion.label if champion else None)
     annotators.answer(store.queue, name)
     _, training_set = rounds.freeze_training_set(store, program, name)

@@ -202,8 +202,7 @@ def import_feedback(
         )
     label_source = f"{FEEDBACK}:{system}"
     samples = program_samples(store, program)  # every stored sample, reused while unchanged
-    in_force = store.label_sets.classes(program.classes)  # after renames, merges, splits
-    classes = set(in_force)
+    classes = set(store.label_sets.classes(program.classes))  # after renames, merges, splits
     import_id = f"fb-{uuid.uuid4().hex[:12]}"
     now = utcnow()
     rejected: list[RejectedRow] = []
