@@ -57,7 +57,7 @@ from feature_platform.store.feature_set import (
     is_numeric_dtype,
     output_dtype,
 )
-from feature_platform.store.offline_fs import HashingWriter, OfflineLocation
+from feature_platform.store.offline_fs import HashingWriter, OfflineLocation, checksum
 
 TIMESTAMP_DTYPE = "datetime64[ns, UTC]"
 INDEX_FORMAT = 3  # bump when `_Prepared`'s arrays or the index files change meaning
@@ -142,11 +142,11 @@ class _OnFirstUse:
         if obj is None:
             raise AttributeError(self._slot)  # for dataclasses: a field without a default
         value = obj.__dict__[self._slot]
-        if not isinstance(value, np.ndarray):
+        if callable(value):
             value = obj.__dict__[self._slot] = value()
         return value
 
-    def __set__(self, obj: Any, value: np.ndarray | Callable[[], np.ndarray]) -> None:
+    def __set__(self, obj: Any, value: np.ndarray | Callable[[], np.ndarray] | None) -> None:
         obj.__dict__[self._slot] = value
 
 
@@ -171,7 +171,7 @@ class _Prepared:
     numeric: list[str]
     # (rows + 1, numeric features) float64, row-major, last row all NaN; None when the
     # version is larger than memory allows: `reader` then fetches the rows asked for.
-    values: np.ndarray | None
+    values: np.ndarray | None = _OnFirstUse()
     others: dict[str, Any]  # non-numeric feature -> array in file order
     reader: _RowReader | None = None
     _text_index: pd.Index | None = None
@@ -901,13 +901,18 @@ class OfflineStore:
             # With step tables the search reads only them, the keys and the values: the
             # sorted arrays are mapped when something else (latest, a TTL) first asks.
             later = self._INDEX_ARRAYS if step_longest else ()
-            names = ("values", "uniques") + (_StepTables.ARRAYS if step_longest else ())
+            names = ("uniques",) + (_StepTables.ARRAYS if step_longest else ())
             arrays: dict[str, Any] = {}
             for name in names + tuple(n for n in self._INDEX_ARRAYS if n not in later):
                 array, digest = loc.load_array(f"{directory}/{name}.npy")
                 if digest != checksums[name]:
                     return self._discard_index(fsv, directory, f"{name}.npy checksum")
                 arrays[name] = array
+            # The values, most of the index, are checked in the background while the search
+            # (which does not read them) runs; they are served once the check has passed.
+            values, values_data = loc.map_array(f"{directory}/values.npy")
+            if values.ndim != 2 or values.shape[1] != len(meta["numeric"]):
+                raise ValueError(f"values.npy has shape {values.shape}")
             if step_longest:  # the tables' shapes must agree with what meta.json says
                 columns = arrays["step_times"].shape[-1]
                 cells = columns * (step_longest + 1)
@@ -925,13 +930,14 @@ class OfflineStore:
         mapped_later = _IndexArrays(self, fsv, directory, signature, checksums)
         for name in later:
             arrays[name] = mapped_later.loader(name)
+        arrays["values"] = mapped_later.checked_later("values", values, values_data)
         keys = pd.Index(uniques if meta["entity_dtype"] == "int64" else uniques.astype(object))
         return _Prepared(
             _steps=steps,
             files=signature,
             entity_dtype=meta["entity_dtype"],
             uniques=keys.astype("str") if meta["entity_dtype"] == "str" else keys,
-            rows=arrays["values"].shape[0] - 1,
+            rows=values.shape[0] - 1,
             numeric=meta["numeric"],
             others={},
             **arrays,
@@ -1032,11 +1038,12 @@ class OfflineStore:
 
 
 class _IndexArrays:
-    """The arrays of one saved index that `_load_index` left to be mapped on first use.
-    Each is checked against its checksum when mapped; one that is damaged or gone (the
-    index was replaced meanwhile) is reported like a damaged index, and every array left
-    comes from one rebuild from the same Parquet snapshots (the sort is deterministic, so
-    the rebuilt arrays are the ones the index held)."""
+    """The arrays of one saved index that `_load_index` left to be mapped on first use, or
+    mapped but still being checked (the values). Each is served only once its checksum
+    matches; one that is damaged or gone (the index was replaced meanwhile) is reported like
+    a damaged index, and every array left comes from one rebuild from the same Parquet
+    snapshots (the sort is deterministic, so the rebuilt arrays are the ones the index held;
+    the rebuild is saved as the index again)."""
 
     def __init__(
         self,
@@ -1054,11 +1061,22 @@ class _IndexArrays:
     def loader(self, name: str) -> Callable[[], np.ndarray]:
         return lambda: self._array(name)
 
-    def _array(self, name: str) -> np.ndarray:
+    def checked_later(self, name: str, array: np.ndarray, data: Any) -> Callable[[], np.ndarray]:
+        """A loader for `name`, already mapped as `array` over `data`: the checksum of `data`
+        is computed from now on in a background thread, and the first call waits for it."""
+        digest = _InBackground(lambda: checksum(data))
+        return lambda: self._array(name, lambda: (array, digest.result()))
+
+    def _array(
+        self, name: str, mapped: Callable[[], tuple[np.ndarray, str]] | None = None
+    ) -> np.ndarray:
         with self._lock:
             if self._rebuilt is None:
                 try:
-                    array, digest = self._store.location.load_array(f"{self._directory}/{name}.npy")
+                    if mapped is None:
+                        path = f"{self._directory}/{name}.npy"
+                        mapped = lambda: self._store.location.load_array(path)  # noqa: E731
+                    array, digest = mapped()
                     if digest == self._checksums[name]:
                         return array
                     why = f"{name}.npy checksum"
@@ -1068,7 +1086,31 @@ class _IndexArrays:
                 directory = self._store._dir(self._fsv)
                 files = [f"{directory}/{entry[0]}" for entry in self._signature]
                 self._rebuilt = self._store.load(self._fsv, files, self._signature)
+                self._store._save_index(self._fsv, self._rebuilt)  # whole again for the next
             return getattr(self._rebuilt, name)
+
+
+class _InBackground:
+    """`work()` run in a daemon thread from construction; `result()` waits for it and
+    returns its value or raises its exception. A thread per call rather than a pool: a
+    pool's workers do not survive a fork (Celery's prefork workers)."""
+
+    def __init__(self, work: Callable[[], Any]) -> None:
+        self._work, self._value, self._error = work, None, None
+        self._thread = threading.Thread(target=self._run, name="fp-offline-index", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._work()
+        except BaseException as exc:  # handed to whoever waits in result()
+            self._error = exc
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 class _RowReader:

@@ -152,19 +152,23 @@ class OfflineLocation:
         return digest.hexdigest()
 
     def load_array(self, path: str) -> tuple[np.ndarray, str]:
-        """A saved numpy array and the checksum of its file. Locally the file is mapped
-        once, read-only, with its pages loaded up front (one system call instead of a fault
-        per page), hashed and used through that one mapping: no copy in memory."""
+        """A saved numpy array and the checksum of its file (see `map_array`)."""
+        array, data = self.map_array(path)
+        return array, checksum(data)
+
+    def map_array(self, path: str) -> tuple[np.ndarray, Any]:
+        """A saved numpy array and the whole file's bytes, to check with `checksum`. Locally
+        the file is mapped read-only and the array is a view of that mapping (no copy);
+        pages come in as first touched, a large block at a time (fault-around), which here
+        was faster overall than populating them up front. Elsewhere the file is read."""
         if not self.local:
             data = self.read_bytes(path)
-            return np.load(io.BytesIO(data), allow_pickle=False), checksum(data)
+            return np.load(io.BytesIO(data), allow_pickle=False), data
         with open(path, "rb") as file:
             size = os.fstat(file.fileno()).st_size
             if size == 0:
                 raise ValueError(f"{path} is empty")
-            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-            mapped = mmap.mmap(file.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
-        digest = checksum(mapped)
+            mapped = mmap.mmap(file.fileno(), 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
         header = io.BytesIO(mapped[: min(size, 1 << 16)])
         version = np.lib.format.read_magic(header)
         readers = {
@@ -179,7 +183,7 @@ class OfflineLocation:
         array = np.ndarray(
             shape, dtype=dtype, buffer=mapped, offset=header.tell(), order="F" if fortran else "C"
         )
-        return array, digest
+        return array, mapped
 
     def move(self, source: str, target: str) -> None:
         self.fs.move(source, target)
