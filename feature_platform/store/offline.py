@@ -1065,18 +1065,19 @@ class _IndexArrays:
         """A loader for `name`, already mapped as `array` over `data`: the checksum of `data`
         is computed from now on in a background thread, and the first call waits for it."""
         digest = _InBackground(lambda: checksum(data))
-        return lambda: self._array(name, lambda: (array, digest.result()))
+        return lambda: self._array(name, (array, digest))
 
     def _array(
-        self, name: str, mapped: Callable[[], tuple[np.ndarray, str]] | None = None
+        self, name: str, checking: tuple[np.ndarray, _InBackground] | None = None
     ) -> np.ndarray:
         with self._lock:
             if self._rebuilt is None:
                 try:
-                    if mapped is None:
+                    if checking is None:
                         path = f"{self._directory}/{name}.npy"
-                        mapped = lambda: self._store.location.load_array(path)  # noqa: E731
-                    array, digest = mapped()
+                        array, digest = self._store.location.load_array(path)
+                    else:
+                        array, digest = checking[0], checking[1].result()
                     if digest == self._checksums[name]:
                         return array
                     why = f"{name}.npy checksum"
@@ -1093,10 +1094,11 @@ class _IndexArrays:
 class _InBackground:
     """`work()` run in a daemon thread from construction; `result()` waits for it and
     returns its value or raises its exception. A thread per call rather than a pool: a
-    pool's workers do not survive a fork (Celery's prefork workers)."""
+    pool's workers do not survive a fork (Celery's prefork workers). A process forked while
+    the thread ran has no such thread: `result()` there does the work itself."""
 
     def __init__(self, work: Callable[[], Any]) -> None:
-        self._work, self._value, self._error = work, None, None
+        self._work, self._value, self._error, self._done = work, None, None, False
         self._thread = threading.Thread(target=self._run, name="fp-offline-index", daemon=True)
         self._thread.start()
 
@@ -1105,9 +1107,12 @@ class _InBackground:
             self._value = self._work()
         except BaseException as exc:  # handed to whoever waits in result()
             self._error = exc
+        self._done = True
 
     def result(self) -> Any:
         self._thread.join()
+        if not self._done:
+            self._run()
         if self._error is not None:
             raise self._error
         return self._value

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 from store_test_support import T0, make_store, minutes, rows, spec
 
+from feature_platform.store import offline as offline_module
 from feature_platform.store.feature_set import EVENT_TIMESTAMP
 from feature_platform.store.offline import OfflineIndexWarning, OfflineStore, SnapshotReadError
 
@@ -61,6 +62,40 @@ def test_an_index_damaged_at_the_same_size_is_reported_and_rebuilt(tmp_path) -> 
         again = fresh.point_in_time(_entity_df(list(range(0, 200, 7))), [(FSV, ["x", "y"])])
     pd.testing.assert_frame_equal(again, expected)
     assert isinstance(fresh.prepared(FSV).values.base, mmap.mmap)  # mapped, not rebuilt
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_process_forked_while_the_index_is_checked_serves_it_and_keeps_it(
+    tmp_path, monkeypatch
+) -> None:
+    """The values are checked in a background thread; a process forked meanwhile (Celery's
+    prefork workers) has no such thread and must check them itself, not call the index
+    damaged. The check is slowed down so that the fork lands inside it."""
+    expected, index = _indexed_store(tmp_path)
+    real_checksum = offline_module.checksum
+
+    def slow_checksum(data: object) -> str:
+        time.sleep(0.5)
+        return real_checksum(data)
+
+    monkeypatch.setattr(offline_module, "checksum", slow_checksum)
+    store = OfflineStore(tmp_path, persist_index_min_bytes=0)
+    store.prepared(FSV)  # the index is open; its values' check has just begun
+    pid = os.fork()
+    if pid == 0:  # the child reports through its exit code only
+        code = 1
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", OfflineIndexWarning)
+                got = store.point_in_time(_entity_df(list(range(0, 200, 7))), [(FSV, ["x", "y"])])
+            code = 0 if got.equals(expected) and (index / "meta.json").exists() else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    got = store.point_in_time(_entity_df(list(range(0, 200, 7))), [(FSV, ["x", "y"])])
+    pd.testing.assert_frame_equal(got, expected)  # and the parent's own thread served it
+    assert (index / "meta.json").exists()
 
 
 @pytest.mark.parametrize(
