@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from feature_platform.errors import FeaturePlatformError
 from feature_platform.governance.roles import PermissionDeniedError
@@ -18,6 +18,7 @@ from feature_platform.web.plumbing import (
     program_page,
     render_page,
     session_actor,
+    session_of,
     state_of,
 )
 from feature_platform.web.programs import WebProgram
@@ -47,8 +48,10 @@ def _labels_page(
 
 
 def labels(request: Request) -> Response:
-    _, _, program = program_page(request, None)
-    return _labels_page(request, program)
+    """The page; `?notice=` carries what the change just made did (sealed for this session)."""
+    session, _, program = program_page(request, None)
+    notice = state_of(request).sessions.open_notice(session, request.query_params.get("notice"))
+    return _labels_page(request, program, message=notice)
 
 
 def _names(text: str) -> list[str]:
@@ -78,7 +81,8 @@ def _change(form: dict[str, str]) -> LabelChange:
 def change_labels(request: Request, form: dict[str, str]) -> Response:
     """Apply one label set change as the signed-in person: the core refuses it (403) unless
     they may `manage_programs` in this program, and refuses an invalid change (422, its
-    sentence on the page) without changing anything."""
+    sentence on the page) without changing anything. A change made redirects to the page
+    (303) with what it did, so reloading that page does not submit the change again."""
     state = state_of(request)
     person, program = checked_program_form(request, form, None)
     note = form.get("note", "").strip()[:MAX_REASON]
@@ -107,4 +111,5 @@ def change_labels(request: Request, form: dict[str, str]) -> Response:
         )
     elif made.change is not None and made.change.kind == SPLIT:
         message += " No sample was labeled in the split class: nothing to relabel."
-    return _labels_page(request, program, message=message)
+    sealed = state.sessions.seal_notice(session_of(request), message)
+    return RedirectResponse(f"{program.prefix}/labels?notice={sealed}", status_code=303)

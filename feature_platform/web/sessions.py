@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
-from itsdangerous import BadSignature, Signer
+from itsdangerous import BadSignature, Signer, URLSafeTimedSerializer
 
 from feature_platform.store.db import as_utc, create_tables, metadata, utcnow
 
@@ -62,6 +62,9 @@ class Session:
     expires_at: datetime
 
 
+NOTICE_MAX_AGE_S = 600  # a notice tells what a form just did, not what it did last week
+
+
 def _digest(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
@@ -77,6 +80,7 @@ class SessionStore:
     ) -> None:
         self.engine = engine
         self.signer = Signer(secret, salt="fp-web-session")
+        self._notices = URLSafeTimedSerializer(secret, salt="fp-web-notice")
         self.idle, self.absolute = idle, absolute
         create_tables(engine, sessions)
 
@@ -119,6 +123,22 @@ class SessionStore:
                     sessions.update().where(sessions.c.id_hash == id_hash).values(last_seen=now)
                 )
         return Session(row.id_hash, row.name, row.csrf, as_utc(row.created_at), row.expires_at)
+
+    def seal_notice(self, session: Session, text: str) -> str:
+        """`text` sealed for `session` alone, for the URL a form redirects to (post, redirect,
+        get: reloading that page repeats no change). A link someone else made shows nothing
+        here (its seal names another session), nor does one older than NOTICE_MAX_AGE_S."""
+        return self._notices.dumps([session.id_hash, text])
+
+    def open_notice(self, session: Session, sealed: str | None) -> str:
+        """The text `seal_notice` sealed for this session, or "" for anything else."""
+        if not sealed:
+            return ""
+        try:
+            owner, text = self._notices.loads(sealed, max_age=NOTICE_MAX_AGE_S)
+        except (BadSignature, ValueError, TypeError):
+            return ""
+        return text if owner == session.id_hash and isinstance(text, str) else ""
 
     def end(self, session: Session, now: datetime | None = None) -> None:
         with self.engine.begin() as conn:

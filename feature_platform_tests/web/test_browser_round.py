@@ -298,6 +298,20 @@ def test_people_label_a_round_in_the_browser_and_the_loop_retrains(tmp_path: Pat
                 page.click("#sign-out")
             assert not loop.store.queue.leases("ann")
             assert not weather.store.queue.leases("ann")
+
+            # The lead adds a class to weather's label set with the Labels page's form: the
+            # page comes back (post, redirect, get) saying what it did, and reloading it
+            # shows that again without changing the set a second time.
+            lead.goto(f"{base}/p/weather/labels")
+            lead.fill("#form-add input[name=name]", "hail")
+            with lead.expect_navigation():
+                lead.click("#form-add button[type=submit]")
+            assert "/p/weather/labels?notice=" in lead.url, lead.inner_text("body")[:1500]
+            assert "class hail was added" in lead.inner_text("#labels-message")
+            lead.reload()
+            assert "class hail was added" in lead.inner_text("#labels-message")
+            assert [v.version for v in weather.store.label_sets.versions()] == [1, 2]
+            assert weather.store.label_sets.classes(())[-1] == "hail"
             browser.close()
     finally:
         server.should_exit = True

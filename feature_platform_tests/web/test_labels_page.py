@@ -23,12 +23,21 @@ def _change(web: Web, who: str, **fields: str):  # noqa: ANN202
     return client, client.post(CHANGE, data={"csrf": token, **fields})
 
 
+def _made(client, response):  # noqa: ANN001, ANN202
+    """A change made answers 303 to the Labels page; that page, as the browser then gets it."""
+    assert response.status_code == 303, response.text
+    location = response.headers["location"]
+    assert location.startswith(f"{LABELS}?notice=")
+    return client.get(location)
+
+
 def _task_classes(web: Web) -> set[tuple[str, ...]]:
     return {tuple(t.classes) for t in web.queue.tasks()}
 
 
 def test_lead_renames_a_class_with_the_form(web: Web) -> None:
-    client, response = _change(web, "lea", kind="rename", old="3", new="three", note="spelled")
+    client, posted = _change(web, "lea", kind="rename", old="3", new="three", note="spelled")
+    response = _made(client, posted)
     assert response.status_code == 200
     assert "Label set version 2: class 3 was renamed to three. 3 task(s) now offer" in (
         response.text
@@ -65,7 +74,7 @@ def test_a_split_reports_the_relabel_tasks_it_opened(web: Web) -> None:
     answer = {"csrf": token, "task_id": task_id, "label": "7"}
     assert annotator.post(f"{D}/annotate/answer", data=answer).status_code == 303
 
-    _, response = _change(web, "lea", kind="split", source="7", into="7, 7-crossed")
+    response = _made(*_change(web, "lea", kind="split", source="7", into="7, 7-crossed"))
     assert response.status_code == 200, response.text
     assert "class 7 was split into 7 and 7-crossed" in response.text
     assert "1 sample(s) re-queued for relabeling in round relabel-v2" in response.text
@@ -119,7 +128,8 @@ def test_an_invalid_change_shows_the_core_error_and_changes_nothing(
 
 
 def test_class_names_are_escaped_on_the_page(web: Web) -> None:
-    client, response = _change(web, "lea", kind="add", name="<b>bold</b>")
+    client, posted = _change(web, "lea", kind="add", name="<b>bold</b>")
+    response = _made(client, posted)
     assert response.status_code == 200
     assert "<b>bold</b>" not in response.text
     assert "&lt;b&gt;bold&lt;/b&gt;" in response.text
@@ -138,3 +148,25 @@ def test_a_post_without_the_csrf_token_is_refused(web: Web, token: str | None) -
     response = client.post(CHANGE, data=data)
     assert response.status_code == 403 and "CSRF" in response.text
     assert web.program("digits").store.label_sets.versions() == []
+
+
+def test_reloading_the_page_after_a_change_repeats_nothing_and_the_notice_is_the_sessions_own(
+    web: Web,
+) -> None:
+    """Post, redirect, get: the notice rides in the URL, sealed for the session that made the
+    change; reloading shows it again without a second change, and the same URL shows nothing
+    to another session, nor does a notice someone made up."""
+    client, posted = _change(web, "lea", kind="add", name="ten")
+    location = posted.headers["location"]
+    said = "Label set version 2: class ten was added."
+    assert said in _made(client, posted).text
+    assert said in client.get(location).text  # a reload: the same page, no new change
+    assert [v.version for v in web.program("digits").store.label_sets.versions()] == [1, 2]
+
+    for other in (web.sign_in("lea"), web.sign_in("ann")):  # a new session, another person
+        page = other.get(location)
+        assert page.status_code == 200 and said not in page.text
+    sealed = location.split("notice=", 1)[1]
+    for made_up in (sealed[:-2] + "xx", "Label set version 9", ""):
+        page = client.get(f"{LABELS}?notice={made_up}")
+        assert page.status_code == 200 and 'id="labels-message"' not in page.text
