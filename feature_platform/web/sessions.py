@@ -80,7 +80,7 @@ class SessionStore:
     ) -> None:
         self.engine = engine
         self.signer = Signer(secret, salt="fp-web-session")
-        self._notices = URLSafeTimedSerializer(secret, salt="fp-web-notice")
+        self._secret = secret
         self.idle, self.absolute = idle, absolute
         create_tables(engine, sessions)
 
@@ -127,18 +127,22 @@ class SessionStore:
     def seal_notice(self, session: Session, text: str) -> str:
         """`text` sealed for `session` alone, for the URL a form redirects to (post, redirect,
         get: reloading that page repeats no change). A link someone else made shows nothing
-        here (its seal names another session), nor does one older than NOTICE_MAX_AGE_S."""
-        return self._notices.dumps([session.id_hash, text])
+        here (it was sealed for another session), nor does one older than NOTICE_MAX_AGE_S.
+        The URL carries the text and a signature, nothing that names the session."""
+        return self._notices(session).dumps(text)
 
     def open_notice(self, session: Session, sealed: str | None) -> str:
         """The text `seal_notice` sealed for this session, or "" for anything else."""
         if not sealed:
             return ""
         try:
-            owner, text = self._notices.loads(sealed, max_age=NOTICE_MAX_AGE_S)
-        except (BadSignature, ValueError, TypeError):
+            text = self._notices(session).loads(sealed, max_age=NOTICE_MAX_AGE_S)
+        except (BadSignature, ValueError):
             return ""
-        return text if owner == session.id_hash and isinstance(text, str) else ""
+        return text if isinstance(text, str) else ""
+
+    def _notices(self, session: Session) -> URLSafeTimedSerializer:
+        return URLSafeTimedSerializer(self._secret, salt=f"fp-web-notice:{session.id_hash}")
 
     def end(self, session: Session, now: datetime | None = None) -> None:
         with self.engine.begin() as conn:
