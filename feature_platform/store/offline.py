@@ -133,7 +133,8 @@ def normalize_keys(values: pd.Series | np.ndarray, what: str) -> pd.Series:
 
 class _OnFirstUse:
     """A `_Prepared` array given outright or as a loader called on first use: a saved index
-    maps only what the short-history search reads, the rest when something asks for it."""
+    maps only what the short-history search reads, the rest when something asks for it, and
+    serves its values once their check (begun when the index was opened) has passed."""
 
     def __set_name__(self, owner: type, name: str) -> None:
         self._slot = f"_{name}"
