@@ -865,12 +865,8 @@ class TaskQueue:
                 .order_by(leases.c.expires_at)
             ):
                 held.add((r.task_id, r.annotator))
-            for r in conn.execute(
-                sa.select(leases.c.task_id, leases.c.annotator, leases.c.expires_at)
-                .where(leases.c.task_id.in_(chunk), leases.c.expires_at > clock)
-                .order_by(leases.c.expires_at)
-            ):
-                live.setdefault(r.task_id, []).append(r)
+                if as_utc(r.expires_at) > clock:
+                    live.setdefault(r.task_id, []).append(r)
         same_ids: dict[str, list[sa.Row]] = {}
         for chunk in _chunks(sorted(set(sids))):
             for r in conn.execute(

@@ -48,7 +48,7 @@ def _labels_page(
 
 
 def labels(request: Request) -> Response:
-    """The page; `?notice=` carries what the change just made did (sealed for this session)."""
+    """The page; `?notice=` carries what the last change did (sealed for this session)."""
     session, _, program = program_page(request, None)
     notice = state_of(request).sessions.open_notice(session, request.query_params.get("notice"))
     return _labels_page(request, program, message=notice)
